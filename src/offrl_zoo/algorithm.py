@@ -1,0 +1,177 @@
+"""The ``Algorithm`` contract every built-in and plugin algorithm implements.
+
+An algorithm is an ``nn.Module`` holding its networks, plus the optimisers and schedulers that train
+them. It declares its training phases as ``Stage`` objects; the Trainer runs them in order, samples
+batches of the stage's size from a TorchRL replay buffer and calls ``stage.update(batch, step)``.
+Nothing in here knows about the trainer, the CLI or the benchmark layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from offrl_zoo.spec import DataSpec
+
+REWARD_TRANSFORMS = ("raw", "return_range", "minus_one", "dql_antmaze", "standardize")
+EPISODE_SPLITS = ("gap", "fixed_1000")
+
+
+@dataclass
+class BaseConfig:
+    """Fields every algorithm config has: how its data is prepared (ALGORITHMS.md §1.1–1.2).
+
+    These are applied once to the whole dataset by ``offrl_zoo.data.transforms``, never inside an
+    algorithm, so that the same dataset preparation is one piece of code for every method.
+    """
+
+    # Standardise observations with the dataset's per-dimension mean/std (+ obs_norm_eps on the std).
+    normalize_obs: bool = False
+    obs_norm_eps: float = 1e-3
+    # Reward transform: raw | return_range (r·scale/(R_max−R_min) over dataset episodes) |
+    # minus_one (r−1) | dql_antmaze ((r−0.5)·4) | standardize ((r−mean)/std).
+    reward_transform: str = "raw"
+    return_range_scale: float = 1000.0
+    # How episodes are split for return_range: gap (terminal or next_obs[i] != obs[i+1], IQL/IDQL)
+    # or fixed_1000 (terminal or 1000 steps, SRPO/CORL).
+    episode_split: str = "gap"
+    # Clip dataset actions to ±clip_actions (IQL/IDQL use 1 − 1e−5); null leaves them as they are.
+    clip_actions: float | None = None
+    # Keep only the best fraction of trajectories by discounted return (CORL's "%BC"; trajectories end
+    # at a terminal or after 1000 steps); 1.0 keeps everything.
+    top_fraction: float = 1.0
+    top_fraction_discount: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.top_fraction <= 1:
+            raise ValueError(f"top_fraction={self.top_fraction}: expected a value in (0, 1]")
+        check_choice(self, "reward_transform", REWARD_TRANSFORMS)
+        check_choice(self, "episode_split", EPISODE_SPLITS)
+        check_positive(self, "obs_norm_eps", "return_range_scale")
+        if self.clip_actions is not None and not self.clip_actions > 0:
+            raise ValueError(f"clip_actions={self.clip_actions}: expected a positive bound or null")
+
+
+def check_choice(cfg: Any, key: str, choices: tuple[str, ...]) -> None:
+    value = getattr(cfg, key)
+    if value not in choices:
+        raise ValueError(f"{key}={value!r}: expected one of {', '.join(choices)}")
+
+
+def check_positive(cfg: Any, *keys: str) -> None:
+    for key in keys:
+        if not getattr(cfg, key) > 0:
+            raise ValueError(f"{key}={getattr(cfg, key)!r}: expected a positive number")
+
+
+def check_unit_interval(cfg: Any, *keys: str) -> None:
+    for key in keys:
+        if not 0 < getattr(cfg, key) < 1:
+            raise ValueError(f"{key}={getattr(cfg, key)!r}: expected a value in the open interval (0, 1)")
+
+
+UpdateFn = Callable[[TensorDict, int], TensorDict]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training phase: ``steps`` calls of ``update`` on batches of ``batch_size``.
+
+    ``modules`` names the attributes of the algorithm that this stage changes (networks it trains and
+    their target/EMA copies); everything else must stay untouched, which the conformance suite checks.
+    ``sampling`` is ``uniform`` (with replacement, the default of every method here) or ``shuffled``
+    (a permutation walked in order, re-shuffled each pass, as SRPO).
+    ``has_policy`` says whether ``act`` is meaningful during this stage (periodic evaluation runs then).
+    """
+
+    name: str
+    steps: int
+    batch_size: int
+    update: UpdateFn
+    modules: tuple[str, ...]
+    sampling: Literal["uniform", "shuffled"] = "uniform"
+    has_policy: bool = True
+
+
+class Algorithm(nn.Module):
+    """Base class: subclasses set ``name`` and ``Config`` and implement ``stages`` and ``_act``.
+
+    Contract:
+    - ``__init__(spec, cfg, device)`` builds networks from ``spec`` only (nothing task-specific);
+    - ``stages()`` lists the phases; each ``update(batch, step)`` does one gradient step and returns a
+      TensorDict of 0-d tensors without synchronising with the host (no ``.item()``, no branching on
+      tensor values; branching on the integer ``step`` is fine);
+    - ``act(obs, deterministic)`` is batched over observations and takes raw (unnormalised) ones;
+    - ``state_dict()`` holds networks, targets, optimisers, schedulers: enough for exact resume.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type[BaseConfig]]
+    # One line saying where the algorithm comes from; shown by `offrl-zoo list`.
+    summary: ClassVar[str] = ""
+
+    def __init__(self, spec: DataSpec, cfg: BaseConfig, device: torch.device | str = "cpu") -> None:
+        super().__init__()
+        self.spec = spec
+        self.cfg = cfg
+        self.device = torch.device(device)
+        loc = torch.zeros(spec.obs_dim) if spec.obs_loc is None else torch.tensor(spec.obs_loc)
+        scale = torch.ones(spec.obs_dim) if spec.obs_scale is None else torch.tensor(spec.obs_scale)
+        self.register_buffer("obs_loc", loc.float())
+        self.register_buffer("obs_scale", scale.float())
+        low, high = spec.action_bounds()
+        self.register_buffer("action_low", low)
+        self.register_buffer("action_high", high)
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, Any] = {}
+
+    # -- to implement -----------------------------------------------------------------------------
+    def stages(self) -> list[Stage]:
+        raise NotImplementedError
+
+    def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        """Actions for a batch of *normalised* observations, shape (B, action_dim)."""
+        raise NotImplementedError
+
+    def selection_rule(self, deterministic: bool) -> str:
+        """How ``act`` picks an action, stamped next to every evaluation score."""
+        return "deterministic policy output" if deterministic else "policy sample"
+
+    # -- provided ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        """Batched actions for raw observations ``obs`` of shape (B, obs_dim), within the action bounds."""
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.obs_loc.device)
+        if obs.ndim != 2 or obs.shape[-1] != self.spec.obs_dim:
+            raise ValueError(f"act: expected observations of shape (B, {self.spec.obs_dim}), got {tuple(obs.shape)}")
+        was_training = self.training
+        self.eval()  # dropout etc. off while acting
+        try:
+            action = self._act((obs - self.obs_loc) / self.obs_scale, deterministic)
+        finally:
+            self.train(was_training)
+        return torch.maximum(torch.minimum(action, self.action_high), self.action_low)
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        if args or kwargs:  # called as a child module: behave like nn.Module
+            return super().state_dict(*args, **kwargs)
+        return {
+            "modules": super().state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True, assign: bool = False):  # type: ignore[override]
+        if "modules" not in state:
+            return super().load_state_dict(state, strict=strict, assign=assign)
+        result = super().load_state_dict(state["modules"], strict=strict, assign=assign)
+        for key, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][key])
+        for key, sched in self.schedulers.items():
+            sched.load_state_dict(state["schedulers"][key])
+        return result

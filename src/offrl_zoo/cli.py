@@ -1,0 +1,175 @@
+"""The ``offrl-zoo`` command line: list, config, train, eval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXAMPLES = """\
+examples:
+  offrl-zoo list tasks
+  offrl-zoo config iql --task hopper-medium-v2          # resolved config, each value's origin
+  offrl-zoo train td3bc --task toy-25_gaussian-far --steps 3000
+  offrl-zoo train iql --task hopper-medium-v2 --preset corl actor_lr=1e-4
+  offrl-zoo train bc --dataset my_data.hdf5 --env Hopper-v5
+  offrl-zoo eval runs/td3bc/toy-25_gaussian-far/seed0
+"""
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("algorithm", help="algorithm name (see `offrl-zoo list algorithms`)")
+    p.add_argument("--task", help="registered task id (see `offrl-zoo list tasks`)")
+    p.add_argument("--dataset", help="D4RL-layout HDF5 file or minari:DATASET_ID (overrides the task's data)")
+    p.add_argument("--env", help="Gymnasium env id that evaluates an unregistered --dataset")
+    p.add_argument("--preset", help="named preset of the algorithm, e.g. iql's `corl`")
+    p.add_argument("--config", dest="config_file", help="YAML file of algorithm config values")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="algorithm config values, applied last")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="offrl-zoo", description="Offline RL zoo: train, evaluate and compare offline RL algorithms.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list algorithms, tasks or an algorithm's presets")
+    p.add_argument("what", nargs="?", default="algorithms", choices=["algorithms", "tasks", "presets"])
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("config", help="print an algorithm's resolved config for a task, with value origins")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser(
+        "train", help="train one algorithm on one task (resumes an interrupted run)",
+        description="Train ALGO on a task or dataset. Re-running the same command resumes an interrupted run "
+                    "from its checkpoint and does nothing for a finished one.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_config_args(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, help="cap every training stage at this many gradient steps (recorded)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--out", default="runs", help="results root; the run goes to OUT/ALGO/TASK/seedN")
+    p.add_argument("--run-dir", help="exact run directory (overrides --out)")
+    p.add_argument("--eval-every", type=int, default=5000, help="gradient steps between evaluations")
+    p.add_argument("--eval-episodes", type=int, help="episodes per evaluation (default: the task's)")
+    p.add_argument("--stochastic-eval", action="store_true", help="evaluate with sampled, not deterministic, actions")
+    p.add_argument("--log-every", type=int, default=1000, help="steps per metrics.jsonl line")
+    p.add_argument("--checkpoint-every", type=int, default=10_000)
+    p.add_argument("--transitions", default="qlearning", choices=["qlearning", "next_observations"],
+                   help="how HDF5 rows become transitions: D4RL's qlearning_dataset, or stored next_observations")
+    p.add_argument("--offline", action="store_true", help="never download datasets")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: small MLPs gain little)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run's checkpoint again")
+    p.add_argument("run_dir")
+    p.add_argument("--episodes", type=int, help="episodes (default: the run's protocol)")
+    p.add_argument("--seed", type=int, help="first episode seed (default: the run's)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--stochastic", action="store_true", help="sampled instead of deterministic actions")
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from offrl_zoo import registry
+    from offrl_zoo.config import presets
+    from offrl_zoo.envs import all_tasks
+
+    if args.what == "tasks":
+        for task in all_tasks().values():
+            ref = "no reference" if task.ref_min is None else f"ref {task.ref_min:g}..{task.ref_max:g}"
+            print(f"{task.id:32s} {task.source:6s} env={task.env_id:24s} horizon={task.horizon:<5d} {ref}")
+        return 0
+    for name, origin in sorted(registry.available().items()):
+        cls = registry.get(name)
+        extra = f"  presets: {', '.join(presets(cls))}" if args.what == "presets" else ""
+        print(f"{name:10s} {origin:10s} {cls.summary}{extra}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from offrl_zoo import registry
+    from offrl_zoo.config import resolve
+    from offrl_zoo.train.run import RunRequest
+
+    task = RunRequest(args.algorithm, args.task, args.dataset, args.env).resolve_task()
+    resolved = resolve(registry.get(args.algorithm), task.id, args.preset, args.config_file, args.overrides)
+    print(f"# {args.algorithm} on {task.id}" + (f" with preset {args.preset}" if args.preset else ""))
+    for key, value in resolved.to_dict().items():
+        line = yaml.safe_dump({key: value}, default_flow_style=True, width=1000).strip().strip("{}")
+        origin = resolved.sources.get(key, "default (official implementation)")
+        print(f"{line:45s} # {origin}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from offrl_zoo.train.run import RunRequest, train
+
+    torch.set_num_threads(args.threads)
+    request = RunRequest(
+        algorithm=args.algorithm, task=args.task, dataset=args.dataset, env=args.env, preset=args.preset,
+        config_file=args.config_file, overrides=list(args.overrides), seed=args.seed, device=args.device,
+        steps=args.steps, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+        deterministic_eval=False if args.stochastic_eval else None, log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every, transitions=args.transitions, download=not args.offline,
+    )
+    run_dir = train(request, out=args.out, run_dir=args.run_dir, progress=not args.no_progress)
+    summary = json.loads((run_dir / "done").read_text())
+    final = summary.get("final_eval") or {}
+    score = f"score {final['score_mean']:.1f} ± {final['score_std']:.1f}" if "score_mean" in final else ""
+    ret = f"return {final['return_mean']:.2f} ± {final['return_std']:.2f}" if final else "no evaluation"
+    print(f"{run_dir}: {ret} {score} ({summary.get('elapsed_s')} s of training)")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from offrl_zoo.train.evaluator import Evaluator
+    from offrl_zoo.train.run import load_run
+
+    algo, task, record = load_run(args.run_dir, args.device)
+    request = record["request"]
+    evaluator = Evaluator(
+        task, args.episodes or request.get("eval_episodes") or task.eval_episodes,
+        seed=args.seed if args.seed is not None else request["seed"] + 100, deterministic=not args.stochastic,
+    )
+    result = evaluator(algo)
+    evaluator.close()
+    out = {k: v for k, v in result.items() if k not in ("returns", "lengths")}
+    out["protocol"] = evaluator.protocol(algo)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from offrl_zoo.config import ConfigError
+    from offrl_zoo.data import DatasetError
+    from offrl_zoo.registry import UnknownNameError
+    from offrl_zoo.train.trainer import TrainingDiverged
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DatasetError, UnknownNameError) as err:
+        print(f"offrl-zoo: error: {err}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as err:
+        print(f"offrl-zoo: training diverged: {err}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print(f"offrl-zoo: interrupted; re-run the same command to resume ({Path.cwd()})", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

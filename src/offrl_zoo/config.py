@@ -1,0 +1,160 @@
+"""Algorithm configs with OmegaConf, merged in layers, each resolved value tagged with where it came from.
+
+Layers (later wins): the Config dataclass defaults (the official implementation's values) ←
+``tasks.yaml`` entries whose pattern matches the task ← a named preset (its defaults, then its own task
+entries) ← a user YAML file ← the command line's ``key=value`` list.
+
+``tasks.yaml`` and preset files map task patterns to tagged values::
+
+    "hopper-*|walker2d-*":            # fnmatch patterns, '|' separates alternatives; file order applies
+      expectile: {value: 0.7, source: paper}   # source: paper | official-code | tuned-here
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import inspect
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from offrl_zoo.algorithm import Algorithm, BaseConfig
+
+SOURCES = ("paper", "official-code", "tuned-here")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key, the offending value and the valid ones."""
+
+
+def algorithm_dir(algo_cls: type[Algorithm]) -> Path:
+    return Path(inspect.getfile(algo_cls)).parent
+
+
+def field_names(config_cls: type[BaseConfig]) -> list[str]:
+    return [f.name for f in dataclasses.fields(config_cls)]
+
+
+def check_keys(keys: list[str], config_cls: type[BaseConfig], where: str) -> None:
+    valid = field_names(config_cls)
+    for key in keys:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{where}: unknown key {key!r}.{hint} Valid keys: {', '.join(valid)}")
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        with open(path) as fh:
+            content = yaml.safe_load(fh)
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot read YAML ({err})") from err
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(content).__name__}")
+    return content
+
+
+def matches(pattern: str, task_id: str) -> bool:
+    return any(fnmatch.fnmatchcase(task_id, alt.strip()) for alt in str(pattern).split("|"))
+
+
+def tagged_entries(table: dict, task_id: str, origin: str) -> list[tuple[str, str, Any, str]]:
+    """(key, value-origin, value, source) for each entry of a pattern table that matches ``task_id``."""
+    out = []
+    for pattern, entries in table.items():
+        if not matches(pattern, task_id):
+            continue
+        if not isinstance(entries, dict):
+            raise ConfigError(f"{origin}[{pattern}]: expected a mapping of key: {{value, source}}")
+        for key, tagged in entries.items():
+            if not (isinstance(tagged, dict) and set(tagged) == {"value", "source"}):
+                raise ConfigError(f"{origin}[{pattern}].{key}: expected {{value: ..., source: ...}}, got {tagged!r}")
+            if tagged["source"] not in SOURCES:
+                raise ConfigError(
+                    f"{origin}[{pattern}].{key}: source {tagged['source']!r} is not one of {', '.join(SOURCES)}"
+                )
+            out.append((key, f"{origin}[{pattern}]", tagged["value"], tagged["source"]))
+    return out
+
+
+def presets(algo_cls: type[Algorithm]) -> list[str]:
+    folder = algorithm_dir(algo_cls) / "presets"
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+@dataclasses.dataclass
+class ResolvedConfig:
+    config: BaseConfig
+    sources: dict[str, str]  # key -> where its value came from (only keys that differ from the default)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self.config)
+
+
+def resolve(
+    algo_cls: type[Algorithm],
+    task_id: str,
+    preset: str | None = None,
+    user_file: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> ResolvedConfig:
+    """The algorithm's config for a task after all layers; errors name the key and the layer."""
+    config_cls = algo_cls.Config
+    cfg = OmegaConf.structured(config_cls)
+    sources: dict[str, str] = {}
+
+    def apply(values: dict, origin_of: dict[str, str], where: str) -> None:
+        nonlocal cfg
+        check_keys(list(values), config_cls, where)
+        try:
+            cfg = OmegaConf.merge(cfg, values)
+        except OmegaConfBaseException as err:
+            key = getattr(err, "full_key", None) or "?"
+            raise ConfigError(f"{where}: bad value for {key!r}: {err.msg if hasattr(err, 'msg') else err}") from None
+        sources.update(origin_of)
+
+    def apply_table(table: dict, origin: str) -> None:
+        for key, where, value, source in tagged_entries(table, task_id, origin):
+            apply({key: value}, {key: f"{where} ({source})"}, where)
+
+    folder = algorithm_dir(algo_cls)
+    if (folder / "tasks.yaml").is_file():
+        apply_table(_read_yaml(folder / "tasks.yaml"), f"{algo_cls.name}/tasks.yaml")
+    if preset is not None:
+        path = folder / "presets" / f"{preset}.yaml"
+        if not path.is_file():
+            known = presets(algo_cls)
+            raise ConfigError(
+                f"preset {preset!r} unknown for {algo_cls.name}; known presets: {', '.join(known) or 'none'}"
+            )
+        content = _read_yaml(path)
+        unknown = set(content) - {"defaults", "tasks", "description"}
+        if unknown:
+            raise ConfigError(f"{path}: unknown sections {sorted(unknown)}; expected defaults, tasks, description")
+        apply_table({"*": content.get("defaults", {})}, f"preset {preset}")
+        apply_table(content.get("tasks", {}), f"preset {preset}")
+    if user_file is not None:
+        values = _read_yaml(Path(user_file))
+        apply(values, dict.fromkeys(values, str(user_file)), str(user_file))
+    if overrides:
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"command-line override {item!r}: expected key=value")
+        try:
+            values = OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"command line: cannot parse overrides {list(overrides)}: {err}") from None
+        apply(values, dict.fromkeys(values, "command line"), "command line")
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{algo_cls.name} config for {task_id}: {err}") from None
+    return ResolvedConfig(obj, sources)

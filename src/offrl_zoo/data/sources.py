@@ -1,0 +1,157 @@
+"""Where datasets come from: D4RL HDF5 files (local or downloaded), Minari datasets, generated toys."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from offrl_zoo.data.dataset import (
+    Dataset,
+    DatasetError,
+    Provenance,
+    count_episodes,
+    spec_from,
+    transitions_from_arrays,
+)
+
+D4RL_FIELDS = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations")
+
+
+def cache_dir() -> Path:
+    """Root of downloaded/generated data: $OFFRL_ZOO_CACHE, else ~/.cache/offrl-zoo."""
+    return Path(os.environ.get("OFFRL_ZOO_CACHE", Path.home() / ".cache" / "offrl-zoo")).expanduser()
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_arrays(arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(arrays[key]).tobytes())
+    return digest.hexdigest()
+
+
+def read_d4rl_hdf5(path: str | Path) -> dict[str, np.ndarray]:
+    """The flat D4RL fields of an HDF5 file (``infos/`` and ``metadata/`` groups are not needed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file")
+    try:
+        with h5py.File(path, "r") as fh:
+            arrays = {}
+            for key in D4RL_FIELDS:
+                if key in fh:
+                    if not isinstance(fh[key], h5py.Dataset):
+                        raise DatasetError(f"{path}: {key!r} is a group, expected an array")
+                    arrays[key] = fh[key][()]
+    except OSError as err:
+        raise DatasetError(f"{path}: not a readable HDF5 file ({err})") from err
+    return arrays
+
+
+def load_d4rl_file(path: str | Path, dataset_id: str, rule: str, max_episode_steps: int) -> Dataset:
+    arrays = read_d4rl_hdf5(path)
+    data = transitions_from_arrays(arrays, origin=str(path), rule=rule, max_episode_steps=max_episode_steps)
+    provenance = Provenance(
+        source="d4rl", dataset_id=dataset_id, path=str(Path(path).resolve()), sha256=sha256_file(path),
+        transitions=len(data), episodes=count_episodes(arrays["terminals"], arrays.get("timeouts")), rule=rule,
+    )
+    return Dataset(data, spec_from(data), provenance)
+
+
+def d4rl_url(dataset_id: str) -> str:
+    """Official download address of a D4RL dataset, from TorchRL's table of D4RL datasets."""
+    from torchrl.data.datasets.d4rl_infos import D4RL_DATASETS
+
+    if dataset_id not in D4RL_DATASETS:
+        raise DatasetError(f"D4RL dataset {dataset_id!r} is not in TorchRL's D4RL table; pass --dataset PATH")
+    return D4RL_DATASETS[dataset_id]
+
+
+def fetch_d4rl(dataset_id: str, root: Path | None = None, download: bool = True) -> Path:
+    """Path of the raw D4RL HDF5 file in the cache, downloading it once (atomically) if allowed.
+
+    TorchRL's ``D4RLExperienceReplay`` converts the file with its own conventions (timeouts counted as
+    done, next observations zeroed at done), so the raw file is kept and converted here with D4RL's rule.
+    """
+    root = (root or cache_dir()) / "d4rl"
+    target = root / f"{dataset_id}.hdf5"
+    if target.is_file():
+        return target
+    url = d4rl_url(dataset_id)
+    if not download:
+        raise DatasetError(f"{target}: not in the cache and download is disabled (source {url})")
+    root.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=root, suffix=".part")
+    os.close(fd)
+    try:
+        urllib.request.urlretrieve(url, tmp)
+        os.replace(tmp, target)
+    except OSError as err:
+        raise DatasetError(f"could not download {dataset_id} from {url}: {err}") from err
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return target
+
+
+def load_minari(dataset_id: str, download: bool = False) -> Dataset:
+    """A Minari dataset (local, or downloaded when ``download``); every step becomes a transition."""
+    import minari
+
+    try:
+        ds = minari.load_dataset(dataset_id, download=download)
+    except Exception as err:  # minari raises plain FileNotFoundError/ValueError with its own wording
+        raise DatasetError(f"minari:{dataset_id}: cannot load ({err})") from err
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in D4RL_FIELDS}
+    for ep in ds.iterate_episodes():
+        if not isinstance(ep.observations, np.ndarray):
+            raise DatasetError(f"minari:{dataset_id}: dict observations are not supported (episode {ep.id})")
+        parts["observations"].append(ep.observations[:-1])
+        parts["next_observations"].append(ep.observations[1:])
+        parts["actions"].append(ep.actions)
+        parts["rewards"].append(ep.rewards)
+        parts["terminals"].append(ep.terminations)
+        parts["timeouts"].append(ep.truncations)
+    if not parts["observations"]:
+        raise DatasetError(f"minari:{dataset_id}: the dataset has no episodes")
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    data = transitions_from_arrays(arrays, origin=f"minari:{dataset_id}", rule="next_observations")
+    path = Path(ds.spec.data_path)
+    main = path / "main_data.hdf5"
+    space = ds.spec.action_space
+    spec = spec_from(data, getattr(space, "low", None), getattr(space, "high", None))
+    provenance = Provenance(
+        source="minari", dataset_id=dataset_id, path=str(path),
+        sha256=sha256_file(main) if main.is_file() else sha256_arrays(arrays),
+        transitions=len(data), episodes=int(ds.total_episodes), rule="next_observations",
+        extra={"env_spec": str(ds.spec.env_spec.id) if ds.spec.env_spec else None},
+    )
+    return Dataset(data, spec, provenance)
+
+
+def load_toy(distribution: str, reward: str, seed: int = 0) -> Dataset:
+    from offrl_zoo.envs.toy import toy_data
+
+    arrays = toy_data(distribution, reward, seed)
+    data = transitions_from_arrays(arrays, origin=f"toy:{distribution}/{reward}", rule="next_observations")
+    bound = float(np.abs(arrays["actions"]).max())
+    spec = spec_from(data, np.full(2, -bound), np.full(2, bound))
+    provenance = Provenance(
+        source="toy", dataset_id=f"{distribution}/{reward}", path=None, sha256=sha256_arrays(arrays),
+        transitions=len(data), episodes=len(data), rule="next_observations", extra={"data_seed": seed},
+    )
+    return Dataset(data, spec, provenance)

@@ -1,0 +1,95 @@
+"""Plain MLPs and initialisers shared by every algorithm."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "mish": nn.Mish, "silu": nn.SiLU, "tanh": nn.Tanh}
+
+
+def activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation {name!r}: expected one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def mlp(
+    in_dim: int,
+    hidden: Sequence[int],
+    out_dim: int,
+    act: str = "relu",
+    layer_norm: bool = False,
+    dropout: float = 0.0,
+) -> nn.Sequential:
+    """Linear → [LayerNorm] → act → [Dropout] per hidden layer, then a Linear output layer."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers.append(nn.Linear(in_dim, width))
+        if layer_norm:
+            layers.append(nn.LayerNorm(width))
+        layers.append(activation(act))
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        in_dim = width
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+def orthogonal_init_(module: nn.Module, gain: float = math.sqrt(2), last_gain: float | None = None) -> nn.Module:
+    """jaxrl's ``default_init``: orthogonal kernels (gain √2 by default), zero biases.
+
+    ``last_gain`` overrides the gain of the final Linear (e.g. a policy head's smaller scale).
+    """
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    for i, layer in enumerate(linears):
+        g = last_gain if (last_gain is not None and i == len(linears) - 1) else gain
+        nn.init.orthogonal_(layer.weight, gain=g)
+        nn.init.zeros_(layer.bias)
+    return module
+
+
+def init_weights_(module: nn.Module, scheme: str) -> nn.Module:
+    """``torch`` keeps PyTorch's default Linear init; ``orthogonal`` applies jaxrl's."""
+    if scheme == "orthogonal":
+        return orthogonal_init_(module)
+    if scheme != "torch":
+        raise ValueError(f"init={scheme!r}: expected 'torch' or 'orthogonal'")
+    return module
+
+
+@torch.no_grad()
+def polyak_update_(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """θ̄ ← τ·θ + (1 − τ)·θ̄ for every parameter, as one fused foreach kernel."""
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A deep copy with gradients off, for target networks."""
+    import copy
+
+    clone = copy.deepcopy(module)
+    clone.requires_grad_(False)
+    return clone
+
+
+class frozen:
+    """Context manager: parameters of ``modules`` get no gradients inside (inputs still do).
+
+    Used when a loss differentiates through a network it must not train (e.g. the actor loss through
+    the critic), so that no weight gradients are built for it.
+    """
+
+    def __init__(self, *modules: nn.Module) -> None:
+        self.params = [p for m in modules for p in m.parameters() if p.requires_grad]
+
+    def __enter__(self) -> None:
+        for p in self.params:
+            p.requires_grad_(False)
+
+    def __exit__(self, *exc: object) -> None:
+        for p in self.params:
+            p.requires_grad_(True)

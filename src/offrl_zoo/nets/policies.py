@@ -1,0 +1,57 @@
+"""Policies shared by the baselines and later the one-step diffusion-distilled actors."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from offrl_zoo.nets.mlp import init_weights_, mlp, orthogonal_init_
+
+
+class DeterministicActor(nn.Module):
+    """a = max_action · tanh(MLP(s)) (TD3+BC, BC)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], max_action: float, init: str = "torch"):
+        super().__init__()
+        self.net = init_weights_(mlp(obs_dim, hidden, action_dim, "relu"), init)
+        self.max_action = max_action
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.max_action * torch.tanh(self.net(obs))
+
+
+class GaussianPolicy(nn.Module):
+    """N(tanh(MLP(s)), diag(exp(log_std))²) with a state-independent log-std (IQL's original policy).
+
+    Only the mean is squashed, so the log-probability needs no tanh Jacobian.
+    """
+
+    def __init__(
+        self, obs_dim: int, action_dim: int, hidden: Sequence[int], log_std_min: float = -5.0,
+        log_std_max: float = 2.0, dropout: float = 0.0, init: str = "orthogonal",
+    ) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, action_dim, "relu", dropout=dropout)
+        if init == "orthogonal":  # jaxrl: √2 on hidden layers, 1.0 (final_fc_init_scale) on the mean head
+            orthogonal_init_(self.net, last_gain=1.0)
+        else:
+            init_weights_(self.net, init)
+        self.log_std = nn.Parameter(torch.zeros(action_dim))
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def mean_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = torch.tanh(self.net(obs))
+        std = self.log_std.clamp(self.log_std_min, self.log_std_max).exp()
+        return mean, std.expand_as(mean)
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        mean, std = self.mean_std(obs)
+        z = (action - mean) / std
+        return (-0.5 * z.pow(2) - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        mean, std = self.mean_std(obs)
+        return mean if deterministic else mean + std * torch.randn_like(mean)

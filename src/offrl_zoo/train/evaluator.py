@@ -1,0 +1,106 @@
+"""Evaluation in Gymnasium vector envs with batched ``act``; every score carries its protocol."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from offrl_zoo.algorithm import Algorithm
+from offrl_zoo.envs.tasks import Task
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@dataclass
+class Evaluator:
+    """Runs ``episodes`` episodes, ``num_envs`` at a time, seeding episode i with ``seed + i``.
+
+    The same seeds are used at every evaluation of a run, so checkpoints are compared on the same
+    start states. Evaluation draws its own random numbers inside ``torch.random.fork_rng``, so it
+    never shifts the training run's random stream.
+    """
+
+    task: Task
+    episodes: int
+    seed: int
+    deterministic: bool
+    num_envs: int | None = None  # default: the task's eval_envs
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f"eval episodes={self.episodes}: expected at least 1")
+        self.num_envs = max(1, min(self.num_envs or self.task.eval_envs, self.episodes))
+        self._envs: gym.vector.VectorEnv | None = None
+
+    def envs(self) -> gym.vector.VectorEnv:
+        if self._envs is None:
+            self._envs = gym.vector.SyncVectorEnv([self.task.make_env for _ in range(self.num_envs)])
+        return self._envs
+
+    def close(self) -> None:
+        if self._envs is not None:
+            self._envs.close()
+            self._envs = None
+
+    def protocol(self, algo: Algorithm) -> dict:
+        return {
+            "episodes": self.episodes,
+            "parallel_envs": self.num_envs,
+            "env_id": self.task.env_id,
+            "env_kwargs": dict(self.task.env_kwargs),
+            "horizon": self.task.horizon,
+            "gymnasium": _version("gymnasium"),
+            "mujoco": _version("mujoco"),
+            "episode_seeds": f"{self.seed}..{self.seed + self.episodes - 1}",
+            "deterministic": self.deterministic,
+            "selection": algo.selection_rule(self.deterministic),
+            "score": "D4RL normalised score x100" if self.task.ref_min is not None else "none (no reference)",
+            "note": self.task.note,
+        }
+
+    def __call__(self, algo: Algorithm) -> dict:
+        envs = self.envs()
+        devices = [algo.obs_loc.device] if algo.obs_loc.device.type == "cuda" else []
+        returns: list[float] = []
+        lengths: list[int] = []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed)
+            for start in range(0, self.episodes, self.num_envs):
+                count = min(self.num_envs, self.episodes - start)
+                r, n = self._round(envs, algo, [self.seed + start + i for i in range(self.num_envs)])
+                returns.extend(r[:count].tolist())
+                lengths.extend(n[:count].tolist())
+        returns_arr = np.asarray(returns)
+        result = {
+            "return_mean": float(returns_arr.mean()),
+            "return_std": float(returns_arr.std()),
+            "returns": returns,
+            "lengths": lengths,
+        }
+        scores = self.task.normalized_score(returns_arr)
+        if scores is not None:
+            result.update(score_mean=float(scores.mean()), score_std=float(scores.std()))
+        return result
+
+    def _round(self, envs: gym.vector.VectorEnv, algo: Algorithm, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        obs, _ = envs.reset(seed=seeds)
+        total = np.zeros(envs.num_envs)
+        length = np.zeros(envs.num_envs, dtype=np.int64)
+        active = np.ones(envs.num_envs, dtype=bool)
+        while active.any():
+            action = algo.act(torch.as_tensor(obs, dtype=torch.float32), deterministic=self.deterministic)
+            # Finished envs are auto-reset on their next step; their rewards are masked out.
+            obs, reward, terminated, truncated, _ = envs.step(action.cpu().numpy().astype(envs.action_space.dtype))
+            total += np.where(active, reward, 0.0)
+            length += active
+            active &= ~(terminated | truncated)
+        return total, length

@@ -1,0 +1,195 @@
+"""One training run from names to a finished run directory: config → data → algorithm → Trainer."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from offrl_zoo import registry
+from offrl_zoo.algorithm import Algorithm
+from offrl_zoo.config import ConfigError, ResolvedConfig, resolve
+from offrl_zoo.data import load_dataset, prepare
+from offrl_zoo.data.loading import custom_task
+from offrl_zoo.envs.tasks import Task, get_task
+from offrl_zoo.spec import DataSpec
+from offrl_zoo.train.evaluator import Evaluator
+from offrl_zoo.train.io import load_torch, write_json, write_text
+from offrl_zoo.train.trainer import CHECKPOINT, DONE, Trainer, TrainerSettings
+
+
+@dataclass
+class RunRequest:
+    """Everything that defines a run; saved (resolved) as the run's ``config.yaml``."""
+
+    algorithm: str
+    task: str | None = None
+    dataset: str | None = None  # HDF5 path or minari:ID, replaces/defines the task's data
+    env: str | None = None  # Gymnasium id for an unregistered --dataset
+    preset: str | None = None
+    config_file: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    seed: int = 0
+    device: str = "cpu"
+    steps: int | None = None  # caps every stage
+    eval_every: int = 5000
+    eval_episodes: int | None = None  # None: the task's default
+    deterministic_eval: bool | None = None  # None: the algorithm's default
+    log_every: int = 1000
+    checkpoint_every: int = 10_000
+    transitions: str = "qlearning"  # qlearning | next_observations (HDF5 files)
+    download: bool = True
+
+    def resolve_task(self) -> Task:
+        if self.task is not None:
+            return get_task(self.task)
+        if self.dataset is None:
+            raise ConfigError("give --task, or --dataset PATH|minari:ID together with --env ENV_ID")
+        if self.env is None:
+            raise ConfigError(f"--dataset {self.dataset}: an unregistered dataset needs --env ENV_ID for evaluation")
+        return custom_task(self.dataset, self.env)
+
+
+def default_run_dir(out: str | Path, request: RunRequest, task: Task) -> Path:
+    return Path(out) / request.algorithm / task.id.replace(":", "_") / f"seed{request.seed}"
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions() -> dict[str, str | None]:
+    out = {}
+    for pkg in ("offrl-zoo", "torch", "torchrl", "tensordict", "gymnasium", "mujoco", "numpy"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def check_device(device: str) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+    return dev
+
+
+def build_algorithm(name: str, spec: DataSpec, cfg: Any, device: str | torch.device) -> Algorithm:
+    return registry.get(name)(spec, cfg, device)
+
+
+def _config_record(request: RunRequest, task: Task, resolved: ResolvedConfig, spec: DataSpec) -> dict:
+    return {
+        "request": dataclasses.asdict(request),
+        "task": task.id,
+        "algorithm_config": resolved.to_dict(),
+        "config_sources": resolved.sources,
+        "spec": dataclasses.asdict(spec),
+    }
+
+
+def train(request: RunRequest, out: str | Path = "runs", run_dir: str | Path | None = None,
+          progress: bool = True) -> Path:
+    """Train (or resume, or skip if finished) one run; returns its directory."""
+    algo_cls = registry.get(request.algorithm)
+    task = request.resolve_task()
+    resolved = resolve(algo_cls, task.id, request.preset, request.config_file, request.overrides)
+    device = check_device(request.device)
+    run_dir = Path(run_dir) if run_dir else default_run_dir(out, request, task)
+    if (run_dir / DONE).is_file():
+        return run_dir
+    dataset = load_dataset(task, request.dataset, rule=request.transitions, download=request.download)
+    prepared, transform_record = prepare(dataset, resolved.config)
+    record = _config_record(request, task, resolved, prepared.spec)
+    _claim_run_dir(run_dir, record)
+    algo = build_algorithm(request.algorithm, prepared.spec, resolved.config, device)
+    deterministic = True if request.deterministic_eval is None else request.deterministic_eval
+    evaluator = Evaluator(task, request.eval_episodes or task.eval_episodes, seed=request.seed + 100,
+                          deterministic=deterministic)
+    settings = TrainerSettings(seed=request.seed, steps_cap=request.steps, log_every=request.log_every,
+                               eval_every=request.eval_every, checkpoint_every=request.checkpoint_every,
+                               progress=progress)
+    trainer = Trainer(run_dir, algo, prepared, evaluator, settings)
+    stages = algo.stages()
+    write_json(run_dir / "provenance.json", {
+        "versions": _versions(), "git_sha": git_sha(), "python": platform.python_version(),
+        "host": platform.node(), "device": str(device), "threads": torch.get_num_threads(),
+        "dataset": dataset.provenance.to_dict(), "transforms": transform_record,
+        "protocol": evaluator.protocol(algo),
+        "stages": {s.name: {"planned_steps": s.steps, "run_steps": trainer.planned_steps(s),
+                            "batch_size": s.batch_size, "sampling": s.sampling} for s in stages},
+        "shortened": request.steps is not None and any(trainer.planned_steps(s) < s.steps for s in stages),
+    })
+    result = trainer.run()
+    trainer.mark_done({"final_eval": _summary(result["final_eval"]), "elapsed_s": round(result["elapsed"], 2)})
+    return run_dir
+
+
+def _summary(result: dict | None) -> dict | None:
+    if result is None:
+        return None
+    return {k: v for k, v in result.items() if k not in ("returns", "lengths")}
+
+
+def _claim_run_dir(run_dir: Path, record: dict) -> None:
+    """Write config.yaml, or check that an existing one describes the same experiment."""
+    path = run_dir / "config.yaml"
+    if path.is_file():
+        existing = yaml.safe_load(path.read_text())
+        diff = _differences(existing, record)
+        if diff:
+            raise ConfigError(
+                f"{run_dir} already holds a different run ({'; '.join(diff[:5])}); "
+                "use another --out/--run-dir or delete it"
+            )
+        return
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"{run_dir} exists and is not an offrl-zoo run directory (no config.yaml)")
+    write_text(path, yaml.safe_dump(record, sort_keys=False))
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    ignore = {"request.device", "request.download", "request.eval_every", "request.log_every"}
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new)):
+            name = f"{prefix}{key}"
+            if name in ignore:
+                continue
+            out += _differences(old.get(key), new.get(key), name + ".")
+        return out
+    new = yaml.safe_load(yaml.safe_dump(new))  # compare in the YAML round-tripped form
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} != {new!r}"]
+
+
+def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Algorithm, Task, dict]:
+    """The trained algorithm of a run directory (from its checkpoint), its task and its config record."""
+    run_dir = Path(run_dir)
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
+    record = yaml.safe_load(path.read_text())
+    request = RunRequest(**record["request"])
+    task = request.resolve_task()
+    algo_cls = registry.get(request.algorithm)
+    cfg = algo_cls.Config(**record["algorithm_config"])
+    spec_fields = record["spec"]
+    spec = DataSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec_fields.items()})
+    algo = algo_cls(spec, cfg, check_device(device))
+    if not (run_dir / CHECKPOINT).is_file():
+        raise ConfigError(f"{run_dir}: no {CHECKPOINT} to evaluate")
+    algo.load_state_dict(load_torch(run_dir / CHECKPOINT, map_location=device)["algorithm"])
+    return algo, task, record

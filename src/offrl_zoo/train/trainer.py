@@ -1,0 +1,197 @@
+"""The one training loop: runs an algorithm's stages on a prepared dataset, logs, evaluates, checkpoints.
+
+Run directory layout (DESIGN.md §4): ``config.yaml``, ``provenance.json``, ``metrics.jsonl``,
+``eval.jsonl``, ``checkpoint.pt`` and a ``done`` marker written last. A killed run restarted on the
+same directory resumes from its checkpoint and produces the same losses as an uninterrupted run: the
+checkpoint holds the algorithm (networks, optimisers, schedulers), the global and sampler RNG states,
+the sampler's position, and the lengths of the log files, which are cut back to them on resume.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+from tqdm.auto import tqdm
+
+from offrl_zoo.algorithm import Algorithm, Stage
+from offrl_zoo.data.buffer import make_replay_buffer
+from offrl_zoo.data.dataset import Dataset
+from offrl_zoo.train.evaluator import Evaluator
+from offrl_zoo.train.io import JsonlLog, load_torch, save_torch, write_json
+
+CHECKPOINT = "checkpoint.pt"
+DONE = "done"
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN/Inf; the message names the stage, step and term."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+@dataclass
+class TrainerSettings:
+    seed: int = 0
+    steps_cap: int | None = None  # cap every stage at this many steps (``--steps``); recorded
+    log_every: int = 1000
+    eval_every: int = 5000
+    checkpoint_every: int = 10_000
+    progress: bool = True
+
+
+class Trainer:
+    def __init__(
+        self, run_dir: str | Path, algo: Algorithm, dataset: Dataset, evaluator: Evaluator | None,
+        settings: TrainerSettings,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.algo = algo
+        self.data = dataset.data.to(algo.device)
+        self.evaluator = evaluator
+        self.settings = settings
+        self.metrics_log = JsonlLog(self.run_dir / "metrics.jsonl")
+        self.eval_log = JsonlLog(self.run_dir / "eval.jsonl")
+        self.generator = torch.Generator(device=algo.device)
+
+    def planned_steps(self, stage: Stage) -> int:
+        cap = self.settings.steps_cap
+        return stage.steps if cap is None else min(stage.steps, cap)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def save_checkpoint(self, stage_index: int, next_step: int, sampler_state: dict, elapsed: float) -> None:
+        save_torch(self.run_dir / CHECKPOINT, {
+            "algorithm": self.algo.state_dict(),
+            "stage_index": stage_index,
+            "next_step": next_step,
+            "rng": _rng_state(self.algo.device),
+            "generator": self.generator.get_state(),
+            "sampler": sampler_state,
+            "metrics_offset": self.metrics_log.offset(),
+            "eval_offset": self.eval_log.offset(),
+            "elapsed": elapsed,
+        })
+
+    def load_checkpoint(self) -> dict | None:
+        path = self.run_dir / CHECKPOINT
+        if not path.is_file():
+            return None
+        state = load_torch(path, map_location=self.algo.device)
+        self.algo.load_state_dict(state["algorithm"])
+        _set_rng_state(state["rng"], self.algo.device)
+        self.generator.set_state(state["generator"].cpu() if self.algo.device.type == "cpu" else state["generator"])
+        self.metrics_log.truncate(state["metrics_offset"])
+        self.eval_log.truncate(state["eval_offset"])
+        return state
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self) -> dict:
+        stages = self.algo.stages()
+        resume = self.load_checkpoint()
+        if resume is None:
+            seed_everything(self.settings.seed)
+            self.generator.manual_seed(self.settings.seed)
+        start_stage = resume["stage_index"] if resume else 0
+        elapsed = resume["elapsed"] if resume else 0.0
+        total = sum(self.planned_steps(s) for s in stages)
+        done_before = sum(self.planned_steps(s) for s in stages[:start_stage]) + (resume["next_step"] if resume else 0)
+        bar = tqdm(total=total, initial=done_before, disable=not self.settings.progress, unit="step",
+                   dynamic_ncols=True, desc=self.algo.name)
+        last_eval: dict | None = None
+        try:
+            for index in range(start_stage, len(stages)):
+                first = resume["next_step"] if (resume and index == start_stage) else 0
+                sampler = resume["sampler"] if (resume and index == start_stage) else None
+                elapsed, last_eval = self._run_stage(index, stages, first, sampler, elapsed, bar, last_eval)
+        finally:
+            bar.close()
+            if self.evaluator is not None:
+                self.evaluator.close()
+        if last_eval is None:  # resumed after the last evaluation: take it from the log
+            evals = self.eval_log.read()
+            last_eval = evals[-1] if evals else None
+        return {"elapsed": elapsed, "final_eval": last_eval}
+
+    def _run_stage(self, index, stages, first, sampler_state, elapsed, bar, last_eval):
+        stage = stages[index]
+        steps = self.planned_steps(stage)
+        is_last = index == len(stages) - 1
+        rb = make_replay_buffer(self.data, stage.batch_size, stage.sampling, self.generator)
+        if sampler_state:
+            rb._sampler.load_state_dict(sampler_state)
+        s = self.settings
+        sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}
+        window_start, window_steps = time.perf_counter(), 0
+        started = time.perf_counter() - elapsed
+        self.algo.train()
+        for step in range(first, steps):
+            metrics = stage.update(rb.sample(), step)
+            for key, value in metrics.items():
+                sums[key] = sums[key] + value if key in sums else value.detach().clone()
+                counts[key] = counts.get(key, 0) + 1
+            window_steps += 1
+            done = step + 1
+            checkpoint_now = done % s.checkpoint_every == 0 or done == steps
+            if done % s.log_every == 0 or checkpoint_now:
+                record = self._log(stage, index, stages, done, sums, counts, window_steps,
+                                   time.perf_counter() - window_start, time.perf_counter() - started)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k.endswith("loss")}, refresh=False)
+                sums, counts, window_start, window_steps = {}, {}, time.perf_counter(), 0
+            eval_now = done % s.eval_every == 0 or (is_last and done == steps)
+            if self.evaluator is not None and stage.has_policy and eval_now:
+                last_eval = self._evaluate(stage, done, time.perf_counter() - started)
+            if checkpoint_now:
+                finished_stage = done == steps
+                self.save_checkpoint(index + 1 if finished_stage else index, 0 if finished_stage else done,
+                                     {} if finished_stage else rb._sampler.state_dict(), time.perf_counter() - started)
+            bar.update(1)
+        return time.perf_counter() - started, last_eval
+
+    def _log(self, stage, index, stages, done, sums, counts, window_steps, window_time, elapsed) -> dict:
+        values = TensorDict({k: v / counts[k] for k, v in sums.items()}).to("cpu")  # one host sync per window
+        record = {k: float(v) for k, v in values.items()}
+        for key, value in record.items():
+            if not np.isfinite(value):
+                raise TrainingDiverged(
+                    f"stage {stage.name!r}, steps {done - window_steps + 1}..{done}: {key} became {value}; "
+                    f"last good checkpoint: {self.run_dir / CHECKPOINT}"
+                )
+        global_step = sum(self.planned_steps(s) for s in stages[:index]) + done
+        record.update(stage=stage.name, step=done, global_step=global_step, time=round(elapsed, 3),
+                      updates_per_s=round(window_steps / max(window_time, 1e-9), 2))
+        self.metrics_log.append(record)
+        return record
+
+    def _evaluate(self, stage: Stage, done: int, elapsed: float) -> dict:
+        result = self.evaluator(self.algo)
+        result.update(stage=stage.name, step=done, time=round(elapsed, 3))
+        self.eval_log.append(result)
+        return result
+
+    def mark_done(self, summary: dict) -> None:
+        write_json(self.run_dir / DONE, summary)
