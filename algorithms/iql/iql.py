@@ -25,7 +25,7 @@ class IQLConfig(BaseConfig):
     actor_lr: float = 3e-4
     value_lr: float = 3e-4
     critic_lr: float = 3e-4
-    actor_cosine_decay: bool = True  # actor lr decays to 0 over `steps` (cosine)
+    actor_cosine_decay: bool = True  # actor lr decays to 0 over `steps` (cosine; kept at 1 M when --steps caps)
     hidden: list[int] = field(default_factory=lambda: [256, 256])  # ReLU MLPs: Q heads, V, policy
     discount: float = 0.99
     tau: float = 0.005  # Polyak rate of the target critic
@@ -36,7 +36,7 @@ class IQLConfig(BaseConfig):
     log_std_min: float = -5.0  # clip of the state-independent log-std
     log_std_max: float = 2.0
     deterministic_actor: bool = False  # CORL option: tanh actor trained by weighted MSE
-    init: str = "orthogonal"  # orthogonal (jaxrl, gain √2 / 1.0 on the policy mean) | torch (CORL)
+    init: str = "orthogonal"  # orthogonal (jaxrl default_init: gain √2, zero bias) | torch (CORL)
     step_order: str = "original"  # original: V → actor → Q → target | corl: V → Q → actor → target
     critic_loss_mean_heads: bool = False  # CORL averages the two heads' MSE; the original sums them
 

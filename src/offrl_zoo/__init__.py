@@ -1,8 +1,24 @@
 """offrl-zoo: offline RL algorithms behind one interface, on TorchRL replay buffers."""
 
-from offrl_zoo.algorithm import Algorithm, BaseConfig, Stage
-from offrl_zoo.registry import register
-from offrl_zoo.spec import DataSpec
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Algorithm", "BaseConfig", "DataSpec", "Stage", "register"]
+
+# Resolved on first use so that `offrl-zoo --help` does not pay for importing torch.
+_LAZY = {
+    "Algorithm": "offrl_zoo.algorithm",
+    "BaseConfig": "offrl_zoo.algorithm",
+    "Stage": "offrl_zoo.algorithm",
+    "DataSpec": "offrl_zoo.spec",
+    "register": "offrl_zoo.registry",
+}
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'offrl_zoo' has no attribute {name!r}")

@@ -114,6 +114,9 @@ class Algorithm(nn.Module):
     Config: ClassVar[type[BaseConfig]]
     # One line saying where the algorithm comes from; shown by `offrl-zoo list`.
     summary: ClassVar[str] = ""
+    # Whether act(deterministic=True) on a batch equals act row by row (False for selection rules
+    # that draw random candidates even in deterministic mode).
+    deterministic_act_is_exact: ClassVar[bool] = True
 
     def __init__(self, spec: DataSpec, cfg: BaseConfig, device: torch.device | str = "cpu") -> None:
         super().__init__()

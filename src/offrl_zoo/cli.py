@@ -90,7 +90,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name, origin in sorted(registry.available().items()):
         cls = registry.get(name)
         extra = f"  presets: {', '.join(presets(cls))}" if args.what == "presets" else ""
-        print(f"{name:10s} {origin:10s} {cls.summary}{extra}")
+        print(f"{name:10s} {origin.split(':')[0]:8s} {cls.summary}{extra}")
     return 0
 
 
@@ -152,20 +152,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from offrl_zoo.config import ConfigError
-    from offrl_zoo.data import DatasetError
-    from offrl_zoo.registry import UnknownNameError
-    from offrl_zoo.train.trainer import TrainingDiverged
+    from offrl_zoo.errors import OffrlZooError, TrainingDiverged
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value items after options land in `extra` (argparse does not intermix positionals).
+    stray = [x for x in extra if x.startswith("-") or "=" not in x or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
     try:
         return args.func(args)
-    except (ConfigError, DatasetError, UnknownNameError) as err:
-        print(f"offrl-zoo: error: {err}", file=sys.stderr)
-        return 2
     except TrainingDiverged as err:
         print(f"offrl-zoo: training diverged: {err}", file=sys.stderr)
         return 3
+    except OffrlZooError as err:
+        print(f"offrl-zoo: error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"offrl-zoo: interrupted; re-run the same command to resume ({Path.cwd()})", file=sys.stderr)
         return 130

@@ -24,12 +24,9 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from offrl_zoo.algorithm import Algorithm, BaseConfig
+from offrl_zoo.errors import ConfigError
 
 SOURCES = ("paper", "official-code", "tuned-here")
-
-
-class ConfigError(ValueError):
-    """A config that cannot be used; the message names the key, the offending value and the valid ones."""
 
 
 def algorithm_dir(algo_cls: type[Algorithm]) -> Path:

@@ -7,6 +7,7 @@ import importlib
 from importlib.metadata import entry_points
 
 from offrl_zoo.algorithm import Algorithm
+from offrl_zoo.errors import UnknownNameError
 
 ENTRY_POINT_GROUP = "offrl_zoo.algorithms"
 
@@ -18,13 +19,6 @@ BUILTINS: dict[str, str] = {
 }
 
 _registered: dict[str, type[Algorithm]] = {}
-
-
-class UnknownNameError(KeyError):
-    """An unknown algorithm/task/suite name; the message carries the suggestions."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; show it plainly
-        return str(self.args[0])
 
 
 def suggest(kind: str, name: str, valid: list[str]) -> UnknownNameError:

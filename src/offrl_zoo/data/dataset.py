@@ -19,13 +19,10 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
+from offrl_zoo.errors import DatasetError
 from offrl_zoo.spec import DataSpec
 
 TRANSITION_RULES = ("qlearning", "next_observations")
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be used; the message names the file, the field and what was expected."""
 
 
 @dataclass

@@ -39,16 +39,12 @@ def mlp(
     return nn.Sequential(*layers)
 
 
-def orthogonal_init_(module: nn.Module, gain: float = math.sqrt(2), last_gain: float | None = None) -> nn.Module:
-    """jaxrl's ``default_init``: orthogonal kernels (gain √2 by default), zero biases.
-
-    ``last_gain`` overrides the gain of the final Linear (e.g. a policy head's smaller scale).
-    """
-    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
-    for i, layer in enumerate(linears):
-        g = last_gain if (last_gain is not None and i == len(linears) - 1) else gain
-        nn.init.orthogonal_(layer.weight, gain=g)
-        nn.init.zeros_(layer.bias)
+def orthogonal_init_(module: nn.Module, gain: float = math.sqrt(2)) -> nn.Module:
+    """jaxrl's ``default_init``: orthogonal kernels (gain √2 by default), zero biases, every Linear."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.orthogonal_(layer.weight, gain=gain)
+            nn.init.zeros_(layer.bias)
     return module
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from offrl_zoo.nets.mlp import init_weights_, mlp, orthogonal_init_
+from offrl_zoo.nets.mlp import init_weights_, mlp
 
 
 class DeterministicActor(nn.Module):
@@ -34,11 +34,7 @@ class GaussianPolicy(nn.Module):
         log_std_max: float = 2.0, dropout: float = 0.0, init: str = "orthogonal",
     ) -> None:
         super().__init__()
-        self.net = mlp(obs_dim, hidden, action_dim, "relu", dropout=dropout)
-        if init == "orthogonal":  # jaxrl: √2 on hidden layers, 1.0 (final_fc_init_scale) on the mean head
-            orthogonal_init_(self.net, last_gain=1.0)
-        else:
-            init_weights_(self.net, init)
+        self.net = init_weights_(mlp(obs_dim, hidden, action_dim, "relu", dropout=dropout), init)
         self.log_std = nn.Parameter(torch.zeros(action_dim))
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 

@@ -22,7 +22,7 @@ from offrl_zoo.envs.tasks import Task, get_task
 from offrl_zoo.spec import DataSpec
 from offrl_zoo.train.evaluator import Evaluator
 from offrl_zoo.train.io import load_torch, write_json, write_text
-from offrl_zoo.train.trainer import CHECKPOINT, DONE, Trainer, TrainerSettings
+from offrl_zoo.train.trainer import CHECKPOINT, DONE, Trainer, TrainerSettings, seed_everything
 
 
 @dataclass
@@ -115,6 +115,7 @@ def train(request: RunRequest, out: str | Path = "runs", run_dir: str | Path | N
     prepared, transform_record = prepare(dataset, resolved.config)
     record = _config_record(request, task, resolved, prepared.spec)
     _claim_run_dir(run_dir, record)
+    seed_everything(request.seed)  # network init and the training stream both follow the seed
     algo = build_algorithm(request.algorithm, prepared.spec, resolved.config, device)
     deterministic = True if request.deterministic_eval is None else request.deterministic_eval
     evaluator = Evaluator(task, request.eval_episodes or task.eval_episodes, seed=request.seed + 100,

@@ -22,15 +22,12 @@ from tqdm.auto import tqdm
 from offrl_zoo.algorithm import Algorithm, Stage
 from offrl_zoo.data.buffer import make_replay_buffer
 from offrl_zoo.data.dataset import Dataset
+from offrl_zoo.errors import TrainingDiverged
 from offrl_zoo.train.evaluator import Evaluator
 from offrl_zoo.train.io import JsonlLog, load_torch, save_torch, write_json
 
 CHECKPOINT = "checkpoint.pt"
 DONE = "done"
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss became NaN/Inf; the message names the stage, step and term."""
 
 
 def seed_everything(seed: int) -> None:
@@ -40,7 +37,10 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state(device: torch.device) -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "cached": float(cached)}  # plain types: weights_only-safe
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
@@ -48,7 +48,8 @@ def _rng_state(device: torch.device) -> dict:
 
 def _set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     random.setstate(state["python"])
     if "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
@@ -112,8 +113,7 @@ class Trainer:
     def run(self) -> dict:
         stages = self.algo.stages()
         resume = self.load_checkpoint()
-        if resume is None:
-            seed_everything(self.settings.seed)
+        if resume is None:  # the caller seeded the global RNGs before building the algorithm
             self.generator.manual_seed(self.settings.seed)
         start_stage = resume["stage_index"] if resume else 0
         elapsed = resume["elapsed"] if resume else 0.0

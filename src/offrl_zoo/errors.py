@@ -1,0 +1,24 @@
+"""User-facing error types (no heavy imports, so the CLI can catch them cheaply)."""
+
+
+class OffrlZooError(Exception):
+    """Base of the errors the CLI reports as one line instead of a traceback."""
+
+
+class ConfigError(OffrlZooError, ValueError):
+    """A config that cannot be used; the message names the key, the offending value and the valid ones."""
+
+
+class DatasetError(OffrlZooError, ValueError):
+    """A dataset that cannot be used; the message names the file, the field and what was expected."""
+
+
+class UnknownNameError(OffrlZooError, KeyError):
+    """An unknown algorithm/task/suite name; the message carries the suggestions."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it plainly
+        return str(self.args[0])
+
+
+class TrainingDiverged(OffrlZooError, RuntimeError):
+    """A loss became NaN/Inf; the message names the stage, step and term and the last good checkpoint."""

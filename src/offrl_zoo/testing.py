@@ -1,0 +1,140 @@
+"""The conformance checks every algorithm passes, built-in or plugin.
+
+``tests/test_conformance.py`` runs them over every registered algorithm; a plugin author can call
+them from their own tests: ``offrl_zoo.testing.check_all(MyAlgorithm)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from collections.abc import Iterator
+
+import torch
+from tensordict import TensorDict
+
+from offrl_zoo.algorithm import Algorithm, Stage
+from offrl_zoo.spec import DataSpec
+
+OBS_DIM, ACTION_DIM, BATCH = 5, 3, 32
+
+
+def tiny_spec(max_action: float = 1.0) -> DataSpec:
+    return DataSpec(OBS_DIM, ACTION_DIM, (-max_action,) * ACTION_DIM, (max_action,) * ACTION_DIM)
+
+
+def random_batch(spec: DataSpec, batch: int = BATCH, seed: int = 0) -> TensorDict:
+    g = torch.Generator().manual_seed(seed)
+    low, high = spec.action_bounds()
+    action = low + (high - low) * torch.rand(batch, spec.action_dim, generator=g)
+    terminated = torch.rand(batch, 1, generator=g) < 0.1
+    return TensorDict({
+        "observation": torch.randn(batch, spec.obs_dim, generator=g),
+        "action": action,
+        "next": {
+            "observation": torch.randn(batch, spec.obs_dim, generator=g),
+            "reward": torch.randn(batch, 1, generator=g),
+            "done": terminated.clone(),
+            "terminated": terminated,
+            "truncated": torch.zeros(batch, 1, dtype=torch.bool),
+        },
+    }, batch_size=[batch])
+
+
+def make(algo_cls: type[Algorithm], seed: int = 0, **overrides) -> Algorithm:
+    torch.manual_seed(seed)
+    cfg = algo_cls.Config(**overrides)
+    return algo_cls(tiny_spec(), cfg, "cpu")
+
+
+def _tensors(algo: Algorithm) -> dict[str, torch.Tensor]:
+    out = {k: v.detach().clone() for k, v in algo.named_parameters()}
+    out.update({k: v.detach().clone() for k, v in algo.named_buffers()})
+    return out
+
+
+def _run(stage: Stage, steps: range, seed: int = 1) -> Iterator[TensorDict]:
+    for step in steps:
+        yield stage.update(random_batch(tiny_spec(), seed=seed + step), step)
+
+
+def check_act(algo_cls: type[Algorithm]) -> None:
+    algo = make(algo_cls)
+    obs = torch.randn(7, OBS_DIM) * 3
+    for deterministic in (True, False):
+        action = algo.act(obs, deterministic=deterministic)
+        assert action.shape == (7, ACTION_DIM), f"act returned shape {tuple(action.shape)}"
+        assert torch.isfinite(action).all(), "act returned non-finite actions"
+        assert (action >= -1).all() and (action <= 1).all(), "act left the action bounds"
+    batched = algo.act(obs, deterministic=True)
+    single = torch.cat([algo.act(obs[i : i + 1], deterministic=True) for i in range(len(obs))])
+    if algo.deterministic_act_is_exact:
+        assert torch.allclose(batched, single, atol=1e-5), "act on a batch differs from act one by one"
+
+
+def check_update_touches_declared_modules(algo_cls: type[Algorithm], steps: int = 4) -> None:
+    algo = make(algo_cls)
+    for stage in algo.stages():
+        declared = set(stage.modules)
+        for name in declared:
+            assert hasattr(algo, name), f"stage {stage.name!r} declares unknown module {name!r}"
+        before = _tensors(algo)
+        for metrics in _run(stage, range(steps)):
+            assert isinstance(metrics, TensorDict), f"{stage.name}: update must return a TensorDict"
+            for key, value in metrics.items():
+                assert isinstance(value, torch.Tensor) and value.ndim == 0, f"{stage.name}: metric {key} not 0-d"
+                assert torch.isfinite(value), f"{stage.name}: metric {key} is {value} on a tiny batch"
+        after = _tensors(algo)
+        params = dict(algo.named_parameters())
+        for key, old in before.items():
+            owner = key.split(".")[0]
+            changed = not torch.equal(old, after[key])
+            if owner in declared and key in params:  # trained or target/EMA-updated parameters
+                assert changed, f"stage {stage.name!r}: {key} (in declared module {owner!r}) did not change"
+            elif owner not in declared:
+                assert not changed, f"stage {stage.name!r}: {key} changed but {owner!r} is not in stage.modules"
+
+
+def _roundtrip(state: dict) -> dict:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def check_resume(algo_cls: type[Algorithm], steps: int = 3) -> None:
+    """save → load into a fresh instance → continue gives exactly the losses of never stopping."""
+    for stage_index in range(len(make(algo_cls).stages())):
+        algo = make(algo_cls, seed=0)
+        stage = algo.stages()[stage_index]
+        list(_run(stage, range(steps)))
+        state = _roundtrip(algo.state_dict())
+        rng = torch.get_rng_state()
+        reference = [m.to_dict() for m in _run(stage, range(steps, 2 * steps))]
+
+        resumed = make(algo_cls, seed=123)
+        resumed.load_state_dict(state)
+        torch.set_rng_state(rng)
+        stage2 = resumed.stages()[stage_index]
+        again = [m.to_dict() for m in _run(stage2, range(steps, 2 * steps))]
+        for step, (a, b) in enumerate(zip(reference, again, strict=True)):
+            for key in a:
+                assert torch.equal(a[key], b[key]), f"{stage.name} step {steps + step}: {key} {a[key]} != {b[key]}"
+
+
+def check_state_dict_is_safe(algo_cls: type[Algorithm]) -> None:
+    """The full state loads with ``weights_only=True`` (no arbitrary unpickling needed)."""
+    algo = make(algo_cls)
+    state = _roundtrip(algo.state_dict())
+    clone = make(algo_cls, seed=5)
+    clone.load_state_dict(copy.deepcopy(state))
+    for (k, a), (_, b) in zip(algo.state_dict()["modules"].items(), clone.state_dict()["modules"].items(), strict=True):
+        assert torch.equal(a, b), f"{k} differs after load_state_dict"
+
+
+CHECKS = (check_act, check_update_touches_declared_modules, check_resume, check_state_dict_is_safe)
+
+
+def check_all(algo_cls: type[Algorithm]) -> None:
+    for check in CHECKS:
+        check(algo_cls)

@@ -1,0 +1,104 @@
+"""Trainer: run directory contents, exact resume after an interruption, shortening, divergence."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from offrl_zoo import registry
+from offrl_zoo.config import ConfigError
+from offrl_zoo.train import RunRequest, TrainingDiverged, load_run, train
+
+TASK = "toy-25_gaussian-near"
+VOLATILE = {"time", "updates_per_s"}
+
+
+def request(algorithm: str, steps: int = 40, **kw) -> RunRequest:
+    defaults = dict(task=TASK, steps=steps, log_every=1, checkpoint_every=10, eval_every=20, eval_episodes=20,
+                    overrides=["hidden=[32,32]"])
+    defaults.update(kw)
+    return RunRequest(algorithm, **defaults)
+
+
+def stable(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in VOLATILE} for r in records]
+
+
+def read_jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_run_directory_contents(tmp_path):
+    run_dir = train(request("bc"), run_dir=tmp_path / "run", progress=False)
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"config.yaml", "provenance.json", "metrics.jsonl", "eval.jsonl", "checkpoint.pt", "done"} <= names
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["algorithm_config"]["hidden"] == [32, 32]
+    assert config["config_sources"]["hidden"] == "command line"
+    provenance = json.loads((run_dir / "provenance.json").read_text())
+    assert provenance["shortened"] is True
+    assert provenance["stages"]["train"] == {"planned_steps": 1_000_000, "run_steps": 40, "batch_size": 256,
+                                             "sampling": "uniform"}
+    assert provenance["dataset"]["source"] == "toy" and len(provenance["dataset"]["sha256"]) == 64
+    assert provenance["protocol"]["episodes"] == 20
+    evals = read_jsonl(run_dir / "eval.jsonl")
+    assert [e["step"] for e in evals] == [20, 40]
+    assert "score_mean" in evals[-1] and len(evals[-1]["returns"]) == 20
+    metrics = read_jsonl(run_dir / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == list(range(1, 41))
+    done = json.loads((run_dir / "done").read_text())
+    assert done["final_eval"]["step"] == 40
+
+
+@pytest.mark.parametrize("name", ["bc", "td3bc", "iql"])
+def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch, name):
+    reference = train(request(name), run_dir=tmp_path / "reference", progress=False)
+
+    cls = registry.get(name)
+    original = cls.update
+    calls = {"n": 0}
+
+    def crashing_update(self, batch, step):
+        calls["n"] += 1
+        if calls["n"] == 26:  # after the step-20 checkpoint, before the step-30 one
+            raise KeyboardInterrupt
+        return original(self, batch, step)
+
+    monkeypatch.setattr(cls, "update", crashing_update)
+    with pytest.raises(KeyboardInterrupt):
+        train(request(name), run_dir=tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(cls, "update", original)
+    resumed = train(request(name), run_dir=tmp_path / "resumed", progress=False)
+
+    for log in ("metrics.jsonl", "eval.jsonl"):
+        assert stable(read_jsonl(resumed / log)) == stable(read_jsonl(reference / log)), log
+    a = torch.load(reference / "checkpoint.pt", weights_only=True)["algorithm"]["modules"]
+    b = torch.load(resumed / "checkpoint.pt", weights_only=True)["algorithm"]["modules"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_finished_run_is_skipped_and_other_experiment_refused(tmp_path):
+    run_dir = train(request("bc", steps=10), run_dir=tmp_path / "run", progress=False)
+    stamp = (run_dir / "done").stat().st_mtime_ns
+    train(request("bc", steps=10), run_dir=run_dir, progress=False)
+    assert (run_dir / "done").stat().st_mtime_ns == stamp
+    (run_dir / "done").unlink()
+    with pytest.raises(ConfigError, match="different run"):
+        train(request("bc", steps=10, overrides=["lr=0.1", "hidden=[32,32]"]), run_dir=run_dir, progress=False)
+
+
+def test_divergence_stops_with_step_and_term(tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"actor_loss became (nan|inf).*last good checkpoint"):
+        train(request("bc", steps=30, overrides=["lr=1e30", "hidden=[32,32]"]), run_dir=tmp_path / "r",
+              progress=False)
+
+
+def test_load_run_restores_policy(tmp_path):
+    run_dir = train(request("td3bc", steps=20), run_dir=tmp_path / "run", progress=False)
+    algo, task, record = load_run(run_dir)
+    assert task.id == TASK and record["request"]["algorithm"] == "td3bc"
+    obs = torch.zeros(4, 1)
+    assert algo.act(obs).shape == (4, 2)
