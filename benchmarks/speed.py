@@ -99,6 +99,9 @@ def main() -> None:
         print(f"{name:8s} act        {act1:8.3f} ms (1 obs)   {act16:8.3f} ms (16 obs)")
 
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                      text=True).stdout.strip():
+        sha += "-dirty"
     meta = {"date": dt.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
             "cpu_count": __import__("os").cpu_count(), "device": str(device), "threads": args.threads,
             "torch": torch.__version__, "git_sha": sha, "obs_dim": args.obs_dim, "action_dim": args.action_dim,

@@ -9,6 +9,7 @@ from tensordict import TensorDict
 
 from offrl_zoo.algorithm import Algorithm, BaseConfig, Stage, check_positive
 from offrl_zoo.nets import DeterministicActor
+from offrl_zoo.nets.losses import step_optimizer
 
 
 @dataclass
@@ -40,10 +41,7 @@ class BC(Algorithm):
 
     def update(self, batch: TensorDict, step: int) -> TensorDict:
         loss = (self.actor(batch["observation"]) - batch["action"]).pow(2).mean()
-        opt = self.optimizers["actor"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        step_optimizer(self.optimizers["actor"], loss)
         return TensorDict({"actor_loss": loss.detach()})
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -21,7 +21,6 @@ class DataSpec:
     action_high: tuple[float, ...]
     obs_loc: tuple[float, ...] | None = None
     obs_scale: tuple[float, ...] | None = None
-    extras: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.action_low) != self.action_dim or len(self.action_high) != self.action_dim:
@@ -44,6 +43,4 @@ class DataSpec:
         )
 
     def with_obs_stats(self, loc: torch.Tensor, scale: torch.Tensor) -> DataSpec:
-        from dataclasses import replace
-
         return replace(self, obs_loc=tuple(loc.tolist()), obs_scale=tuple(scale.tolist()))

@@ -91,10 +91,11 @@ def build_algorithm(name: str, spec: DataSpec, cfg: Any, device: str | torch.dev
     return registry.get(name)(spec, cfg, device)
 
 
-def _config_record(request: RunRequest, task: Task, resolved: ResolvedConfig, spec: DataSpec) -> dict:
+def _config_record(request: RunRequest, task: Task, resolved: ResolvedConfig, spec: DataSpec, sha256: str) -> dict:
     return {
         "request": dataclasses.asdict(request),
         "task": task.id,
+        "dataset_sha256": sha256,
         "algorithm_config": resolved.to_dict(),
         "config_sources": resolved.sources,
         "spec": dataclasses.asdict(spec),
@@ -113,7 +114,7 @@ def train(request: RunRequest, out: str | Path = "runs", run_dir: str | Path | N
         return run_dir
     dataset = load_dataset(task, request.dataset, rule=request.transitions, download=request.download)
     prepared, transform_record = prepare(dataset, resolved.config)
-    record = _config_record(request, task, resolved, prepared.spec)
+    record = _config_record(request, task, resolved, prepared.spec, dataset.provenance.sha256)
     _claim_run_dir(run_dir, record)
     seed_everything(request.seed)  # network init and the training stream both follow the seed
     algo = build_algorithm(request.algorithm, prepared.spec, resolved.config, device)
@@ -142,7 +143,7 @@ def train(request: RunRequest, out: str | Path = "runs", run_dir: str | Path | N
 def _summary(result: dict | None) -> dict | None:
     if result is None:
         return None
-    return {k: v for k, v in result.items() if k not in ("returns", "lengths")}
+    return {k: v for k, v in result.items() if k not in ("returns", "lengths")}  # keeps the protocol
 
 
 def _claim_run_dir(run_dir: Path, record: dict) -> None:
@@ -192,5 +193,5 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Algorithm, Task,
     algo = algo_cls(spec, cfg, check_device(device))
     if not (run_dir / CHECKPOINT).is_file():
         raise ConfigError(f"{run_dir}: no {CHECKPOINT} to evaluate")
-    algo.load_state_dict(load_torch(run_dir / CHECKPOINT, map_location=device)["algorithm"])
+    algo.load_state_dict(load_torch(run_dir / CHECKPOINT, map_location="cpu")["algorithm"])
     return algo, task, record

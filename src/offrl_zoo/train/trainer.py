@@ -101,10 +101,11 @@ class Trainer:
         path = self.run_dir / CHECKPOINT
         if not path.is_file():
             return None
-        state = load_torch(path, map_location=self.algo.device)
+        # Loaded on the CPU: RNG states must stay CPU tensors; load_state_dict copies weights to the device.
+        state = load_torch(path, map_location="cpu")
         self.algo.load_state_dict(state["algorithm"])
         _set_rng_state(state["rng"], self.algo.device)
-        self.generator.set_state(state["generator"].cpu() if self.algo.device.type == "cpu" else state["generator"])
+        self.generator.set_state(state["generator"])
         self.metrics_log.truncate(state["metrics_offset"])
         self.eval_log.truncate(state["eval_offset"])
         return state
@@ -189,7 +190,7 @@ class Trainer:
 
     def _evaluate(self, stage: Stage, done: int, elapsed: float) -> dict:
         result = self.evaluator(self.algo)
-        result.update(stage=stage.name, step=done, time=round(elapsed, 3))
+        result.update(stage=stage.name, step=done, time=round(elapsed, 3), protocol=self.evaluator.protocol(self.algo))
         self.eval_log.append(result)
         return result
 

@@ -1,0 +1,64 @@
+"""Task registry, reference scores and the toy bandits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from offrl_zoo.envs import get_task, toy
+from offrl_zoo.errors import UnknownNameError
+
+
+def test_d4rl_reference_scores_and_env():
+    task = get_task("hopper-medium-v2")
+    assert (task.ref_min, task.ref_max, task.horizon, task.eval_episodes) == (-20.272305, 3234.3, 1000, 10)
+    assert task.normalized_score(np.array([3234.3, -20.272305])).tolist() == pytest.approx([100.0, 0.0])
+    env = task.make_env()
+    assert env.observation_space.shape == (11,) and env.action_space.shape == (3,)
+    env.close()
+    assert get_task("walker2d-expert-v2").ref_max == 4592.3
+    assert get_task("halfcheetah-random-v2").ref_min == -280.178953
+
+
+def test_unknown_task_suggests():
+    with pytest.raises(UnknownNameError, match="Did you mean 'hopper-medium-v2'"):
+        get_task("hoper-medium-v2")
+
+
+def test_25_gaussian_data():
+    data = toy.toy_data("25_gaussian", "far")
+    actions = data["actions"]
+    assert actions.shape == (10_000, 2) and (data["observations"] == 0).all()
+    nearest = np.linalg.norm(actions[:, None] - toy.gaussian_grid_means()[None], axis=-1).argmin(1)
+    assert np.bincount(nearest, minlength=25).tolist() == [400] * 25
+    np.testing.assert_allclose(data["rewards"], np.linalg.norm(actions, axis=1), rtol=1e-6)
+    assert not data["terminals"].any()
+
+
+def test_rewards_near_and_hard():
+    near = toy.toy_data("25_gaussian", "near")
+    rho = np.linalg.norm(near["actions"], axis=1)
+    np.testing.assert_allclose(near["rewards"], rho.max() - rho, rtol=1e-5, atol=1e-5)
+    hard = toy.toy_data("25_gaussian", "hard")
+    corner = (hard["actions"][:, 0] < -7.5) & (hard["actions"][:, 1] > 7.5)
+    assert corner.sum() == 400
+    np.testing.assert_allclose(hard["rewards"][corner], 2 * rho[corner], rtol=1e-5)
+
+
+def test_swiss_roll_shape():
+    actions = toy.toy_data("swiss_roll_2D", "far")["actions"]
+    radius = np.linalg.norm(actions, axis=1)
+    assert 1.5 * np.pi - 0.5 < radius.min() and radius.max() < 4.5 * np.pi + 0.5
+
+
+def test_toy_env_pays_the_dataset_reward():
+    task = get_task("toy-25_gaussian-hard")
+    env = task.make_env()
+    data = toy.toy_data("25_gaussian", "hard")
+    obs, _ = env.reset(seed=0)
+    assert obs.tolist() == [0.0]
+    for i in (0, 123, 9_999):
+        _, reward, terminated, truncated, _ = env.step(data["actions"][i])
+        assert reward == pytest.approx(float(data["rewards"][i]), rel=1e-5) and terminated
+        env.reset()
+    assert task.ref_max == pytest.approx(float(data["rewards"].max()))
