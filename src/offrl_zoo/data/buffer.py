@@ -24,6 +24,7 @@ def make_replay_buffer(
         sampler = SamplerWithoutReplacement(drop_last=True, shuffle=True)
     else:
         raise ValueError(f"sampling={sampling!r}: expected 'uniform' or 'shuffled'")
+    device = data.device if data.device is not None else data["action"].device
     return ReplayBuffer(
-        storage=TensorStorage(data, device=data.device), sampler=sampler, batch_size=batch_size, generator=generator
+        storage=TensorStorage(data, device=device), sampler=sampler, batch_size=batch_size, generator=generator
     )

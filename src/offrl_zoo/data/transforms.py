@@ -87,7 +87,10 @@ def transform_rewards(data: TensorDict, cfg: BaseConfig, origin: str) -> dict:
         return {"reward_transform": "(r - mean) / std", "mean": mean, "std": std}
     returns = episode_returns(reward.reshape(-1), episode_ends(data, cfg.episode_split))
     if len(returns) < 2 or returns.max() == returns.min():
-        raise DatasetError(f"{origin}: return_range needs episodes with different returns, found {len(returns)}")
+        raise DatasetError(
+            f"{origin}: reward_transform=return_range needs at least 2 complete episodes with different returns "
+            f"(found {len(returns)} with episode_split={cfg.episode_split})"
+        )
     spread = float(returns.max() - returns.min())
     reward.mul_(cfg.return_range_scale / spread)
     return {"reward_transform": f"r * {cfg.return_range_scale} / (R_max - R_min)", "R_max": float(returns.max()),
