@@ -8,7 +8,9 @@ Nothing in here knows about the trainer, the CLI or the benchmark layer.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -87,6 +89,12 @@ class Stage:
     ``sampling`` is ``uniform`` (with replacement, the default of every method here) or ``shuffled``
     (a permutation walked in order, re-shuffled each pass, as SRPO).
     ``has_policy`` says whether ``act`` is meaningful during this stage (periodic evaluation runs then).
+    ``shared`` marks a stage whose result other algorithms may reuse: a dict naming what it trains and
+    every setting it depends on (e.g. ``{"kind": "dtql-pretrain", "lr": 3e-4, ...}``). Two stages with
+    equal ``shared`` dicts, the same prepared dataset and the same seed produce identical modules, so
+    the trainer can take a finished one from its stage cache instead of training it again. The
+    modules of a shared stage must be built inside ``seeded_init`` so that their initial weights
+    depend only on the seed and the tag, not on what else the algorithm builds.
     """
 
     name: str
@@ -96,6 +104,20 @@ class Stage:
     modules: tuple[str, ...]
     sampling: Literal["uniform", "shuffled"] = "uniform"
     has_policy: bool = True
+    shared: dict[str, Any] | None = None
+
+
+@contextmanager
+def seeded_init(tag: str) -> Iterator[None]:
+    """Build modules from an RNG stream derived from the run seed and ``tag`` only.
+
+    Used for the modules of shared stages: DTQL and DTQL-KL build different actors, but their
+    behaviour models and critics start from the same weights for the same seed.
+    """
+    digest = hashlib.sha256(f"{torch.initial_seed()}/{tag}".encode()).digest()
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+        yield
 
 
 class Algorithm(nn.Module):

@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stochastic-eval", action="store_true", help="evaluate with sampled, not deterministic, actions")
     p.add_argument("--log-every", type=int, default=1000, help="steps per metrics.jsonl line")
     p.add_argument("--checkpoint-every", type=int, default=10_000)
+    p.add_argument("--stage-cache", default=None, metavar="DIR",
+                   help="reuse finished shared stages (e.g. DTQL's pretraining) from DIR and add new ones to it")
     p.add_argument("--transitions", default="qlearning", choices=["qlearning", "next_observations"],
                    help="how HDF5 rows become transitions: D4RL's qlearning_dataset, or stored next_observations")
     p.add_argument("--offline", action="store_true", help="never download datasets")
@@ -124,7 +126,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         deterministic_eval=False if args.stochastic_eval else None, log_every=args.log_every,
         checkpoint_every=args.checkpoint_every, transitions=args.transitions, download=not args.offline,
     )
-    run_dir = train(request, out=args.out, run_dir=args.run_dir, progress=not args.no_progress)
+    run_dir = train(request, out=args.out, run_dir=args.run_dir, progress=not args.no_progress,
+                    stage_cache=args.stage_cache)
     summary = json.loads((run_dir / "done").read_text())
     final = summary.get("final_eval") or {}
     score = f"score {final['score_mean']:.1f} ± {final['score_std']:.1f}" if "score_mean" in final else ""

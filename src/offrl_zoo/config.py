@@ -82,9 +82,27 @@ def tagged_entries(table: dict, task_id: str, origin: str) -> list[tuple[str, st
     return out
 
 
+def lineage(algo_cls: type[Algorithm]) -> list[type[Algorithm]]:
+    """The registered algorithm classes ``algo_cls`` derives from, most distant first, itself last.
+
+    A variant (a subclass, e.g. DTQL-KL of DTQL) inherits its parents' task tables and presets, so
+    each file states only what differs from its parent.
+    """
+    return [c for c in reversed(algo_cls.__mro__) if isinstance(c, type) and issubclass(c, Algorithm)
+            and "name" in vars(c)]
+
+
+def preset_files(algo_cls: type[Algorithm]) -> dict[str, Path]:
+    """Preset name → file; an algorithm's own presets shadow its parents' of the same name."""
+    files: dict[str, Path] = {}
+    for cls in lineage(algo_cls):
+        folder = algorithm_dir(cls) / "presets"
+        files.update({p.stem: p for p in folder.glob("*.yaml")} if folder.is_dir() else {})
+    return files
+
+
 def presets(algo_cls: type[Algorithm]) -> list[str]:
-    folder = algorithm_dir(algo_cls) / "presets"
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    return sorted(preset_files(algo_cls))
 
 
 @dataclasses.dataclass
@@ -122,12 +140,12 @@ def resolve(
         for key, where, value, source in tagged_entries(table, task_id, origin):
             apply({key: value}, {key: f"{where} ({source})"}, where)
 
-    folder = algorithm_dir(algo_cls)
-    if (folder / "tasks.yaml").is_file():
-        apply_table(_read_yaml(folder / "tasks.yaml"), f"{algo_cls.name}/tasks.yaml")
+    for cls in lineage(algo_cls):  # parents' task tables first (see `lineage`)
+        if (algorithm_dir(cls) / "tasks.yaml").is_file():
+            apply_table(_read_yaml(algorithm_dir(cls) / "tasks.yaml"), f"{cls.name}/tasks.yaml")
     if preset is not None:
-        path = folder / "presets" / f"{preset}.yaml"
-        if not path.is_file():
+        path = preset_files(algo_cls).get(preset)
+        if path is None:
             known = presets(algo_cls)
             raise ConfigError(
                 f"preset {preset!r} unknown for {algo_cls.name}; known presets: {', '.join(known) or 'none'}"

@@ -16,6 +16,8 @@ BUILTINS: dict[str, str] = {
     "bc": "offrl_zoo.algorithms.bc:BC",
     "td3bc": "offrl_zoo.algorithms.td3bc:TD3BC",
     "iql": "offrl_zoo.algorithms.iql:IQL",
+    "dtql": "offrl_zoo.algorithms.dtql:DTQL",
+    "dtql-kl": "offrl_zoo.algorithms.dtql_kl:DTQLKL",
 }
 
 _registered: dict[str, type[Algorithm]] = {}

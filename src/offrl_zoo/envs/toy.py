@@ -95,3 +95,29 @@ ENV_ID = "offrl_zoo/ToyBandit-v0"
 def register_env() -> None:
     if ENV_ID not in gym.registry:
         gym.register(ENV_ID, entry_point=ToyBanditEnv, max_episode_steps=1)
+
+
+def toy_metrics(actions: np.ndarray, distribution: str, reward: str, data_seed: int = 0) -> dict[str, float]:
+    """The measurements of ALGORITHMS.md §14 for policy samples ``actions`` (N, 2).
+
+    - ``normalized_reward``: mean reward of the samples / the best reward in the dataset;
+    - ``in_support``: share of samples within 3 std (0.9) of a mode centre (25_gaussian), or within
+      3 noise std (0.3) of some dataset point (swiss_roll_2D, which has no discrete modes);
+    - ``modes_hit`` and ``top_mode_share`` (25_gaussian only): distinct modes with at least one
+      in-support sample, and the share of all samples in the most-hit mode.
+    """
+    data = toy_data(distribution, reward, data_seed)
+    rho_max = float(np.linalg.norm(data["actions"], axis=-1).max())
+    rewards = reward_fn(reward, actions, rho_max)
+    out = {"normalized_reward": float(rewards.mean() / data["rewards"].max())}
+    if distribution == "25_gaussian":
+        dist = np.linalg.norm(actions[:, None, :] - gaussian_grid_means()[None], axis=-1)  # (N, 25)
+        nearest, gap = dist.argmin(1), dist.min(1)
+        inside = gap <= 3 * MODE_STD
+        counts = np.bincount(nearest[inside], minlength=25)
+        out.update(in_support=float(inside.mean()), modes_hit=int((counts > 0).sum()),
+                   top_mode_share=float(counts.max() / len(actions)))
+    else:
+        gaps = np.min(np.linalg.norm(actions[:, None, :] - data["actions"][None, ::5], axis=-1), axis=1)
+        out["in_support"] = float((gaps <= 0.3).mean())
+    return out

@@ -2,9 +2,9 @@
 
 from offrl_zoo.nets.ensemble import EnsembleLinear, EnsembleMLP, QEnsemble
 from offrl_zoo.nets.mlp import frozen, frozen_copy, init_weights_, mlp, orthogonal_init_, polyak_update_
-from offrl_zoo.nets.policies import DeterministicActor, GaussianPolicy
+from offrl_zoo.nets.policies import DeterministicActor, GaussianPolicy, TanhGaussianPolicy
 
 __all__ = [
     "DeterministicActor", "EnsembleLinear", "EnsembleMLP", "GaussianPolicy", "QEnsemble", "frozen", "frozen_copy",
-    "init_weights_", "mlp", "orthogonal_init_", "polyak_update_",
+    "init_weights_", "mlp", "orthogonal_init_", "polyak_update_", "TanhGaussianPolicy",
 ]

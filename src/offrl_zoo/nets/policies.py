@@ -51,3 +51,41 @@ class GaussianPolicy(nn.Module):
     def forward(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         mean, std = self.mean_std(obs)
         return mean if deterministic else mean + std * torch.randn_like(mean)
+
+
+class TanhGaussianPolicy(nn.Module):
+    """DTQL's one-step policy: a = clip(a_max·tanh(μ + σξ), ±a_max) with state-dependent μ, log σ.
+
+    Trunk: ReLU MLP → 2A outputs split into μ and log σ (clamped to [log_std_min, log_std_max]);
+    orthogonal init with gain 1 and zero biases on every Linear (the official ``weight_init``).
+    ``log_prob`` is the official "likelihood" of a dataset action: the pre-tanh Gaussian density at
+    atanh(a / (a_max + 1e−3)), with no tanh Jacobian (ALGORITHMS.md §2.2).
+    """
+
+    def __init__(
+        self, obs_dim: int, action_dim: int, hidden: Sequence[int], max_action: float,
+        log_std_min: float = -5.0, log_std_max: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, 2 * action_dim, "relu")
+        for layer in self.net.modules():
+            if isinstance(layer, nn.Linear):
+                nn.init.orthogonal_(layer.weight)
+                nn.init.zeros_(layer.bias)
+        self.max_action = max_action
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def mean_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, log_std = self.net(obs).chunk(2, dim=-1)
+        return mu, log_std.clamp(self.log_std_min, self.log_std_max).exp()
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Reparameterised sample (or a_max·tanh(μ) when ``deterministic``)."""
+        mu, std = self.mean_std(obs)
+        z = mu if deterministic else mu + std * torch.randn_like(mu)
+        return (self.max_action * torch.tanh(z)).clamp(-self.max_action, self.max_action)
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        mu, std = self.mean_std(obs)
+        z = (torch.atanh(action / (self.max_action + 1e-3)) - mu) / std
+        return (-0.5 * z.pow(2) - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)

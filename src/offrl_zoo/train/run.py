@@ -103,8 +103,12 @@ def _config_record(request: RunRequest, task: Task, resolved: ResolvedConfig, sp
 
 
 def train(request: RunRequest, out: str | Path = "runs", run_dir: str | Path | None = None,
-          progress: bool = True) -> Path:
-    """Train (or resume, or skip if finished) one run; returns its directory."""
+          progress: bool = True, stage_cache: str | Path | None = None) -> Path:
+    """Train (or resume, or skip if finished) one run; returns its directory.
+
+    ``stage_cache``: a folder of finished shared stages (``Stage.shared``) to reuse and to add to. It
+    changes no result, so it is not part of the run's identity.
+    """
     algo_cls = registry.get(request.algorithm)
     task = request.resolve_task()
     resolved = resolve(algo_cls, task.id, request.preset, request.config_file, request.overrides)
@@ -123,7 +127,7 @@ def train(request: RunRequest, out: str | Path = "runs", run_dir: str | Path | N
                           deterministic=deterministic)
     settings = TrainerSettings(seed=request.seed, steps_cap=request.steps, log_every=request.log_every,
                                eval_every=request.eval_every, checkpoint_every=request.checkpoint_every,
-                               progress=progress)
+                               progress=progress, stage_cache=Path(stage_cache) if stage_cache else None)
     trainer = Trainer(run_dir, algo, prepared, evaluator, settings)
     stages = algo.stages()
     write_json(run_dir / "provenance.json", {

@@ -9,6 +9,7 @@ the sampler's position, and the lengths of the log files, which are cut back to 
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from dataclasses import dataclass
@@ -25,9 +26,16 @@ from offrl_zoo.data.dataset import Dataset
 from offrl_zoo.errors import TrainingDiverged
 from offrl_zoo.train.evaluator import Evaluator
 from offrl_zoo.train.io import JsonlLog, load_torch, save_torch, write_json
+from offrl_zoo.train.stage_cache import load_stage, save_stage, stage_identity
 
 CHECKPOINT = "checkpoint.pt"
 DONE = "done"
+
+
+def stage_seed(seed: int, index: int, stage: Stage) -> int:
+    """The seed a stage starts from: derived from the run seed and the stage alone."""
+    digest = hashlib.sha256(f"{seed}/{index}/{stage.name}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
 
 
 def seed_everything(seed: int) -> None:
@@ -63,6 +71,7 @@ class TrainerSettings:
     eval_every: int = 5000
     checkpoint_every: int = 10_000
     progress: bool = True
+    stage_cache: Path | None = None  # folder of finished shared stages to reuse (and to add to)
 
 
 class Trainer:
@@ -72,6 +81,7 @@ class Trainer:
     ) -> None:
         self.run_dir = Path(run_dir)
         self.algo = algo
+        self.dataset = dataset
         self.data = dataset.data.to(algo.device)
         self.evaluator = evaluator
         self.settings = settings
@@ -142,9 +152,20 @@ class Trainer:
         steps = self.planned_steps(stage)
         is_last = index == len(stages) - 1
         rb = make_replay_buffer(self.data, stage.batch_size, stage.sampling, self.generator)
+        s = self.settings
         if sampler_state:
             rb._sampler.load_state_dict(sampler_state)
-        s = self.settings
+        elif first == 0:  # a fresh stage: its randomness depends on (seed, stage) only, see stage_cache
+            seed_everything(stage_seed(s.seed, index, stage))
+            self.generator.manual_seed(stage_seed(s.seed, index, stage))
+        identity = None
+        if stage.shared is not None and s.stage_cache is not None:
+            identity = stage_identity(stage, self.algo, self.dataset, s.seed, steps)
+            if first == 0 and (folder := load_stage(s.stage_cache, identity, self.algo, stage)) is not None:
+                self.metrics_log.append({"stage": stage.name, "step": steps, "reused_stage": str(folder)})
+                self.save_checkpoint(index + 1, 0, {}, elapsed)
+                bar.update(steps)
+                return elapsed, last_eval
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
         window_start, window_steps = time.perf_counter(), 0
@@ -166,6 +187,8 @@ class Trainer:
             eval_now = done % s.eval_every == 0 or (is_last and done == steps)
             if self.evaluator is not None and stage.has_policy and eval_now:
                 last_eval = self._evaluate(stage, done, time.perf_counter() - started)
+            if identity is not None and done == steps:
+                save_stage(s.stage_cache, identity, self.algo, stage)
             if checkpoint_now:
                 finished_stage = done == steps
                 self.save_checkpoint(index + 1 if finished_stage else index, 0 if finished_stage else done,

@@ -1,0 +1,97 @@
+"""The ε / score networks of each method (ALGORITHMS.md §2.2, §4.1, §5.1, §6.2).
+
+Every backbone has the call signature ``net(x, obs, t)`` with x (B, A), obs (B, S) and t (B,) or a
+scalar broadcast over the batch, and returns (B, A).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from offrl_zoo.diffusion.embeddings import GaussianFourierEmbedding, LearnableFourierEmbedding, SinusoidalEmbedding
+
+
+def _per_row(t: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    return t.expand(x.shape[0]) if t.ndim == 0 or t.numel() == 1 else t.reshape(-1)
+
+
+class EDMScoreNet(nn.Module):
+    """DTQL's ``ScoreNetwork`` F_φ: input concat(x, s, emb(u)); no activation after the first Linear.
+
+    ``hidden_layers`` counts like the official code: the first Linear, then hidden_layers − 1 blocks of
+    Linear + Mish, then the output Linear. With the first Linear un-activated, the first two affine maps
+    compose into one (quirk #1 in ALGORITHMS.md §12, kept so that parameter count and init match).
+    """
+
+    def __init__(self, action_dim: int, obs_dim: int, hidden: int = 256, time_dim: int = 16, hidden_layers: int = 4):
+        super().__init__()
+        self.embed = SinusoidalEmbedding(time_dim)
+        layers: list[nn.Module] = [nn.Linear(action_dim + obs_dim + time_dim, hidden)]
+        for _ in range(hidden_layers - 1):
+            layers += [nn.Linear(hidden, hidden), nn.Mish()]
+        layers.append(nn.Linear(hidden, action_dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, obs: torch.Tensor, u: torch.Tensor | float) -> torch.Tensor:
+        return self.net(torch.cat([x, obs, self.embed(_per_row(u, x))], dim=-1))
+
+
+class DQLNoiseNet(nn.Module):
+    """DQL's ε_θ(x, t, s): concat(x, emb(t), s) → 3 × (Linear(256)–Mish) → Linear(A); t the integer step."""
+
+    def __init__(self, action_dim: int, obs_dim: int, hidden: int = 256, time_dim: int = 16):
+        super().__init__()
+        self.embed = SinusoidalEmbedding(time_dim)
+        self.net = nn.Sequential(
+            nn.Linear(action_dim + time_dim + obs_dim, hidden), nn.Mish(),
+            nn.Linear(hidden, hidden), nn.Mish(),
+            nn.Linear(hidden, hidden), nn.Mish(),
+            nn.Linear(hidden, action_dim),
+        )
+
+    def forward(self, x: torch.Tensor, obs: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        return self.net(torch.cat([x, self.embed(_per_row(t, x)), obs], dim=-1))
+
+
+class ResidualBlock(nn.Module):
+    """h + Dense(h)(act(Dense(4h)(LayerNorm(Dropout(h))))) (IDQL/SRPO ``MLPResNetBlock``)."""
+
+    def __init__(self, hidden: int, act: type[nn.Module], dropout: float) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Dropout(dropout), nn.LayerNorm(hidden), nn.Linear(hidden, 4 * hidden), act(),
+            nn.Linear(4 * hidden, hidden),
+        )
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.body(h)
+
+
+class ResNetNoiseNet(nn.Module):
+    """ε_φ(x, s, t) of IDQL and SRPO: concat(x, s, cond(t)) → Dense(hidden) → blocks → act → Dense(A).
+
+    ``style="idql"``: learnable Fourier-128 time features, swish, xavier-uniform input/output kernels.
+    ``style="srpo"``: fixed Gaussian-Fourier-64 time features, Mish, PyTorch default init.
+    Dropout is active in train mode only; call ``.eval()`` for sampling.
+    """
+
+    def __init__(
+        self, action_dim: int, obs_dim: int, style: str, hidden: int = 256, blocks: int = 3, dropout: float = 0.1
+    ) -> None:
+        super().__init__()
+        if style not in ("idql", "srpo"):
+            raise ValueError(f"ResNetNoiseNet style {style!r}: expected 'idql' or 'srpo'")
+        act = nn.SiLU if style == "idql" else nn.Mish
+        self.embed: nn.Module = LearnableFourierEmbedding() if style == "idql" else GaussianFourierEmbedding()
+        self.inp = nn.Linear(action_dim + obs_dim + self.embed.out_dim, hidden)
+        self.blocks = nn.Sequential(*(ResidualBlock(hidden, act, dropout) for _ in range(blocks)))
+        self.out = nn.Sequential(act(), nn.Linear(hidden, action_dim))
+        if style == "idql":
+            for layer in (self.inp, self.out[1]):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor, obs: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        return self.out(self.blocks(self.inp(torch.cat([x, obs, self.embed(_per_row(t, x))], dim=-1))))
