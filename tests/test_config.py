@@ -6,6 +6,7 @@ import pytest
 
 from offrl_zoo import registry
 from offrl_zoo.config import ConfigError, matches, resolve, tagged_entries
+from offrl_zoo.errors import UnsupportedTaskError
 
 IQL = registry.get("iql")
 
@@ -61,3 +62,12 @@ def test_user_file_unknown_key(tmp_path):
     bad.write_text("expectle: 0.9\n")
     with pytest.raises(ConfigError, match=f"{bad}: unknown key 'expectle'.*Did you mean 'expectile'"):
         resolve(IQL, "toy-25_gaussian-far", user_file=bad)
+
+
+def test_unsupported_task_is_refused_unless_the_user_sets_the_missing_key(monkeypatch):
+    cls = registry.get("bc")
+    monkeypatch.setattr(cls, "unsupported_tasks", {"toy-*": ("no official value", "hidden")})
+    with pytest.raises(UnsupportedTaskError, match=r"bc does not support toy-25_gaussian-far: no official value"):
+        resolve(cls, "toy-25_gaussian-far")
+    assert resolve(cls, "toy-25_gaussian-far", overrides=["hidden=[8]"]).config.hidden == [8]
+    resolve(cls, "hopper-medium-v2")  # other tasks are unaffected

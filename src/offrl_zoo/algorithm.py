@@ -139,6 +139,10 @@ class Algorithm(nn.Module):
     # Whether act(deterministic=True) on a batch equals act row by row (False for selection rules
     # that draw random candidates even in deterministic mode).
     deterministic_act_is_exact: ClassVar[bool] = True
+    # Tasks the official code gives no settings for: fnmatch pattern ('|' for alternatives) ->
+    # (reason, key). Resolving such a task fails with the reason unless the user sets ``key``
+    # (user YAML or command line), so a missing official value is never silently guessed.
+    unsupported_tasks: ClassVar[dict[str, tuple[str, str]]] = {}
 
     def __init__(self, spec: DataSpec, cfg: BaseConfig, device: torch.device | str = "cpu") -> None:
         super().__init__()

@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from offrl_zoo.algorithm import Algorithm, BaseConfig
-from offrl_zoo.errors import ConfigError
+from offrl_zoo.errors import ConfigError, UnsupportedTaskError
 
 SOURCES = ("paper", "official-code", "tuned-here")
 
@@ -105,6 +105,17 @@ def presets(algo_cls: type[Algorithm]) -> list[str]:
     return sorted(preset_files(algo_cls))
 
 
+def check_supported(algo_cls: type[Algorithm], task_id: str, sources: dict[str, str]) -> None:
+    """Refuse a task the official code has no settings for, unless the user supplied the missing key."""
+    for pattern, (reason, key) in algo_cls.unsupported_tasks.items():
+        user_set = key in sources and "tasks.yaml" not in sources[key]  # a preset, user file or the CLI
+        if matches(pattern, task_id) and not user_set:
+            raise UnsupportedTaskError(
+                f"{algo_cls.name} does not support {task_id}: {reason}. Set {key}=... yourself to run it anyway "
+                "(the value is then recorded as yours, not the paper's)."
+            )
+
+
 @dataclasses.dataclass
 class ResolvedConfig:
     config: BaseConfig
@@ -168,6 +179,7 @@ def resolve(
         except OmegaConfBaseException as err:
             raise ConfigError(f"command line: cannot parse overrides {list(overrides)}: {err}") from None
         apply(values, dict.fromkeys(values, "command line"), "command line")
+    check_supported(algo_cls, task_id, sources)
     try:
         obj = OmegaConf.to_object(cfg)
     except (ValueError, TypeError) as err:

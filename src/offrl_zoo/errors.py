@@ -9,6 +9,10 @@ class ConfigError(OffrlZooError, ValueError):
     """A config that cannot be used; the message names the key, the offending value and the valid ones."""
 
 
+class UnsupportedTaskError(ConfigError):
+    """The algorithm has no official settings for this task (e.g. SRPO's β on pen/kitchen): not guessed."""
+
+
 class DatasetError(OffrlZooError, ValueError):
     """A dataset that cannot be used; the message names the file, the field and what was expected."""
 
