@@ -18,6 +18,9 @@ BUILTINS: dict[str, str] = {
     "iql": "offrl_zoo.algorithms.iql:IQL",
     "dtql": "offrl_zoo.algorithms.dtql:DTQL",
     "dtql-kl": "offrl_zoo.algorithms.dtql_kl:DTQLKL",
+    "dql": "offrl_zoo.algorithms.dql:DQL",
+    "idql": "offrl_zoo.algorithms.idql:IDQL",
+    "srpo": "offrl_zoo.algorithms.srpo:SRPO",
 }
 
 _registered: dict[str, type[Algorithm]] = {}
