@@ -102,3 +102,16 @@ def test_load_run_restores_policy(tmp_path):
     assert task.id == TASK and record["request"]["algorithm"] == "td3bc"
     obs = torch.zeros(4, 1)
     assert algo.act(obs).shape == (4, 2)
+
+
+def test_run_from_before_a_new_config_field_still_resumes(tmp_path):
+    """A field added later counts as its default for old runs; a non-default new value is refused."""
+    run_dir = train(request("bc", steps=10), run_dir=tmp_path / "run", progress=False)
+    record = yaml.safe_load((run_dir / "config.yaml").read_text())
+    del record["algorithm_config"]["holdout_fraction"]
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(record))
+    train(request("bc", steps=10), run_dir=run_dir, progress=False)  # skipped as finished, no error
+    (run_dir / "done").unlink()
+    with pytest.raises(ConfigError, match="holdout_fraction: '<absent>' != 0.1"):
+        train(request("bc", steps=10, overrides=["holdout_fraction=0.1", "hidden=[32,32]"]), run_dir=run_dir,
+              progress=False)

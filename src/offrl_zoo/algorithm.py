@@ -48,10 +48,15 @@ class BaseConfig:
     # at a terminal or after 1000 steps); 1.0 keeps everything.
     top_fraction: float = 1.0
     top_fraction_discount: float = 1.0
+    # Fraction of transitions held out of training, drawn from the seed after every other transform
+    # (IDQL's 95/5 split); the trainer logs ``Algorithm.validation_metrics`` on them. 0 keeps all.
+    holdout_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.top_fraction <= 1:
             raise ValueError(f"top_fraction={self.top_fraction}: expected a value in (0, 1]")
+        if not 0 <= self.holdout_fraction < 1:
+            raise ValueError(f"holdout_fraction={self.holdout_fraction}: expected a value in [0, 1)")
         check_choice(self, "reward_transform", REWARD_TRANSFORMS)
         check_choice(self, "episode_split", EPISODE_SPLITS)
         check_positive(self, "obs_norm_eps", "return_range_scale")
@@ -170,6 +175,14 @@ class Algorithm(nn.Module):
     def selection_rule(self, deterministic: bool) -> str:
         """How ``act`` picks an action, stamped next to every evaluation score."""
         return "deterministic policy output" if deterministic else "policy sample"
+
+    def validation_metrics(self, batch: TensorDict) -> TensorDict | None:
+        """Losses on a batch of held-out transitions (``holdout_fraction`` > 0), logged as ``val/<key>``.
+
+        Called by the trainer at log time, in eval mode, without gradients and with its own random
+        stream (training is unaffected); returns 0-d tensors, or None when the algorithm has none.
+        """
+        return None
 
     # -- provided ---------------------------------------------------------------------------------
     @torch.no_grad()

@@ -45,12 +45,14 @@ class Dataset:
     data: TensorDict  # batch [N]: observation, action, next/{observation, reward, done, terminated, truncated}
     spec: DataSpec
     provenance: Provenance
+    holdout: TensorDict | None = None  # held-out transitions (``holdout_fraction``), never trained on
 
     def __len__(self) -> int:
         return int(self.data.batch_size[0])
 
     def to(self, device: torch.device | str) -> Dataset:
-        return Dataset(self.data.to(device), self.spec, self.provenance)
+        holdout = None if self.holdout is None else self.holdout.to(device)
+        return Dataset(self.data.to(device), self.spec, self.provenance, holdout)
 
 
 def _field(arrays: dict[str, np.ndarray], key: str, origin: str) -> np.ndarray:

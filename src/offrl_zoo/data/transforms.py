@@ -1,11 +1,12 @@
 """Dataset preparation shared by every algorithm (ALGORITHMS.md §1.1–1.2), applied once before training.
 
-Reward transforms, action clipping and observation normalisation live here and only here; an
-algorithm selects them through the ``BaseConfig`` fields and never re-implements them.
+Reward transforms, action clipping, observation normalisation and the held-out split live here and
+only here; an algorithm selects them through the ``BaseConfig`` fields and never re-implements them.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 
 import torch
@@ -97,8 +98,22 @@ def transform_rewards(data: TensorDict, cfg: BaseConfig, origin: str) -> dict:
             "R_min": float(returns.min()), "episode_split": cfg.episode_split}
 
 
-def prepare(dataset: Dataset, cfg: BaseConfig) -> tuple[Dataset, dict]:
-    """A transformed copy of ``dataset`` for an algorithm config, and a record of the transforms."""
+def holdout_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted (train, held-out) row indices: a permutation drawn from ``seed`` alone, the first
+    ``int(n·(1 − fraction))`` rows for training (the count of IDQL's ``Dataset.split(0.95)``)."""
+    digest = hashlib.sha256(f"{seed}/holdout".encode()).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+    order = torch.randperm(n, generator=generator)
+    n_train = int(n * (1 - fraction))
+    return order[:n_train].sort().values, order[n_train:].sort().values
+
+
+def prepare(dataset: Dataset, cfg: BaseConfig, seed: int = 0) -> tuple[Dataset, dict]:
+    """A transformed copy of ``dataset`` for an algorithm config, and a record of the transforms.
+
+    The held-out split comes last, as in IDQL (its reward scale is computed on all the data); it
+    depends on ``seed`` only, so the same run seed always holds out the same transitions.
+    """
     data = dataset.data.clone()
     origin = dataset.provenance.dataset_id
     record: dict = {}
@@ -118,4 +133,12 @@ def prepare(dataset: Dataset, cfg: BaseConfig) -> tuple[Dataset, dict]:
         data["next", "observation"] = (data["next", "observation"] - loc) / scale
         spec = spec.with_obs_stats(loc, scale)
         record["normalize_obs"] = {"eps": cfg.obs_norm_eps}
-    return replace(dataset, data=data, spec=spec), record
+    holdout = None
+    if cfg.holdout_fraction > 0:
+        train_rows, held_rows = holdout_split(len(data), cfg.holdout_fraction, seed)
+        if len(train_rows) == 0:
+            raise DatasetError(f"{origin}: holdout_fraction={cfg.holdout_fraction} leaves no training transitions")
+        data, holdout = data[train_rows], (data[held_rows] if len(held_rows) else None)
+        record["holdout"] = {"fraction": cfg.holdout_fraction, "seed": seed,
+                             "transitions": [len(train_rows), len(held_rows)]}
+    return replace(dataset, data=data, spec=spec, holdout=holdout), record

@@ -117,7 +117,7 @@ def train(request: RunRequest, out: str | Path = "runs", run_dir: str | Path | N
     if (run_dir / DONE).is_file():
         return run_dir
     dataset = load_dataset(task, request.dataset, rule=request.transitions, download=request.download)
-    prepared, transform_record = prepare(dataset, resolved.config)
+    prepared, transform_record = prepare(dataset, resolved.config, seed=request.seed)
     record = _config_record(request, task, resolved, prepared.spec, dataset.provenance.sha256)
     _claim_run_dir(run_dir, record)
     seed_everything(request.seed)  # network init and the training stream both follow the seed
@@ -155,6 +155,7 @@ def _claim_run_dir(run_dir: Path, record: dict) -> None:
     path = run_dir / "config.yaml"
     if path.is_file():
         existing = yaml.safe_load(path.read_text())
+        _fill_new_defaults(existing, record)
         diff = _differences(existing, record)
         if diff:
             raise ConfigError(
@@ -165,6 +166,22 @@ def _claim_run_dir(run_dir: Path, record: dict) -> None:
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"{run_dir} exists and is not an offrl-zoo run directory (no config.yaml)")
     write_text(path, yaml.safe_dump(record, sort_keys=False))
+
+
+def _fill_new_defaults(existing: dict, record: dict) -> None:
+    """A config field added after a run started is taken at its default, the behaviour the run had
+    before the field existed, so upgrading offrl-zoo does not orphan unfinished runs."""
+    algo_cls = registry.get(record["request"]["algorithm"])
+    old = existing.get("algorithm_config")
+    if isinstance(old, dict):
+        for f in dataclasses.fields(algo_cls.Config):
+            if f.name not in old and f.name in record["algorithm_config"]:
+                old[f.name] = record["algorithm_config"][f.name] if _is_default(f, record) else "<absent>"
+
+
+def _is_default(f: dataclasses.Field, record: dict) -> bool:
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    return yaml.safe_load(yaml.safe_dump(default)) == record["algorithm_config"][f.name]
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:

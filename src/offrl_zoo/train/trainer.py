@@ -83,6 +83,7 @@ class Trainer:
         self.algo = algo
         self.dataset = dataset
         self.data = dataset.data.to(algo.device)
+        self.holdout = None if dataset.holdout is None else dataset.holdout.to(algo.device)
         self.evaluator = evaluator
         self.settings = settings
         self.metrics_log = JsonlLog(self.run_dir / "metrics.jsonl")
@@ -180,9 +181,11 @@ class Trainer:
             done = step + 1
             checkpoint_now = done % s.checkpoint_every == 0 or done == steps
             if done % s.log_every == 0 or checkpoint_now:
-                record = self._log(stage, index, stages, done, sums, counts, window_steps,
+                means = {k: v / counts[k] for k, v in sums.items()} | self._validation(stage, index, done)
+                record = self._log(stage, index, stages, done, means, window_steps,
                                    time.perf_counter() - window_start, time.perf_counter() - started)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k.endswith("loss")}, refresh=False)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k.endswith("loss") and "/" not in k},
+                                refresh=False)
                 sums, counts, window_start, window_steps = {}, {}, time.perf_counter(), 0
             eval_now = done % s.eval_every == 0 or (is_last and done == steps)
             if self.evaluator is not None and stage.has_policy and eval_now:
@@ -196,8 +199,26 @@ class Trainer:
             bar.update(1)
         return time.perf_counter() - started, last_eval
 
-    def _log(self, stage, index, stages, done, sums, counts, window_steps, window_time, elapsed) -> dict:
-        values = TensorDict({k: v / counts[k] for k, v in sums.items()}).to("cpu")  # one host sync per window
+    def _validation(self, stage: Stage, index: int, done: int) -> dict[str, torch.Tensor]:
+        """``validation_metrics`` on a held-out batch of the stage's size, drawn with replacement (as IDQL
+        does) from a random stream of its own, so that training and resuming are unaffected by it."""
+        if self.holdout is None:
+            return {}
+        seed = stage_seed(self.settings.seed, index, stage) + done
+        rows = torch.randint(len(self.holdout), (stage.batch_size,), generator=torch.Generator().manual_seed(seed))
+        devices = [self.algo.device] if self.algo.device.type == "cuda" else []
+        was_training = self.algo.training
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            torch.manual_seed(seed)
+            self.algo.eval()
+            try:
+                metrics = self.algo.validation_metrics(self.holdout[rows.to(self.holdout.device)])
+            finally:
+                self.algo.train(was_training)
+        return {} if metrics is None else {f"val/{k}": v.detach() for k, v in metrics.items()}
+
+    def _log(self, stage, index, stages, done, means, window_steps, window_time, elapsed) -> dict:
+        values = TensorDict(means).to("cpu")  # one host sync per window
         record = {k: float(v) for k, v in values.items()}
         for key, value in record.items():
             if not np.isfinite(value):
