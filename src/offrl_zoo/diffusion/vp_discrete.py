@@ -57,12 +57,12 @@ class VPSchedule(nn.Module):
 
     def sample_ancestral(
         self, net: nn.Module, obs: torch.Tensor, action_dim: int, clip: bool = True, temperature: float = 1.0,
-        repeat_last: int = 0,
+        repeat_last: int = 0, bound: float = 1.0,
     ) -> torch.Tensor:
-        """Sampler B (IDQL): x ← (x − β_t/√(1 − ᾱ_t)·ε)/√α_t + √β_t·κ·z (t > 0), clipped to ±1 each step.
+        """Sampler B (IDQL): x ← (x − β_t/√(1 − ᾱ_t)·ε)/√α_t + √β_t·κ·z (t > 0), clipped to ±bound each step.
 
-        The noise variance is β_t (not β̃_t) and x̂0 is not clipped, as in the official code; the t = 0
-        step is repeated ``repeat_last`` extra times (M), then a final clip.
+        The noise variance is β_t (not β̃_t) and x̂0 is not clipped, as in the official code (bound 1); the
+        t = 0 step is repeated ``repeat_last`` extra times (M), then a final clip.
         """
         x = torch.randn(obs.shape[0], action_dim, device=obs.device)
         for t in [*range(self.steps - 1, -1, -1), *([0] * repeat_last)]:
@@ -71,5 +71,5 @@ class VPSchedule(nn.Module):
             if t > 0:
                 x = x + self.betas[t].sqrt() * temperature * torch.randn_like(x)
             if clip:
-                x = x.clamp(-1.0, 1.0)
-        return x.clamp(-1.0, 1.0)
+                x = x.clamp(-bound, bound)
+        return x.clamp(-bound, bound)

@@ -16,9 +16,21 @@ def not_done(batch) -> torch.Tensor:
     return 1.0 - batch["next", "terminated"].reshape(-1).float()
 
 
-def step_optimizer(optimizer: torch.optim.Optimizer, loss: torch.Tensor, scheduler=None) -> None:
+def step_optimizer(
+    optimizer: torch.optim.Optimizer, loss: torch.Tensor, scheduler=None, max_grad_norm: float | None = None
+) -> torch.Tensor | None:
+    """zero_grad → backward → [clip the global L2 norm of the optimiser's gradients] → step → [scheduler].
+
+    With ``max_grad_norm`` > 0 the gradients are clipped first (``clip_grad_norm_``, no host sync) and
+    the norm before clipping is returned; otherwise nothing is returned.
+    """
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    norm = None
+    if max_grad_norm is not None and max_grad_norm > 0:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
+    return norm
