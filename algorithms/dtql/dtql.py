@@ -24,7 +24,15 @@ from offrl_zoo.algorithm import (
     seeded_init,
 )
 from offrl_zoo.diffusion import EDM, EDMScoreNet, trust_region_loss
-from offrl_zoo.nets import EnsembleMLP, QEnsemble, TanhGaussianPolicy, frozen, frozen_copy, polyak_update_
+from offrl_zoo.nets import (
+    EnsembleMLP,
+    QEnsemble,
+    TanhGaussianPolicy,
+    frozen,
+    frozen_copy,
+    polyak_update_,
+    select_candidates,
+)
 from offrl_zoo.nets.losses import expectile_loss, not_done, step_optimizer
 
 SELECTIONS = ("softmax", "argmax", "policy")
@@ -200,11 +208,7 @@ class DTQL(Algorithm):
         repeated = obs.repeat_interleave(k, dim=0)
         candidates = self.sample_actions(repeated)
         q = self.critic_target.q_min(repeated, candidates).reshape(b, k)
-        if self.cfg.selection == "argmax":
-            index = q.argmax(1)
-        else:
-            index = torch.multinomial(torch.softmax(q, dim=1), 1).reshape(b)
-        return candidates.reshape(b, k, -1)[torch.arange(b, device=obs.device), index]
+        return select_candidates(candidates, q, self.cfg.selection)
 
     def selection_rule(self, deterministic: bool) -> str:
         k = self.cfg.candidates
