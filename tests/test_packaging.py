@@ -29,7 +29,8 @@ def test_algorithm_data_files_are_importable():
     from offrl_zoo import registry
     from offrl_zoo.config import algorithm_dir
 
-    for name in ("bc", "td3bc", "iql"):
+    for name in registry.BUILTINS:
         folder = algorithm_dir(registry.get(name))
         assert (folder / "tasks.yaml").is_file(), folder
     assert (algorithm_dir(registry.get("iql")) / "presets" / "corl.yaml").is_file()
+    assert (algorithm_dir(registry.get("dtql")) / "presets" / "quick.yaml").is_file()
