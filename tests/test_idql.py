@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -115,3 +116,18 @@ def test_idql_beats_random_policy(tmp_path):
     assert final["score_mean"] > random_score + 30, (final["score_mean"], random_score)
     metrics = read_jsonl(run_dir / "metrics.jsonl")
     assert metrics[-1]["val/score_loss"] < 0.8 * 2  # the behaviour model learns too: predicting ε = 0 scores 2
+
+
+def test_training_stage_is_reused_across_acting_settings_and_still_scored(tmp_path):
+    cache = tmp_path / "stages"
+    base = request()
+    first = train(base, run_dir=tmp_path / "n4", progress=False, stage_cache=cache)
+    other = dataclasses.replace(base, overrides=[*TINY, "candidates=8", "selection=resample"])
+    reused = train(other, run_dir=tmp_path / "n8", progress=False, stage_cache=cache)
+    assert any("reused_stage" in json.loads(line) for line in (reused / "metrics.jsonl").read_text().splitlines())
+    assert json.loads((reused / "done").read_text())["final_eval"] is not None
+    torch.testing.assert_close(torch.load(first / "checkpoint.pt", weights_only=False)["algorithm"]["modules"],
+                               torch.load(reused / "checkpoint.pt", weights_only=False)["algorithm"]["modules"])
+    changed = dataclasses.replace(base, overrides=[*TINY, "expectile=0.8"])
+    not_reused = train(changed, run_dir=tmp_path / "e8", progress=False, stage_cache=cache)
+    assert not any("reused_stage" in line for line in (not_reused / "metrics.jsonl").read_text().splitlines())

@@ -9,6 +9,7 @@ LayerNorm only on its input) are the defaults.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -21,6 +22,7 @@ from offrl_zoo.nets import EnsembleLinear, QEnsemble, frozen_copy, mlp, polyak_u
 from offrl_zoo.nets.losses import expectile_loss, not_done, step_optimizer
 
 SELECTIONS = ("argmax", "resample")
+ACTING_FIELDS = ("candidates", "selection", "clip_sampler", "temperature", "repeat_last")  # not used in training
 VALUE_LAYER_NORMS = ("input", "hidden", "none")
 
 
@@ -107,9 +109,12 @@ class IDQL(Algorithm):
             )
 
     def stages(self) -> list[Stage]:
-        # Not `shared`: a reused stage would skip its periodic evaluations (see README).
+        # Shared: training does not depend on how actions are picked, so runs that differ only in the acting
+        # settings reuse one trained stage (a reused stage gets its final evaluation, not the periodic ones).
+        cfg = self.cfg
+        shared = {"kind": "idql/1", **{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ACTING_FIELDS}}
         modules = ("score_net", "score_ema", "value", "critic", "critic_target")
-        return [Stage("train", self.cfg.steps, self.cfg.batch_size, self.update, modules=modules)]
+        return [Stage("train", cfg.steps, cfg.batch_size, self.update, modules=modules, shared=shared)]
 
     def v(self, obs: torch.Tensor) -> torch.Tensor:
         return self.value(obs)[:, 0]

@@ -166,6 +166,8 @@ class Trainer:
                 self.metrics_log.append({"stage": stage.name, "step": steps, "reused_stage": str(folder)})
                 self.save_checkpoint(index + 1, 0, {}, elapsed)
                 bar.update(steps)
+                if is_last and stage.has_policy and self.evaluator is not None:  # the run's final score
+                    last_eval = self._evaluate(stage, steps, elapsed)
                 return elapsed, last_eval
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
