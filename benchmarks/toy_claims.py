@@ -91,7 +91,8 @@ def main() -> None:
     header += "|---|---|---|---|---|---|---|\n"
     lines = [
         f"| {r['algorithm']} | {r['task']} | {r['steps']} × {r['batch_size']} | {r['normalized_reward']:.3f} | "
-        f"{r['in_support']:.3f} | {r.get('modes_hit', '–')} | {r.get('top_mode_share', float('nan')):.3f} |"
+        f"{r['in_support']:.3f} | {r.get('modes_hit', '–')} | "
+        f"{format(r['top_mode_share'], '.3f') if 'top_mode_share' in r else '–'} |"
         for r in rows
     ]
     write_text(out / f"{args.budget}.md", header + "\n".join(lines) + "\n")
