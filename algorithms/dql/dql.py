@@ -15,7 +15,7 @@ from tensordict import TensorDict
 
 from offrl_zoo.algorithm import Algorithm, BaseConfig, Stage, check_choice, check_positive, check_unit_interval
 from offrl_zoo.diffusion import DQLNoiseNet, VPSchedule
-from offrl_zoo.nets import QEnsemble, frozen, frozen_copy, polyak_update_, select_candidates
+from offrl_zoo.nets import QEnsemble, describe_selection, frozen, frozen_copy, polyak_update_, select_candidates
 from offrl_zoo.nets.losses import not_done, step_optimizer
 
 OFFICIAL_LR_STEP_EVERY = 50_000  # the official scheduler steps once per train() call: eval_freq 50 epochs × 1000
@@ -170,9 +170,4 @@ class DQL(Algorithm):
         return select_candidates(candidates, q, self.cfg.selection)
 
     def selection_rule(self, deterministic: bool) -> str:
-        k = self.cfg.candidates
-        return {
-            "softmax": f"sample 1 of {k} diffusion samples with probability softmax(min target Q)",
-            "argmax": f"argmax of min target Q over {k} diffusion samples",
-            "policy": "one diffusion sample",
-        }[self.cfg.selection]
+        return describe_selection(self.cfg.selection, self.cfg.candidates, "diffusion")

@@ -28,6 +28,7 @@ from offrl_zoo.nets import (
     EnsembleMLP,
     QEnsemble,
     TanhGaussianPolicy,
+    describe_selection,
     frozen,
     frozen_copy,
     polyak_update_,
@@ -96,6 +97,7 @@ class DTQL(Algorithm):
     Config = DTQLConfig
     summary = "Diffusion Trusted Q-Learning (Chen et al. 2024; official code)"
     deterministic_act_is_exact = False  # softmax selection draws candidates even for evaluation
+    candidate_noun = "policy"  # what `sample_actions` draws, in the selection rule's words
 
     def __init__(self, spec, cfg: DTQLConfig, device="cpu") -> None:
         super().__init__(spec, cfg, device)
@@ -211,9 +213,4 @@ class DTQL(Algorithm):
         return select_candidates(candidates, q, self.cfg.selection)
 
     def selection_rule(self, deterministic: bool) -> str:
-        k = self.cfg.candidates
-        return {
-            "softmax": f"sample 1 of {k} policy samples with probability softmax(min target Q)",
-            "argmax": f"argmax of min target Q over {k} policy samples",
-            "policy": "one policy sample",
-        }[self.cfg.selection]
+        return describe_selection(self.cfg.selection, self.cfg.candidates, self.candidate_noun)

@@ -43,6 +43,7 @@ class DTQLKL(DTQL):
     name = "dtql-kl"
     Config = DTQLKLConfig
     summary = "DTQL with KL/VSD (DMD-style) distillation into an implicit generator (DTQL paper App. D)"
+    candidate_noun = "generator"
 
     def build_actor(self) -> None:
         cfg, s, a = self.cfg, self.spec.obs_dim, self.spec.action_dim
@@ -60,11 +61,9 @@ class DTQLKL(DTQL):
     @torch.no_grad()
     def _init_from_behaviour(self) -> None:
         if self.cfg.generator_init == "behaviour":
-            for p, src in zip(self.generator.parameters(), self.behaviour.parameters(), strict=True):
-                p.copy_(src)
+            self.generator.load_state_dict(self.behaviour.state_dict())
         if self.cfg.fake_score_init == "behaviour":
-            for p, src in zip(self.fake_score.parameters(), self.behaviour.parameters(), strict=True):
-                p.copy_(src)
+            self.fake_score.load_state_dict(self.behaviour.state_dict())
 
     def actor_step(self, batch: TensorDict, step: int) -> dict[str, torch.Tensor]:
         cfg, obs = self.cfg, batch["observation"]
@@ -81,5 +80,3 @@ class DTQLKL(DTQL):
         return {"kl_loss": kl_loss.detach(), "q_policy": q.detach().mean(), "actor_loss": loss.detach(),
                 "fake_score_loss": fake_loss.detach()}
 
-    def selection_rule(self, deterministic: bool) -> str:
-        return super().selection_rule(deterministic).replace("policy sample", "generator sample")

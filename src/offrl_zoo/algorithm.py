@@ -112,6 +112,13 @@ class Stage:
     shared: dict[str, Any] | None = None
 
 
+def derived_seed(*parts: object, nbytes: int = 8) -> int:
+    """A seed drawn from ``parts`` alone (SHA-256 of "p1/p2/..."), below 2⁶³; ``nbytes`` = 4 keeps it below 2³²
+    (NumPy's limit). One home for every derived random stream: stage starts, shared-module init, held-out rows."""
+    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:nbytes], "little") & ((1 << 63) - 1)
+
+
 @contextmanager
 def seeded_init(tag: str) -> Iterator[None]:
     """Build modules from an RNG stream derived from the run seed and ``tag`` only.
@@ -119,9 +126,8 @@ def seeded_init(tag: str) -> Iterator[None]:
     Used for the modules of shared stages: DTQL and DTQL-KL build different actors, but their
     behaviour models and critics start from the same weights for the same seed.
     """
-    digest = hashlib.sha256(f"{torch.initial_seed()}/{tag}".encode()).digest()
     with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+        torch.default_generator.manual_seed(derived_seed(torch.initial_seed(), tag))
         yield
 
 

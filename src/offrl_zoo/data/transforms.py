@@ -6,13 +6,12 @@ only here; an algorithm selects them through the ``BaseConfig`` fields and never
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 
 import torch
 from tensordict import TensorDict
 
-from offrl_zoo.algorithm import BaseConfig
+from offrl_zoo.algorithm import BaseConfig, derived_seed
 from offrl_zoo.data.dataset import Dataset, DatasetError
 
 
@@ -101,8 +100,7 @@ def transform_rewards(data: TensorDict, cfg: BaseConfig, origin: str) -> dict:
 def holdout_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Sorted (train, held-out) row indices: a permutation drawn from ``seed`` alone, the first
     ``int(n·(1 − fraction))`` rows for training (the count of IDQL's ``Dataset.split(0.95)``)."""
-    digest = hashlib.sha256(f"{seed}/holdout".encode()).digest()
-    generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+    generator = torch.Generator().manual_seed(derived_seed(seed, "holdout"))
     order = torch.randperm(n, generator=generator)
     n_train = int(n * (1 - fraction))
     return order[:n_train].sort().values, order[n_train:].sort().values

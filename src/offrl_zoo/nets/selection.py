@@ -21,3 +21,12 @@ def select_candidates(candidates: torch.Tensor, scores: torch.Tensor, rule: str)
     else:
         raise ValueError(f"rule={rule!r}: expected argmax, softmax or weights")
     return candidates.reshape(b, k, -1)[torch.arange(b, device=scores.device), index]
+
+
+def describe_selection(rule: str, k: int, noun: str) -> str:
+    """The words stamped next to a score for the softmax / argmax / single-sample acting rules."""
+    return {
+        "softmax": f"sample 1 of {k} {noun} samples with probability softmax(min target Q)",
+        "argmax": f"argmax of min target Q over {k} {noun} samples",
+        "policy": f"one {noun} sample",
+    }[rule]

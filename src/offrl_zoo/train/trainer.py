@@ -9,7 +9,6 @@ the sampler's position, and the lengths of the log files, which are cut back to 
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import torch
 from tensordict import TensorDict
 from tqdm.auto import tqdm
 
-from offrl_zoo.algorithm import Algorithm, Stage
+from offrl_zoo.algorithm import Algorithm, Stage, derived_seed
 from offrl_zoo.data.buffer import make_replay_buffer
 from offrl_zoo.data.dataset import Dataset
 from offrl_zoo.errors import TrainingDiverged
@@ -34,8 +33,7 @@ DONE = "done"
 
 def stage_seed(seed: int, index: int, stage: Stage) -> int:
     """The seed a stage starts from: derived from the run seed and the stage alone."""
-    digest = hashlib.sha256(f"{seed}/{index}/{stage.name}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
+    return derived_seed(seed, index, stage.name, nbytes=4)
 
 
 def seed_everything(seed: int) -> None:
