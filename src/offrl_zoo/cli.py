@@ -1,4 +1,4 @@
-"""The ``offrl-zoo`` command line: list, config, train, eval."""
+"""The ``offrl-zoo`` command line: list, config, train, eval, data."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from offrl_zoo.cli_data import add_data_parser
 
 EXAMPLES = """\
 examples:
@@ -15,6 +17,7 @@ examples:
   offrl-zoo train iql --task hopper-medium-v2 --preset corl actor_lr=1e-4
   offrl-zoo train bc --dataset my_data.hdf5 --env Hopper-v5
   offrl-zoo eval runs/td3bc/toy-25_gaussian-far/seed0
+  offrl-zoo data make hopper-medium-v2                  # see `offrl-zoo data --help`
 """
 
 
@@ -65,9 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transitions", default="qlearning", choices=["qlearning", "next_observations"],
                    help="how HDF5 rows become transitions: D4RL's qlearning_dataset, or stored next_observations")
     p.add_argument("--offline", action="store_true", help="never download datasets")
+    p.add_argument("--data-source", default="auto", choices=["auto", "d4rl", "generated"],
+                   help="D4RL gym tasks: the real file when cached or downloadable, else offrl-zoo's generated "
+                        "dataset (auto); or only one of them")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: small MLPs gain little)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    add_data_parser(sub)
 
     p = sub.add_parser("eval", help="evaluate a run's checkpoint again")
     p.add_argument("run_dir")
@@ -125,6 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         steps=args.steps, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
         deterministic_eval=False if args.stochastic_eval else None, log_every=args.log_every,
         checkpoint_every=args.checkpoint_every, transitions=args.transitions, download=not args.offline,
+        data_source=args.data_source,
     )
     run_dir = train(request, out=args.out, run_dir=args.run_dir, progress=not args.no_progress,
                     stage_cache=args.stage_cache)

@@ -27,7 +27,7 @@ TRANSITION_RULES = ("qlearning", "next_observations")
 
 @dataclass
 class Provenance:
-    source: str  # toy | d4rl | minari | file
+    source: str  # toy | d4rl (real files) | generated (by offrl-zoo) | minari | file (a user HDF5)
     dataset_id: str
     path: str | None
     sha256: str

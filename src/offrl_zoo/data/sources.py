@@ -62,12 +62,17 @@ def read_d4rl_hdf5(path: str | Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def load_d4rl_file(path: str | Path, dataset_id: str, rule: str, max_episode_steps: int) -> Dataset:
+def load_d4rl_file(
+    path: str | Path, dataset_id: str, rule: str, max_episode_steps: int, source: str = "d4rl",
+    extra: dict | None = None,
+) -> Dataset:
+    """A D4RL-layout HDF5 file; ``source`` says whose it is (``d4rl``, ``generated`` by offrl-zoo, ``file``)."""
     arrays = read_d4rl_hdf5(path)
     data = transitions_from_arrays(arrays, origin=str(path), rule=rule, max_episode_steps=max_episode_steps)
     provenance = Provenance(
-        source="d4rl", dataset_id=dataset_id, path=str(Path(path).resolve()), sha256=sha256_file(path),
+        source=source, dataset_id=dataset_id, path=str(Path(path).resolve()), sha256=sha256_file(path),
         transitions=len(data), episodes=count_episodes(arrays["terminals"], arrays.get("timeouts")), rule=rule,
+        extra=dict(extra or {}),
     )
     return Dataset(data, spec_from(data), provenance)
 

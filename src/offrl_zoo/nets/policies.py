@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from offrl_zoo.nets.mlp import init_weights_, mlp
+from offrl_zoo.nets.mlp import init_weights_, mlp, orthogonal_init_
 
 
 class DeterministicActor(nn.Module):
@@ -57,21 +58,22 @@ class TanhGaussianPolicy(nn.Module):
     """DTQL's one-step policy: a = clip(a_max·tanh(μ + σξ), ±a_max) with state-dependent μ, log σ.
 
     Trunk: ReLU MLP → 2A outputs split into μ and log σ (clamped to [log_std_min, log_std_max]);
-    orthogonal init with gain 1 and zero biases on every Linear (the official ``weight_init``).
+    orthogonal init with gain 1 and zero biases on every Linear (the official ``weight_init``; ``init``
+    picks another scheme, e.g. ``torch`` for the SAC behaviour policies).
     ``log_prob`` is the official "likelihood" of a dataset action: the pre-tanh Gaussian density at
     atanh(a / (a_max + 1e−3)), with no tanh Jacobian (ALGORITHMS.md §2.2).
     """
 
     def __init__(
         self, obs_dim: int, action_dim: int, hidden: Sequence[int], max_action: float,
-        log_std_min: float = -5.0, log_std_max: float = 2.0,
+        log_std_min: float = -5.0, log_std_max: float = 2.0, init: str = "orthogonal_gain1",
     ) -> None:
         super().__init__()
         self.net = mlp(obs_dim, hidden, 2 * action_dim, "relu")
-        for layer in self.net.modules():
-            if isinstance(layer, nn.Linear):
-                nn.init.orthogonal_(layer.weight)
-                nn.init.zeros_(layer.bias)
+        if init == "orthogonal_gain1":
+            orthogonal_init_(self.net, gain=1.0)
+        else:
+            init_weights_(self.net, init)
         self.max_action = max_action
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
@@ -89,3 +91,17 @@ class TanhGaussianPolicy(nn.Module):
         mu, std = self.mean_std(obs)
         z = (torch.atanh(action / (self.max_action + 1e-3)) - mu) / std
         return (-0.5 * z.pow(2) - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def sample_with_log_prob(
+        self, obs: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised a = a_max·tanh(μ + σξ) and its exact log-density, tanh Jacobian included (SAC).
+
+        log(1 − tanh²z) is computed as 2·(log 2 − z − softplus(−2z)), which stays finite for large |z|.
+        """
+        mu, std = self.mean_std(obs)
+        noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        z = mu + std * noise
+        gauss = -0.5 * noise.pow(2) - std.log() - 0.5 * math.log(2 * math.pi)
+        jacobian = 2.0 * (math.log(2.0) - z - F.softplus(-2.0 * z)) + math.log(self.max_action)
+        return self.max_action * torch.tanh(z), (gauss - jacobian).sum(-1)

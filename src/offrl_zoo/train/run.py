@@ -46,6 +46,7 @@ class RunRequest:
     checkpoint_every: int = 10_000
     transitions: str = "qlearning"  # qlearning | next_observations (HDF5 files)
     download: bool = True
+    data_source: str = "auto"  # D4RL tasks: auto | d4rl | generated (see offrl_zoo.data.loading)
 
     def resolve_task(self) -> Task:
         if self.task is not None:
@@ -116,7 +117,8 @@ def train(request: RunRequest, out: str | Path = "runs", run_dir: str | Path | N
     run_dir = Path(run_dir) if run_dir else default_run_dir(out, request, task)
     if (run_dir / DONE).is_file():
         return run_dir
-    dataset = load_dataset(task, request.dataset, rule=request.transitions, download=request.download)
+    dataset = load_dataset(task, request.dataset, rule=request.transitions, download=request.download,
+                           data_source=request.data_source)
     prepared, transform_record = prepare(dataset, resolved.config, seed=request.seed)
     record = _config_record(request, task, resolved, prepared.spec, dataset.provenance.sha256)
     _claim_run_dir(run_dir, record)
@@ -185,7 +187,8 @@ def _is_default(f: dataclasses.Field, record: dict) -> bool:
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    ignore = {"request.device", "request.download", "request.eval_every", "request.log_every"}
+    # data_source only picks among files; the dataset's SHA-256 (compared) pins which one a run used.
+    ignore = {"request.device", "request.download", "request.eval_every", "request.log_every", "request.data_source"}
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for key in sorted(set(old) | set(new)):

@@ -1,0 +1,1 @@
+"""Behaviour policies for generated D4RL-style datasets: SAC training, rollouts, the shipped snapshots."""

@@ -1,0 +1,144 @@
+"""The behaviour policies shipped inside the package, and how snapshots of a SAC run become them.
+
+``policies/<domain>/<name>.pt`` holds an actor's weights (``TanhGaussianPolicy``, 256×256) and
+``<name>.json`` its metadata: env id and versions, SAC training step, evaluated returns, SHA-256 of the
+weights file. Names: ``medium``, ``expert`` and ``replay_<step>`` (the training snapshots whose
+rollouts stand in for D4RL's medium-replay buffer). Weights are verified against the metadata's
+SHA-256 before they are used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+
+from offrl_zoo.behaviour.sac import SACConfig, make_actor
+from offrl_zoo.errors import DatasetError
+from offrl_zoo.nets import TanhGaussianPolicy
+from offrl_zoo.train.io import load_torch, write_json
+
+PACKAGE_POLICIES = Path(__file__).parent / "policies"
+ENV_IDS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
+# Returns of D4RL's medium data that the shipped medium policies aim at (stochastic rollouts).
+MEDIUM_RANGES = {"hopper": (1200.0, 1600.0), "halfcheetah": (4500.0, 4800.0), "walker2d": (2800.0, 3200.0)}
+REPLAY_SNAPSHOTS = 10  # training snapshots kept per env for medium-replay (package size)
+
+
+def policy_root() -> Path:
+    """$OFFRL_ZOO_POLICIES (e.g. a user's own exported policies), else the ones in the package."""
+    return Path(os.environ.get("OFFRL_ZOO_POLICIES", PACKAGE_POLICIES))
+
+
+@dataclass(frozen=True)
+class ShippedPolicy:
+    domain: str
+    name: str
+    meta: dict
+    root: Path
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.domain / f"{self.name}.pt"
+
+    @property
+    def step(self) -> int:
+        return int(self.meta["training_steps"])
+
+    def load(self) -> TanhGaussianPolicy:
+        from offrl_zoo.data.sources import sha256_file
+
+        digest = sha256_file(self.path)
+        if digest != self.meta["sha256"]:
+            raise DatasetError(f"{self.path}: SHA-256 {digest[:12]}… does not match its metadata "
+                               f"({self.meta['sha256'][:12]}…); the policy file is corrupt or was replaced")
+        cfg = SACConfig(**{k: v for k, v in self.meta["sac"].items() if k in SACConfig.__dataclass_fields__})
+        actor = make_actor(self.meta["obs_dim"], self.meta["action_dim"], cfg)
+        actor.load_state_dict(load_torch(self.path))
+        return actor.eval()
+
+
+def shipped_policies(domain: str, root: Path | None = None) -> dict[str, ShippedPolicy]:
+    root = root or policy_root()
+    folder = root / domain
+    if not folder.is_dir():
+        return {}
+    return {p.stem: ShippedPolicy(domain, p.stem, json.loads(p.read_text()), root)
+            for p in sorted(folder.glob("*.json"))}
+
+
+def get_policy(domain: str, name: str) -> ShippedPolicy:
+    policies = shipped_policies(domain)
+    if name not in policies:
+        have = ", ".join(policies) or "none"
+        raise DatasetError(
+            f"no shipped {name!r} behaviour policy for {domain} in {policy_root() / domain} (have: {have}); "
+            f"train one with `offrl-zoo data train-behaviour {ENV_IDS.get(domain, domain)}` and export it"
+        )
+    return policies[name]
+
+
+def replay_sequence(domain: str) -> list[ShippedPolicy]:
+    return sorted((p for n, p in shipped_policies(domain).items() if n.startswith("replay_")), key=lambda p: p.step)
+
+
+def export_policies(
+    run_dir: Path, domain: str, dest: Path | None = None, expert_max_step: int = 1_000_000,
+    medium_range: tuple[float, float] | None = None,
+) -> dict:
+    """Pick medium, expert and replay snapshots of a SAC run and write them with metadata to ``dest/domain``.
+
+    medium: the snapshot whose stochastic return is closest to the middle of ``medium_range`` (default
+    ``MEDIUM_RANGES[domain]``, D4RL's medium returns); expert: the best stochastic
+    return within ``expert_max_step`` steps; replay: up to ``REPLAY_SNAPSHOTS`` snapshots evenly spaced
+    over the steps up to the medium one (the medium snapshot last).
+    """
+    import mujoco
+
+    from offrl_zoo.data.sources import sha256_file
+    from offrl_zoo.train.io import JsonlLog
+
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    records = JsonlLog(run_dir / "snapshots.jsonl").read()
+    if not records:
+        raise DatasetError(f"{run_dir}: no evaluated snapshots yet")
+    low, high = medium_range or MEDIUM_RANGES[domain]
+    middle = (low + high) / 2
+    in_range = [r for r in records if low <= r["stochastic"]["mean"] <= high]
+    if not in_range:
+        best = max(r["stochastic"]["mean"] for r in records)
+        raise DatasetError(f"{run_dir}: no snapshot has a stochastic return in [{low:g}, {high:g}] (best {best:.0f})")
+    medium = min(in_range, key=lambda r: abs(r["stochastic"]["mean"] - middle))
+    early = [r for r in records if r["step"] <= medium["step"]]
+    stride = max(1, -(-len(early) // REPLAY_SNAPSHOTS))
+    replay = early[::-1][::stride][::-1]  # evenly spaced, always ending with the medium snapshot
+    eligible = [r for r in records if r["step"] <= expert_max_step]
+    expert = max(eligible, key=lambda r: r["stochastic"]["mean"])
+
+    env = gym.make(config["env_id"])
+    dims = {"obs_dim": env.observation_space.shape[0], "action_dim": env.action_space.shape[0]}
+    env.close()
+    out = (dest or PACKAGE_POLICIES) / domain
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*"):
+        old.unlink()
+    chosen = {"medium": medium, "expert": expert, **{f"replay_{r['step']:07d}": r for r in replay}}
+    last_step = records[-1]["step"]
+    for name, record in chosen.items():
+        weights = out / f"{name}.pt"
+        weights.write_bytes((run_dir / "snapshots" / record["path"]).read_bytes())
+        role = "replay" if name.startswith("replay_") else name
+        write_json(out / f"{name}.json", {
+            "domain": domain, "name": name, "role": role, "env_id": config["env_id"],
+            "gymnasium_version": gym.__version__, "mujoco_version": mujoco.__version__,
+            "training_steps": record["step"], "trained_steps_of_run": last_step, "seed": config["seed"],
+            "return_stochastic": {k: record["stochastic"][k] for k in ("mean", "std")},
+            "return_deterministic": {k: record["deterministic"][k] for k in ("mean", "std")},
+            "eval_episodes": len(record["stochastic"]["returns"]),
+            "sac": config["sac"], **dims, "sha256": sha256_file(weights),
+        })
+    return {name: (r["step"], r["stochastic"]["mean"]) for name, r in chosen.items()}

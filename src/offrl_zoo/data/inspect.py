@@ -1,0 +1,42 @@
+"""Statistics of a D4RL-layout file: sizes, per-episode returns, hash; and a full validity check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from offrl_zoo.data.sources import read_d4rl_hdf5, sha256_file
+
+
+def episode_returns(rewards: np.ndarray, terminals: np.ndarray, timeouts: np.ndarray | None) -> tuple[np.ndarray, int]:
+    """Undiscounted returns of the episodes that end in a terminal or timeout, and the length of the
+    trailing rows that end in neither (an episode cut by the file's end, as in D4RL)."""
+    rewards = np.asarray(rewards, np.float64).reshape(-1)
+    ends = np.asarray(terminals, bool).reshape(-1).copy()
+    if timeouts is not None:
+        ends |= np.asarray(timeouts, bool).reshape(-1)
+    end_idx = np.flatnonzero(ends)
+    sums = np.add.reduceat(rewards, np.r_[0, end_idx[:-1] + 1]) if len(end_idx) else np.zeros(0)
+    cut = len(rewards) - (end_idx[-1] + 1 if len(end_idx) else 0)
+    return sums, int(cut)
+
+
+def describe_arrays(arrays: dict[str, np.ndarray]) -> dict:
+    returns, cut = episode_returns(arrays["rewards"], arrays["terminals"], arrays.get("timeouts"))
+    stats = {
+        "transitions": int(len(arrays["rewards"])),
+        "obs_dim": int(arrays["observations"].shape[1]), "action_dim": int(arrays["actions"].shape[1]),
+        "terminals": int(np.asarray(arrays["terminals"]).sum()),
+        "timeouts": None if "timeouts" not in arrays else int(np.asarray(arrays["timeouts"]).sum()),
+        "episodes": int(len(returns)), "trailing_cut_rows": cut,
+    }
+    if len(returns):
+        stats["return"] = {"mean": float(returns.mean()), "std": float(returns.std()), "min": float(returns.min()),
+                           "max": float(returns.max())}
+    return stats
+
+
+def describe_file(path: str | Path) -> dict:
+    arrays = read_d4rl_hdf5(path)
+    return {"path": str(Path(path).resolve()), "sha256": sha256_file(path), **describe_arrays(arrays)}
