@@ -34,3 +34,12 @@ def test_algorithm_data_files_are_importable():
         assert (folder / "tasks.yaml").is_file(), folder
     assert (algorithm_dir(registry.get("iql")) / "presets" / "corl.yaml").is_file()
     assert (algorithm_dir(registry.get("dtql")) / "presets" / "quick.yaml").is_file()
+
+
+def test_shipped_policies_are_package_data():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["offrl_zoo.behaviour"]
+    shipped = list((ROOT / "src" / "offrl_zoo" / "behaviour" / "policies").glob("*/*"))
+    for path in shipped:
+        assert any(path.match(p) for p in patterns), path
+    assert sum(p.stat().st_size for p in shipped) < 20 * 2**20  # the package budget

@@ -62,3 +62,13 @@ def test_toy_env_pays_the_dataset_reward():
         assert reward == pytest.approx(float(data["rewards"][i]), rel=1e-5) and terminated
         env.reset()
     assert task.ref_max == pytest.approx(float(data["rewards"].max()))
+
+
+def test_suites_list_registered_tasks():
+    from offrl_zoo.envs import all_suites, get_suite
+
+    assert get_suite("gym-medium") == ("hopper-medium-v2", "halfcheetah-medium-v2", "walker2d-medium-v2")
+    assert len(get_suite("gym")) == 9 and set(get_suite("gym-medium")) < set(get_suite("gym"))
+    assert all(t.startswith("toy-") for t in all_suites()["toy"])
+    with pytest.raises(UnknownNameError, match="Did you mean 'gym-medium'"):
+        get_suite("gym-mediun")

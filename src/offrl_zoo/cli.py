@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="list algorithms, tasks or an algorithm's presets")
-    p.add_argument("what", nargs="?", default="algorithms", choices=["algorithms", "tasks", "presets"])
+    p.add_argument("what", nargs="?", default="algorithms", choices=["algorithms", "tasks", "suites", "presets"])
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("config", help="print an algorithm's resolved config for a task, with value origins")
@@ -90,8 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_list(args: argparse.Namespace) -> int:
     from offrl_zoo import registry
     from offrl_zoo.config import presets
-    from offrl_zoo.envs import all_tasks
+    from offrl_zoo.envs import all_suites, all_tasks
 
+    if args.what == "suites":
+        for name, tasks in all_suites().items():
+            print(f"{name:12s} {len(tasks):2d} tasks: {', '.join(tasks)}")
+        return 0
     if args.what == "tasks":
         for task in all_tasks().values():
             ref = "no reference" if task.ref_min is None else f"ref {task.ref_min:g}..{task.ref_max:g}"

@@ -62,6 +62,27 @@ def all_tasks() -> dict[str, Task]:
     return dict(_TASKS)
 
 
+_SUITES: dict[str, tuple[str, ...]] = {}
+
+
+def register_suite(name: str, task_ids: list[str] | tuple[str, ...]) -> None:
+    """A named list of tasks that ``compare`` sweeps (e.g. ``gym-medium``)."""
+    for task_id in task_ids:
+        get_task(task_id)  # every member must be a registered task
+    _SUITES[name] = tuple(task_ids)
+
+
+def get_suite(name: str) -> tuple[str, ...]:
+    try:
+        return _SUITES[name]
+    except KeyError:
+        raise suggest("suite", name, list(_SUITES)) from None
+
+
+def all_suites() -> dict[str, tuple[str, ...]]:
+    return dict(_SUITES)
+
+
 # D4RL REF_MIN_SCORE / REF_MAX_SCORE (d4rl/infos.py; identical for v0/v1/v2 gym variants).
 D4RL_LOCOMOTION = {
     "hopper": ("Hopper-v5", -20.272305, 3234.3),
@@ -79,8 +100,12 @@ def _register_builtin_tasks() -> None:
                 id=task_id, env_id=env_id, horizon=1000, ref_min=ref_min, ref_max=ref_max,
                 eval_episodes=10, source="d4rl", source_id=task_id,
                 note=f"evaluated in Gymnasium {env_id} as a stand-in for D4RL's mujoco-py v2 env; "
-                     "normalised score approximate",
+                     "normalised score approximate; data: the real D4RL file when available, else the "
+                     "D4RL-style dataset offrl-zoo generates (offrl-zoo data list)",
             ))
+    domains = list(D4RL_LOCOMOTION)
+    register_suite("gym-medium", [f"{d}-medium-v2" for d in domains])
+    register_suite("gym", [f"{d}-{k}-v2" for k in ("medium", "medium-replay", "medium-expert") for d in domains])
     toy.register_env()
     for dist in toy.DISTRIBUTIONS:
         for reward in toy.REWARDS:
@@ -94,6 +119,7 @@ def _register_builtin_tasks() -> None:
                 env_kwargs={"distribution": dist, "reward": reward}, eval_envs=100,
                 note="DTQL paper 2-D bandit; score = 100 · mean reward / best dataset reward",
             ))
+    register_suite("toy", [t for t in _TASKS if t.startswith("toy-")])
 
 
 _register_builtin_tasks()
