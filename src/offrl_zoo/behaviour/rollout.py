@@ -56,11 +56,16 @@ def uniform_policy(low: np.ndarray, high: np.ndarray) -> Policy:
 
 class _Episode:
     def __init__(self) -> None:
-        self.rows: dict[str, list[np.ndarray]] = {k: [] for k in (*STEP_KEYS, *INFO_KEYS)}
+        self.rows: dict[str, list] = {k: [] for k in (*STEP_KEYS, *INFO_KEYS)}
         self.ret = 0.0
 
     def __len__(self) -> int:
         return len(self.rows["rewards"])
+
+    def close(self) -> _Episode:
+        """Pack the per-step lists into arrays (a finished episode is kept compact in memory)."""
+        self.rows = {k: np.asarray(v) for k, v in self.rows.items()}
+        return self
 
 
 def rollout(
@@ -113,7 +118,7 @@ def rollout(
                 done_count[i] += 1
                 result.episode_returns.append(ep.ret)
                 result.episode_lengths.append(len(ep))
-                finished.append(ep)
+                finished.append(ep.close())
                 stored += len(ep)
                 live[i] = _Episode()
                 if progress is not None:
