@@ -51,6 +51,10 @@ def test_run_directory_contents(tmp_path):
     assert [m["step"] for m in metrics] == list(range(1, 41))
     done = json.loads((run_dir / "done").read_text())
     assert done["final_eval"]["step"] == 40
+    cost = done["cost"]
+    assert cost["updates"] == 40 and cost["reused_stage_steps"] == 0 and cost["updates_per_s"] > 0
+    assert cost["nfe_per_action"] == 1 and cost["act_ms_1"] > 0 and cost["device"] == "cpu"
+    assert cost["peak_rss_mb"] > 0
 
 
 @pytest.mark.parametrize("name", ["bc", "td3bc", "iql"])
@@ -94,6 +98,19 @@ def test_divergence_stops_with_step_and_term(tmp_path):
     with pytest.raises(TrainingDiverged, match=r"actor_loss became (nan|inf).*last good checkpoint"):
         train(request("bc", steps=30, overrides=["lr=1e30", "hidden=[32,32]"]), run_dir=tmp_path / "r",
               progress=False)
+    failed = json.loads((tmp_path / "r" / "failed").read_text())
+    assert failed["kind"] == "diverged" and "actor_loss" in failed["error"]
+    assert not (tmp_path / "r" / "done").exists()
+
+
+def test_a_run_in_progress_is_not_started_twice(tmp_path):
+    from offrl_zoo.errors import RunLockedError
+    from offrl_zoo.train.run import run_lock
+
+    with run_lock(tmp_path / "r"), pytest.raises(RunLockedError, match=r"being trained by pid \d+"):
+        train(request("bc", steps=5), run_dir=tmp_path / "r", progress=False)
+    train(request("bc", steps=5), run_dir=tmp_path / "r", progress=False)  # free again: trains
+    assert (tmp_path / "r" / "done").is_file()
 
 
 def test_load_run_restores_policy(tmp_path):

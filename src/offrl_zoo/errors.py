@@ -26,3 +26,7 @@ class UnknownNameError(OffrlZooError, KeyError):
 
 class TrainingDiverged(OffrlZooError, RuntimeError):
     """A loss became NaN/Inf; the message names the stage, step and term and the last good checkpoint."""
+
+
+class RunLockedError(OffrlZooError, RuntimeError):
+    """Another process holds the run directory's lock (it is training that run right now)."""

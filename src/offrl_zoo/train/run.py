@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import importlib.metadata
+import os
 import platform
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +23,15 @@ from offrl_zoo.config import ConfigError, ResolvedConfig, resolve
 from offrl_zoo.data import load_dataset, prepare
 from offrl_zoo.data.loading import custom_task
 from offrl_zoo.envs.tasks import Task, get_task
+from offrl_zoo.errors import RunLockedError, TrainingDiverged
 from offrl_zoo.spec import DataSpec
+from offrl_zoo.train.cost import run_cost
 from offrl_zoo.train.evaluator import Evaluator
 from offrl_zoo.train.io import load_torch, write_json, write_text
 from offrl_zoo.train.trainer import CHECKPOINT, DONE, Trainer, TrainerSettings, seed_everything
+
+FAILED = "failed"  # JSON marker of a run that stopped on an error (a report shows it as failed, never a score)
+LOCK = ".lock"
 
 
 @dataclass
@@ -117,6 +126,46 @@ def train(request: RunRequest, out: str | Path = "runs", run_dir: str | Path | N
     run_dir = Path(run_dir) if run_dir else default_run_dir(out, request, task)
     if (run_dir / DONE).is_file():
         return run_dir
+    with run_lock(run_dir):
+        if (run_dir / DONE).is_file():  # another process finished it between the check and the lock
+            return run_dir
+        try:
+            _train_locked(request, task, resolved, device, run_dir, progress, stage_cache)
+        except Exception as err:  # marked for reports; re-running the command retries the run
+            kind = "diverged" if isinstance(err, TrainingDiverged) else "error"
+            write_json(run_dir / FAILED, {"kind": kind, "error": f"{type(err).__name__}: {err}"})
+            raise
+    return run_dir
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """An exclusive lock on the run directory for the life of the process that trains it.
+
+    Two processes (e.g. two ``compare`` sweeps over one results store) never train the same run at
+    once; the second is told who holds it. The OS releases the lock when the holder dies, even by SIGKILL.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise RunLockedError(f"{run_dir} is being trained by {holder}; not starting it twice") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {platform.node()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _train_locked(request: RunRequest, task: Task, resolved: ResolvedConfig, device: torch.device, run_dir: Path,
+                  progress: bool, stage_cache: str | Path | None) -> None:
+    (run_dir / FAILED).unlink(missing_ok=True)  # a retry of a failed run starts clean of the marker
     dataset = load_dataset(task, request.dataset, rule=request.transitions, download=request.download,
                            data_source=request.data_source)
     prepared, transform_record = prepare(dataset, resolved.config, seed=request.seed)
@@ -142,8 +191,11 @@ def train(request: RunRequest, out: str | Path = "runs", run_dir: str | Path | N
         "shortened": request.steps is not None and any(trainer.planned_steps(s) < s.steps for s in stages),
     })
     result = trainer.run()
-    trainer.mark_done({"final_eval": _summary(result["final_eval"]), "elapsed_s": round(result["elapsed"], 2)})
-    return run_dir
+    updates = sum(trainer.planned_steps(s) for s in stages)
+    reused = sum(r["step"] for r in trainer.metrics_log.read() if "reused_stage" in r)
+    cost = run_cost(algo, updates, reused, result["elapsed"], deterministic)
+    trainer.mark_done({"final_eval": _summary(result["final_eval"]), "elapsed_s": round(result["elapsed"], 2),
+                       "cost": cost})
 
 
 def _summary(result: dict | None) -> dict | None:
@@ -165,7 +217,7 @@ def _claim_run_dir(run_dir: Path, record: dict) -> None:
                 "use another --out/--run-dir or delete it"
             )
         return
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(p.name not in (LOCK, FAILED) for p in run_dir.iterdir()):
         raise ConfigError(f"{run_dir} exists and is not an offrl-zoo run directory (no config.yaml)")
     write_text(path, yaml.safe_dump(record, sort_keys=False))
 

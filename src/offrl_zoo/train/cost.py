@@ -1,0 +1,85 @@
+"""What a run cost: update rate, action latency, network evaluations per action, peak memory.
+
+Recorded in each run's ``done`` marker (``cost``) so that a comparison report can show speed next to
+score, measured on the machine that trained the run.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+
+from offrl_zoo.algorithm import Algorithm
+
+
+def _leaf_layers(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules() if next(m.parameters(recurse=False), None) is not None]
+
+
+@torch.no_grad()
+def network_evaluations_per_action(algo: Algorithm, deterministic: bool = True) -> int:
+    """Forward passes of the algorithm's networks during ``act`` on one observation.
+
+    Each network's parameterised layers are hooked; a network evaluated n times (batched over any
+    number of candidates) calls each of its layers at least n times, so the fewest calls among its
+    called layers is its number of evaluations. Summed over the algorithm's top-level networks.
+    """
+    counts: dict[int, int] = {}
+    handles = []
+    networks = [m for m in algo.children() if any(True for _ in m.parameters())]
+    for net in networks:
+        for layer in _leaf_layers(net):
+            counts[id(layer)] = 0
+            handles.append(layer.register_forward_hook(lambda m, i, o: counts.__setitem__(id(m), counts[id(m)] + 1)))
+    try:
+        algo.act(torch.zeros(1, algo.spec.obs_dim, device=algo.obs_loc.device), deterministic=deterministic)
+    finally:
+        for handle in handles:
+            handle.remove()
+    total = 0
+    for net in networks:
+        called = [counts[id(layer)] for layer in _leaf_layers(net) if counts[id(layer)] > 0]
+        total += min(called) if called else 0
+    return total
+
+
+def act_latency_ms(algo: Algorithm, batch: int, deterministic: bool = True, repeats: int = 5) -> float:
+    """Median wall time of one ``act`` call on ``batch`` observations (after two warm-up calls)."""
+    obs = torch.zeros(batch, algo.spec.obs_dim, device=algo.obs_loc.device)
+    sync = torch.cuda.synchronize if algo.obs_loc.device.type == "cuda" else (lambda: None)
+    times = []
+    with torch.random.fork_rng(devices=[]):  # never shifts the run's random stream
+        for i in range(repeats + 2):
+            sync()
+            start = time.perf_counter()
+            algo.act(obs, deterministic=deterministic)
+            sync()
+            if i >= 2:
+                times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def peak_memory() -> dict[str, float | None]:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    rss_mb = rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+    cuda = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    return {"peak_rss_mb": round(rss_mb, 1), "peak_cuda_mb": None if cuda is None else round(cuda, 1)}
+
+
+def run_cost(algo: Algorithm, updates: int, reused_steps: int, train_seconds: float, deterministic: bool) -> dict:
+    with torch.random.fork_rng(devices=[]):
+        nfe = network_evaluations_per_action(algo, deterministic)
+    trained = max(updates - reused_steps, 0)
+    return {
+        "updates": updates, "reused_stage_steps": reused_steps,
+        "updates_per_s": round(trained / train_seconds, 2) if train_seconds > 0 and trained else None,
+        "act_ms_1": round(act_latency_ms(algo, 1, deterministic), 3),
+        "act_ms_16": round(act_latency_ms(algo, 16, deterministic), 3),
+        "nfe_per_action": nfe, "device": str(algo.obs_loc.device), "threads": torch.get_num_threads(),
+        **peak_memory(),
+    }
