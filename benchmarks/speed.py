@@ -14,58 +14,23 @@ import datetime as dt
 import json
 import platform
 import subprocess
-import time
 from pathlib import Path
 
 import torch
-from tensordict import TensorDict
 
 from offrl_zoo import registry
-from offrl_zoo.data.buffer import make_replay_buffer
+from offrl_zoo.bench.timing import seconds_per_act, seconds_per_update, synthetic_data
 from offrl_zoo.spec import DataSpec
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def synthetic_data(spec: DataSpec, n: int, device: torch.device) -> TensorDict:
-    g = torch.Generator().manual_seed(0)
-    terminated = torch.rand(n, 1, generator=g) < 0.001
-    return TensorDict({
-        "observation": torch.randn(n, spec.obs_dim, generator=g),
-        "action": torch.rand(n, spec.action_dim, generator=g) * 2 - 1,
-        "next": {"observation": torch.randn(n, spec.obs_dim, generator=g),
-                 "reward": torch.randn(n, 1, generator=g), "done": terminated.clone(), "terminated": terminated,
-                 "truncated": torch.zeros(n, 1, dtype=torch.bool)},
-    }, batch_size=[n]).to(device)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_stage(algo, stage, data, warmup: int, steps: int, device: torch.device) -> float:
-    rb = make_replay_buffer(data, stage.batch_size, stage.sampling, torch.Generator(device=device).manual_seed(0))
-    for step in range(warmup):
-        stage.update(rb.sample(), step)
-    sync(device)
-    start = time.perf_counter()
-    for step in range(warmup, warmup + steps):
-        stage.update(rb.sample(), step)
-    sync(device)
-    return (time.perf_counter() - start) / steps * 1000.0
+    return 1000.0 * seconds_per_update(stage, data, warmup, steps, device)
 
 
 def time_act(algo, batch: int, repeats: int, device: torch.device) -> float:
-    obs = torch.randn(batch, algo.spec.obs_dim, device=device)
-    for _ in range(10):
-        algo.act(obs)
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        algo.act(obs)
-    sync(device)
-    return (time.perf_counter() - start) / repeats * 1000.0
+    return 1000.0 * seconds_per_act(algo, batch, 10, repeats, device)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The ``offrl-zoo`` command line: list, config, train, eval, data."""
+"""The ``offrl-zoo`` command line: list, config, train, eval, data, compare, report."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from offrl_zoo.cli_compare import add_compare_parsers
 from offrl_zoo.cli_data import add_data_parser
 
 EXAMPLES = """\
@@ -18,6 +19,7 @@ examples:
   offrl-zoo train bc --dataset my_data.hdf5 --env Hopper-v5
   offrl-zoo eval runs/td3bc/toy-25_gaussian-far/seed0
   offrl-zoo data make hopper-medium-v2                  # see `offrl-zoo data --help`
+  offrl-zoo compare dtql dtql-kl iql --suite toy        # see `offrl-zoo compare --help`
 """
 
 
@@ -76,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     add_data_parser(sub)
+    add_compare_parsers(sub)
 
     p = sub.add_parser("eval", help="evaluate a run's checkpoint again")
     p.add_argument("run_dir")

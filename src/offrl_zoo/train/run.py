@@ -32,6 +32,7 @@ from offrl_zoo.train.trainer import CHECKPOINT, DONE, Trainer, TrainerSettings, 
 
 FAILED = "failed"  # JSON marker of a run that stopped on an error (a report shows it as failed, never a score)
 LOCK = ".lock"
+TRAIN_LOG = "train.log"  # a sweep's copy of the training process's output
 
 
 @dataclass
@@ -217,7 +218,7 @@ def _claim_run_dir(run_dir: Path, record: dict) -> None:
                 "use another --out/--run-dir or delete it"
             )
         return
-    if run_dir.exists() and any(p.name not in (LOCK, FAILED) for p in run_dir.iterdir()):
+    if run_dir.exists() and any(p.name not in (LOCK, FAILED, TRAIN_LOG) for p in run_dir.iterdir()):
         raise ConfigError(f"{run_dir} exists and is not an offrl-zoo run directory (no config.yaml)")
     write_text(path, yaml.safe_dump(record, sort_keys=False))
 

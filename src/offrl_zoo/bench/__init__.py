@@ -1,0 +1,1 @@
+"""Benchmark sweeps (``offrl-zoo compare``): planning, running and reporting them."""

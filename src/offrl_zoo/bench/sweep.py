@@ -1,0 +1,165 @@
+"""A sweep: algorithms × tasks × seeds expanded into runs of one results store, with their status.
+
+Results store (DESIGN.md §4)::
+
+    OUT/sweep.json                       what was asked (algorithms, suite, tasks, seeds, budget), merged
+    OUT/runs/<algo>/<task>/seed<N>/      ordinary run directories (``offrl-zoo train`` layout)
+    OUT/stages/                          finished shared stages, reused across the sweep's runs
+    OUT/report/                          the report (``offrl-zoo report OUT`` rebuilds it)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from offrl_zoo import registry
+from offrl_zoo.config import presets, resolve
+from offrl_zoo.envs import get_suite, get_task
+from offrl_zoo.errors import ConfigError, UnsupportedTaskError
+from offrl_zoo.train.io import write_json
+from offrl_zoo.train.run import FAILED, LOCK
+from offrl_zoo.train.trainer import CHECKPOINT, DONE
+
+# ``quick`` budget per suite: every stage capped at this many gradient steps, with the algorithm's
+# ``quick`` preset when it has one (e.g. DTQL's minibatch toy settings). ``paper`` = official settings.
+QUICK_STEPS = {"toy": 1500, "gym-medium": 20_000, "gym": 20_000}
+DEFAULT_QUICK_STEPS = 20_000
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str  # paper | quick | <steps>
+    steps: int | None  # cap on every stage (None: the official number of steps)
+    use_quick_preset: bool
+
+    @classmethod
+    def parse(cls, text: str, suite: str | None) -> Budget:
+        if text == "paper":
+            return cls("paper", None, False)
+        if text == "quick":
+            return cls("quick", QUICK_STEPS.get(suite or "", DEFAULT_QUICK_STEPS), True)
+        try:
+            steps = int(text)
+        except ValueError:
+            raise ConfigError(f"--budget {text!r}: expected paper, quick or a number of steps per stage") from None
+        if steps < 1:
+            raise ConfigError(f"--budget {steps}: expected at least 1 step")
+        return cls(str(steps), steps, False)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    algorithm: str
+    task: str
+    seed: int
+    preset: str | None = None
+    steps: int | None = None
+    overrides: tuple[str, ...] = ()
+
+    def run_dir(self, store: Path) -> Path:
+        return store / "runs" / self.algorithm / self.task.replace(":", "_") / f"seed{self.seed}"
+
+    def label(self) -> str:
+        return f"{self.algorithm} {self.task} seed{self.seed}"
+
+
+@dataclass
+class Sweep:
+    algorithms: list[str]
+    tasks: list[str]
+    seeds: list[int]
+    budget: str
+    suite: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    runs: list[RunSpec] = field(default_factory=list)
+    unsupported: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out.pop("runs")
+        return out
+
+
+def plan(algorithms: list[str], suite: str | None, tasks: list[str] | None, seeds: int | list[int],
+         budget_text: str, overrides: list[str] | None = None) -> Sweep:
+    """Expand the sweep; every name is checked here, before any work starts."""
+    if not algorithms:
+        raise ConfigError("compare: name at least one algorithm")
+    for name in algorithms:
+        registry.get(name)  # unknown names fail with suggestions
+    if tasks:
+        task_ids = list(tasks)
+    elif suite:
+        task_ids = list(get_suite(suite))
+    else:
+        raise ConfigError("compare: give --suite NAME or --tasks TASK ...")
+    for task_id in task_ids:
+        get_task(task_id)
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seed_list:
+        raise ConfigError("compare: --seeds must be at least 1")
+    budget = Budget.parse(budget_text, suite)
+    sweep = Sweep(list(algorithms), task_ids, seed_list, budget.name, suite, list(overrides or []))
+    for name in algorithms:
+        cls = registry.get(name)
+        preset = "quick" if budget.use_quick_preset and "quick" in presets(cls) else None
+        for task_id in task_ids:
+            try:
+                resolve(cls, task_id, preset, None, sweep.overrides)
+            except UnsupportedTaskError as err:
+                sweep.unsupported.append({"algorithm": name, "task": task_id, "reason": str(err)})
+                continue
+            for seed in seed_list:
+                sweep.runs.append(RunSpec(name, task_id, seed, preset, budget.steps, tuple(sweep.overrides)))
+    return sweep
+
+
+def run_status(run_dir: Path) -> str:
+    """done | failed | running (its lock is held) | partial (has a checkpoint) | pending."""
+    if (run_dir / DONE).is_file():
+        return "done"
+    if _locked(run_dir / LOCK):
+        return "running"
+    if (run_dir / FAILED).is_file():
+        return "failed"
+    return "partial" if (run_dir / CHECKPOINT).is_file() else "pending"
+
+
+def _locked(path: Path) -> bool:
+    import fcntl
+
+    if not path.is_file():
+        return False
+    with open(path) as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+def record_sweep(store: Path, sweep: Sweep) -> None:
+    """Write (or merge into) ``sweep.json``; a store holds one budget and one set of overrides."""
+    path = store / "sweep.json"
+    current = sweep.to_json()
+    if path.is_file():
+        old = json.loads(path.read_text())
+        for key in ("budget", "overrides"):
+            if old.get(key) != current[key]:
+                raise ConfigError(
+                    f"{store} holds a sweep with {key} {old.get(key)!r}, not {current[key]!r}: runs of "
+                    f"different settings are not mixed in one results store; use another --out"
+                )
+        for key in ("algorithms", "tasks", "seeds"):
+            current[key] = old[key] + [x for x in current[key] if x not in old[key]]
+        seen = {(u["algorithm"], u["task"]) for u in old.get("unsupported", [])}
+        current["unsupported"] = old.get("unsupported", []) + [
+            u for u in current["unsupported"] if (u["algorithm"], u["task"]) not in seen]
+        if old.get("suite") != current["suite"]:
+            current["suite"] = None  # tasks of several suites
+    elif (store / "runs").is_dir() or (store.is_dir() and any(store.iterdir())):
+        raise ConfigError(f"{store} is not empty and holds no sweep.json: not a results store; use another --out")
+    write_json(path, current)

@@ -1,0 +1,57 @@
+"""Timing an algorithm's stages and acting on synthetic data of a task's shapes (speed benchmarks, and the
+wall-time estimate ``compare`` prints before it starts)."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from tensordict import TensorDict
+
+from offrl_zoo.algorithm import Algorithm, Stage
+from offrl_zoo.data.buffer import make_replay_buffer
+from offrl_zoo.spec import DataSpec
+
+
+def synthetic_data(spec: DataSpec, n: int, device: torch.device | str = "cpu") -> TensorDict:
+    """``n`` random transitions with the spec's widths (rare terminals), in the training layout."""
+    g = torch.Generator().manual_seed(0)
+    terminated = torch.rand(n, 1, generator=g) < 0.001
+    low, high = spec.action_bounds()
+    return TensorDict({
+        "observation": torch.randn(n, spec.obs_dim, generator=g),
+        "action": low + torch.rand(n, spec.action_dim, generator=g) * (high - low),
+        "next": {"observation": torch.randn(n, spec.obs_dim, generator=g),
+                 "reward": torch.randn(n, 1, generator=g), "done": terminated.clone(), "terminated": terminated,
+                 "truncated": torch.zeros(n, 1, dtype=torch.bool)},
+    }, batch_size=[n]).to(device)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds_per_update(stage: Stage, data: TensorDict, warmup: int, steps: int, device: torch.device) -> float:
+    """Mean wall time of one ``stage.update`` (batches sampled from a TorchRL buffer, as in training)."""
+    rb = make_replay_buffer(data, stage.batch_size, stage.sampling, torch.Generator(device=device).manual_seed(0))
+    for step in range(warmup):
+        stage.update(rb.sample(), step)
+    sync(device)
+    start = time.perf_counter()
+    for step in range(warmup, warmup + steps):
+        stage.update(rb.sample(), step)
+    sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def seconds_per_act(algo: Algorithm, batch: int, warmup: int, repeats: int, device: torch.device) -> float:
+    obs = torch.randn(batch, algo.spec.obs_dim, device=device)
+    for _ in range(warmup):
+        algo.act(obs)
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        algo.act(obs)
+    sync(device)
+    return (time.perf_counter() - start) / repeats
