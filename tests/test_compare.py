@@ -43,6 +43,7 @@ def test_plan_checks_names_and_reports_unsupported():
         plan(["bc"], "toy", None, 1, "fast")
     toy = plan(["dtql", "bc"], "toy", None, 1, "quick")
     assert {(r.algorithm, r.preset) for r in toy.runs} == {("dtql", "quick"), ("bc", None)}
+    assert {r.budget_config for r in toy.runs} == {(("batch_size", 256),)} and toy.runs[0].steps == 1000
 
 
 def test_store_refuses_other_settings_and_foreign_folders(tmp_path):

@@ -72,3 +72,16 @@ def test_suites_list_registered_tasks():
     assert all(t.startswith("toy-") for t in all_suites()["toy"])
     with pytest.raises(UnknownNameError, match="Did you mean 'gym-medium'"):
         get_suite("gym-mediun")
+
+
+def test_locomotion_tasks_record_returns_measured_in_v5_next_to_d4rl_constants():
+    from offrl_zoo import registry
+    from offrl_zoo.testing import make
+    from offrl_zoo.train.evaluator import Evaluator
+
+    task = get_task("hopper-medium-v2")
+    random = task.measured_refs["random"]
+    assert 0 < random["return_mean"] < 100 and random["episodes"] > 1000  # uniform actions fall fast
+    protocol = Evaluator(task, 10, 0, True).protocol(make(registry.get("bc")))
+    assert protocol["reference_returns"]["min"] == task.ref_min
+    assert protocol["reference_returns"]["measured_in_eval_env"]["random"] == random

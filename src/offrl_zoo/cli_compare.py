@@ -58,6 +58,13 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _budget_values(sweep) -> str:
+    presets = sorted({r.algorithm for r in sweep.runs if r.preset})
+    values = sorted({f"{k}={v}" for r in sweep.runs for k, v in r.budget_config})
+    parts = ([f"the quick preset of {', '.join(presets)}"] if presets else []) + values
+    return " + ".join(parts) if parts else "no other changes"
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     import torch
 
@@ -80,6 +87,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(f"compare: {len(sweep.algorithms)} algorithm(s) × {len(sweep.tasks)} task(s) × {len(sweep.seeds)} seed(s)"
           f" = {len(sweep.runs)} runs, budget {sweep.budget}"
           + (f" (≤ {sweep.runs[0].steps} steps per stage)" if sweep.runs and sweep.runs[0].steps else "")
+          + (f", {_budget_values(sweep)}" if sweep.budget == "quick" else "")
           + f" → {store}")
     for item in sweep.unsupported:
         print(f"  unsupported: {item['algorithm']} on {item['task']}: {item['reason']}")

@@ -69,7 +69,8 @@ def estimate_run(spec: RunSpec, eval_every: int, eval_episodes: int | None, devi
                  warmup: int = 2, timed: int = 3) -> RunEstimate:
     cls = registry.get(spec.algorithm)
     task = get_task(spec.task)
-    cfg = resolve(cls, spec.task, spec.preset, None, list(spec.overrides)).config
+    budget = [f"{k}={v}" for k, v in spec.budget_config]
+    cfg = resolve(cls, spec.task, spec.preset, None, [*spec.overrides, *budget]).config
     data_spec = task_spec(spec.task)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

@@ -45,6 +45,8 @@ def train_command(spec: RunSpec, store: Path, s: TrainSettings) -> list[str]:
            "--data-source", s.data_source, "--no-progress"]
     if spec.preset:
         cmd += ["--preset", spec.preset]
+    if (budget_file := spec.budget_file(store)) is not None:
+        cmd += ["--config", str(budget_file)]
     if spec.steps is not None:
         cmd += ["--steps", str(spec.steps)]
     if s.eval_episodes is not None:

@@ -15,17 +15,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from offrl_zoo import registry
-from offrl_zoo.config import presets, resolve
+from offrl_zoo.config import field_names, presets, resolve
 from offrl_zoo.envs import get_suite, get_task
 from offrl_zoo.errors import ConfigError, UnsupportedTaskError
 from offrl_zoo.train.io import write_json
 from offrl_zoo.train.run import FAILED, LOCK
 from offrl_zoo.train.trainer import CHECKPOINT, DONE
 
-# ``quick`` budget per suite: every stage capped at this many gradient steps, with the algorithm's
-# ``quick`` preset when it has one (e.g. DTQL's minibatch toy settings). ``paper`` = official settings.
-QUICK_STEPS = {"toy": 1500, "gym-medium": 20_000, "gym": 20_000}
-DEFAULT_QUICK_STEPS = 20_000
+# ``quick`` budget per suite: every stage capped at ``steps`` gradient steps, the algorithm's ``quick``
+# preset when it has one, then ``config`` values where the algorithm has the key. On the toys this is
+# minibatches of 256 for 1 000 steps (the official toy settings are full batches of 10 000 for 3 500
+# steps), so that a three-algorithm, three-seed toy comparison takes minutes on a CPU; its scores are
+# lower than at the official settings (docs/toy.md). ``paper`` = the official settings.
+QUICK = {
+    "toy": {"steps": 1000, "config": {"batch_size": 256}},
+    "gym-medium": {"steps": 20_000, "config": {}},
+    "gym": {"steps": 20_000, "config": {}},
+}
+DEFAULT_QUICK = {"steps": 20_000, "config": {}}
 
 
 @dataclass(frozen=True)
@@ -33,13 +40,15 @@ class Budget:
     name: str  # paper | quick | <steps>
     steps: int | None  # cap on every stage (None: the official number of steps)
     use_quick_preset: bool
+    config: dict = field(default_factory=dict)  # values set where the algorithm's config has the key
 
     @classmethod
     def parse(cls, text: str, suite: str | None) -> Budget:
         if text == "paper":
             return cls("paper", None, False)
         if text == "quick":
-            return cls("quick", QUICK_STEPS.get(suite or "", DEFAULT_QUICK_STEPS), True)
+            quick = QUICK.get(suite or "", DEFAULT_QUICK)
+            return cls("quick", quick["steps"], True, dict(quick["config"]))
         try:
             steps = int(text)
         except ValueError:
@@ -57,12 +66,27 @@ class RunSpec:
     preset: str | None = None
     steps: int | None = None
     overrides: tuple[str, ...] = ()
+    budget_config: tuple[tuple[str, object], ...] = ()  # the budget's values, applied as a config file
 
     def run_dir(self, store: Path) -> Path:
         return store / "runs" / self.algorithm / self.task.replace(":", "_") / f"seed{self.seed}"
 
     def label(self) -> str:
         return f"{self.algorithm} {self.task} seed{self.seed}"
+
+    def budget_file(self, store: Path) -> Path | None:
+        """The budget's config values as a YAML file in the store (its path is recorded as their origin)."""
+        if not self.budget_config:
+            return None
+        import yaml
+
+        from offrl_zoo.train.io import write_text
+
+        path = store / "budgets" / f"{self.algorithm}.yaml"
+        text = yaml.safe_dump(dict(self.budget_config), sort_keys=True)
+        if not path.is_file() or path.read_text() != text:
+            write_text(path, text)
+        return path
 
 
 @dataclass
@@ -105,14 +129,15 @@ def plan(algorithms: list[str], suite: str | None, tasks: list[str] | None, seed
     for name in algorithms:
         cls = registry.get(name)
         preset = "quick" if budget.use_quick_preset and "quick" in presets(cls) else None
+        values = tuple(sorted((k, v) for k, v in budget.config.items() if k in field_names(cls.Config)))
         for task_id in task_ids:
             try:
-                resolve(cls, task_id, preset, None, sweep.overrides)
+                resolve(cls, task_id, preset, None, [*sweep.overrides, *(f"{k}={v}" for k, v in values)])
             except UnsupportedTaskError as err:
                 sweep.unsupported.append({"algorithm": name, "task": task_id, "reason": str(err)})
                 continue
             for seed in seed_list:
-                sweep.runs.append(RunSpec(name, task_id, seed, preset, budget.steps, tuple(sweep.overrides)))
+                sweep.runs.append(RunSpec(name, task_id, seed, preset, budget.steps, tuple(sweep.overrides), values))
     return sweep
 
 

@@ -30,6 +30,8 @@ class Task:
     env_kwargs: Mapping = field(default_factory=dict)
     eval_envs: int = 10  # episodes run side by side in a vector env
     note: str = ""
+    # Returns measured in the evaluation env (v5) next to D4RL's constants, e.g. {"random": {...}}.
+    measured_refs: Mapping = field(default_factory=dict)
 
     def make_env(self) -> gym.Env:
         return gym.make(self.env_id, max_episode_steps=self.horizon, **dict(self.env_kwargs))
@@ -92,7 +94,15 @@ D4RL_LOCOMOTION = {
 D4RL_GYM_DATASETS = ("random", "medium", "medium-replay", "medium-expert", "expert", "full-replay")
 
 
+def _measured_v5_references() -> dict:
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(__file__).parent / "v5_references.json").read_text())
+
+
 def _register_builtin_tasks() -> None:
+    measured = _measured_v5_references()
     for domain, (env_id, ref_min, ref_max) in D4RL_LOCOMOTION.items():
         for kind in D4RL_GYM_DATASETS:
             task_id = f"{domain}-{kind}-v2"
@@ -102,6 +112,7 @@ def _register_builtin_tasks() -> None:
                 note=f"evaluated in Gymnasium {env_id} as a stand-in for D4RL's mujoco-py v2 env; "
                      "normalised score approximate; data: the real D4RL file when available, else the "
                      "D4RL-style dataset offrl-zoo generates (offrl-zoo data list)",
+                measured_refs=measured.get(domain, {}),
             ))
     domains = list(D4RL_LOCOMOTION)
     register_suite("gym-medium", [f"{d}-medium-v2" for d in domains])
