@@ -17,6 +17,7 @@ import pytest
 import scipy.stats
 import yaml
 
+from offrl_zoo.bench import render
 from offrl_zoo.bench import report as rep
 
 REPS = 200  # bootstrap replications: enough to exercise the code, cheap on a CPU
@@ -101,7 +102,7 @@ def make_store(root: Path) -> Path:
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[rep.Report, Path]:
     store = make_store(tmp_path_factory.mktemp("report"))
     report = rep.build_report(store, reps=REPS)
-    return report, rep.write_report(report)
+    return report, render.write_report(report)
 
 
 def _cell(report: rep.Report, task: str, alg: str) -> rep.Cell:
@@ -124,13 +125,13 @@ def test_per_task_mean_std_final_and_best(built):
 def test_failed_unfinished_unsupported_cells(built):
     report, out = built
     failed = _cell(report, "hopper-medium-v2", "iql")
-    assert (failed.status, failed.failed, rep._fmt_seeds(failed)) == ("ok", 1, "2/3, failed (1)")
-    assert rep._fmt_seeds(_cell(report, "toy-25_gaussian-far", "iql")) == "2/3, unfinished (1)"
-    assert rep._fmt_value(_cell(report, "walker2d-medium-v2", "iql"), "final") == "unsupported"
+    assert (failed.status, failed.failed, render._fmt_seeds(failed)) == ("ok", 1, "2/3, failed (1)")
+    assert render._fmt_seeds(_cell(report, "toy-25_gaussian-far", "iql")) == "2/3, unfinished (1)"
+    assert render._fmt_value(_cell(report, "walker2d-medium-v2", "iql"), "final") == "unsupported"
     md = (out / "report.md").read_text()
     assert "failed (1)" in md and "unsupported" in md and "999" not in md  # a failed run never gives a score
     all_failed = rep._cell("iql", [r for r in report.runs if r.status == "failed"], "score", 3, None, None)
-    assert rep._fmt_value(all_failed, "final") == "failed (1)"
+    assert render._fmt_value(all_failed, "final") == "failed (1)"
     csv_rows = (out / "runs.csv").read_text().splitlines()
     assert any(row.startswith("iql,hopper-medium-v2,1,failed,score,,,") for row in csv_rows)
 
@@ -201,12 +202,12 @@ def test_files_written_and_deterministic(built, tmp_path):
     assert (out / "figures" / "profile.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = first["report.md"].decode()
     assert "](figures/aggregate.png)" in md and "](figures/curves_toy-25_gaussian-far.png)" in md
-    again = rep.write_report(rep.build_report(out.parent, reps=REPS), tmp_path / "again")
+    again = render.write_report(rep.build_report(out.parent, reps=REPS), tmp_path / "again")
     for n in names:
         assert (again / n).read_bytes() == first[n], n
     data = json.loads(first["report.json"])
     assert data["aggregate"]["algorithms"] == ["bc", "iql"] and data["errors"] == []
-    summary = rep.format_summary(report)
+    summary = render.format_summary(report)
     assert "hopper-medium-v2" in summary and "IQM" in summary
 
 
@@ -230,10 +231,10 @@ def test_mixed_data_is_flagged_and_excluded(tmp_path):
     report = rep.build_report(store, reps=20)
     assert len(report.errors) == 1 and rep.MIXED_DATA in report.errors[0]
     assert report.aggregate["tasks"] == ["hopper-medium-v2"] and not report.aggregate["ci"]
-    out = rep.write_report(report, tmp_path / "out")
+    out = render.write_report(report, tmp_path / "out")
     md = (out / "report.md").read_text()
     assert "## ERRORS" in md and f"**ERROR: toy-25_gaussian-far: {rep.MIXED_DATA}" in md
-    assert "ERROR" in rep.format_summary(report)
+    assert "ERROR" in render.format_summary(report)
 
 
 def test_raw_returns_without_sweep_json(tmp_path):

@@ -133,7 +133,8 @@ def _confirm() -> bool:
 
 
 def _print_report(store: Path, out: Path | None) -> Path:
-    from offrl_zoo.bench.report import build_report, format_summary, write_report
+    from offrl_zoo.bench.render import format_summary, write_report
+    from offrl_zoo.bench.report import build_report
 
     report = build_report(store)
     folder = out or store / "report"

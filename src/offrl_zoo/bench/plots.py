@@ -38,7 +38,7 @@ def _ylabel(kind: str) -> str:
 
 
 def _curve_figure(report: Report, task: str, out: Path) -> str | None:
-    from offrl_zoo.bench.report import to_csv
+    from offrl_zoo.bench.render import to_csv
 
     per_alg = report.curves.get(task) or {}
     if not per_alg:
@@ -69,7 +69,7 @@ def _aggregate_figure(report: Report, out: Path) -> str | None:
     import matplotlib.pyplot as plt
     from rliable import plot_utils
 
-    from offrl_zoo.bench.report import to_csv
+    from offrl_zoo.bench.render import to_csv
 
     agg = report.aggregate
     if not agg["metrics"]:
@@ -98,7 +98,7 @@ def _aggregate_figure(report: Report, out: Path) -> str | None:
 def _profile_figure(report: Report, out: Path) -> str | None:
     from rliable import plot_utils
 
-    from offrl_zoo.bench.report import to_csv
+    from offrl_zoo.bench.render import to_csv
 
     profile = report.aggregate.get("profile")
     if not profile:
