@@ -110,6 +110,9 @@ def test_export_picks_medium_expert_and_replay(tmp_path):
     for policy in shipped_policies("hopper", tmp_path / "pol").values():
         assert policy.meta["sha256"] == sha256_file(policy.path)
         assert policy.load()(torch.zeros(1, 11)).shape == (1, 3)
+    export_policies(run, "hopper", tmp_path / "part", medium_range=(min(returns) - 1, max(returns) + 1),
+                    roles=("medium", "replay"))
+    assert "expert" not in shipped_policies("hopper", tmp_path / "part")
 
 
 @pytest.mark.parametrize("domain", sorted(ENV_IDS))
@@ -121,5 +124,7 @@ def test_shipped_metadata_matches_the_weights(domain):
         actor = policy.load()
         assert sum(p.numel() for p in actor.parameters()) > 0
     names = {p.name for p in policies}
-    if names:  # a domain ships all of its roles or none yet
-        assert {"medium", "expert"} <= names and any(n.startswith("replay_") for n in names), names
+    if names:  # the medium data needs the medium snapshot and the replay sequence ending with it
+        replay = [p for p in policies if p.name.startswith("replay_")]
+        assert "medium" in names and replay, names
+        assert max(p.step for p in replay) == next(p.step for p in policies if p.name == "medium")

@@ -85,16 +85,20 @@ def replay_sequence(domain: str) -> list[ShippedPolicy]:
     return sorted((p for n, p in shipped_policies(domain).items() if n.startswith("replay_")), key=lambda p: p.step)
 
 
+ROLES = ("medium", "replay", "expert")
+
+
 def export_policies(
     run_dir: Path, domain: str, dest: Path | None = None, expert_max_step: int = 1_000_000,
-    medium_range: tuple[float, float] | None = None,
+    medium_range: tuple[float, float] | None = None, roles: tuple[str, ...] = ROLES,
 ) -> dict:
     """Pick medium, expert and replay snapshots of a SAC run and write them with metadata to ``dest/domain``.
 
     medium: the snapshot whose stochastic return is closest to the middle of ``medium_range`` (default
     ``MEDIUM_RANGES[domain]``, D4RL's medium returns); expert: the best stochastic
     return within ``expert_max_step`` steps; replay: up to ``REPLAY_SNAPSHOTS`` snapshots evenly spaced
-    over the steps up to the medium one (the medium snapshot last).
+    over the steps up to the medium one (the medium snapshot last). Only ``roles`` are (re)written, so
+    the expert can be exported after the medium data, once the run has trained long enough.
     """
     import mujoco
 
@@ -122,16 +126,21 @@ def export_policies(
     env = gym.make(config["env_id"])
     dims = {"obs_dim": env.observation_space.shape[0], "action_dim": env.action_space.shape[0]}
     env.close()
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"roles {sorted(unknown)}: expected some of {', '.join(ROLES)}")
     out = (dest or PACKAGE_POLICIES) / domain
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*"):
-        old.unlink()
+        if _role(old.stem) in roles:
+            old.unlink()
     chosen = {"medium": medium, "expert": expert, **{f"replay_{r['step']:07d}": r for r in replay}}
+    chosen = {name: record for name, record in chosen.items() if _role(name) in roles}
     last_step = records[-1]["step"]
     for name, record in chosen.items():
         weights = out / f"{name}.pt"
         weights.write_bytes((run_dir / "snapshots" / record["path"]).read_bytes())
-        role = "replay" if name.startswith("replay_") else name
+        role = _role(name)
         write_json(out / f"{name}.json", {
             "domain": domain, "name": name, "role": role, "env_id": config["env_id"],
             "gymnasium_version": gym.__version__, "mujoco_version": mujoco.__version__,
@@ -142,3 +151,7 @@ def export_policies(
             "sac": config["sac"], **dims, "sha256": sha256_file(weights),
         })
     return {name: (r["step"], r["stochastic"]["mean"]) for name, r in chosen.items()}
+
+
+def _role(name: str) -> str:
+    return "replay" if name.startswith("replay_") else name
