@@ -112,3 +112,20 @@ def test_data_cli_make_info_verify_import(env, tmp_path, capsys):
     assert main(["data", "list"]) == 0
     listing = capsys.readouterr().out
     assert "hopper-random-v2" in listing and "cached" in listing
+
+
+def test_shipped_halfcheetah_policy_generates_a_deterministic_d4rl_file(tmp_path, monkeypatch):
+    """The real shipped medium policy: 3 000 steps = three 1 000-step episodes ending in timeouts."""
+    monkeypatch.delenv("OFFRL_ZOO_POLICIES", raising=False)
+    monkeypatch.setenv("OFFRL_ZOO_CACHE", str(tmp_path / "cache"))
+    first = generated.ensure_generated("halfcheetah-medium-v2", size=3000, progress=False, log=lambda m: None)
+    again = generated.generate("halfcheetah-medium-v2", tmp_path / "again.hdf5", size=3000, progress=False,
+                               log=lambda m: None)
+    assert sha256_file(first) == again["sha256"]
+    with h5py.File(first) as fh:
+        assert np.flatnonzero(fh["timeouts"][()]).tolist() == [999, 1999, 2999]
+        assert not fh["terminals"][()].any() and fh["metadata/iteration"][()] == 100_000
+    ds = load_d4rl_file(first, "halfcheetah-medium-v2", "qlearning", 1000)
+    assert len(ds) == 3000 - 3  # D4RL drops every timeout row (the last one is also the file's last row)
+    assert not ds.data["next", "done"].any()
+    assert describe_file(first)["return"]["mean"] > 3000  # the medium policy runs, not a random one
