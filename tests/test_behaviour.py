@@ -128,3 +128,18 @@ def test_shipped_metadata_matches_the_weights(domain):
         replay = [p for p in policies if p.name.startswith("replay_")]
         assert "medium" in names and replay, names
         assert max(p.step for p in replay) == next(p.step for p in policies if p.name == "medium")
+
+
+def test_fixed_temperature_is_not_trained():
+    from offrl_zoo.behaviour.sac import SAC
+    from offrl_zoo.testing import random_batch, tiny_spec
+
+    spec = tiny_spec()
+    agent = SAC(spec.obs_dim, spec.action_dim, SACConfig(hidden=(16,), fixed_alpha=0.2))
+    batch = random_batch(spec)
+    batch["next", "terminated"] = batch["next", "done"]
+    for _ in range(3):
+        metrics = agent.update(batch)
+    assert float(metrics["alpha"]) == pytest.approx(0.2)
+    auto = SAC(spec.obs_dim, spec.action_dim, SACConfig(hidden=(16,)))
+    assert float(auto.update(batch)["alpha"]) != 1.0  # tuned from its first step

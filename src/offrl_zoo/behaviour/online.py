@@ -132,7 +132,9 @@ def train_behaviour(run: BehaviourRun, cfg: SACConfig, progress: bool = True) ->
     if (out / "checkpoint.pt").is_file():
         state = load_torch(out / "checkpoint.pt")
         saved = json.loads((out / "config.json").read_text())
-        if saved["env_id"] != run.env_id or saved["seed"] != run.seed or saved["sac"] != json.loads(
+        # A setting added to SACConfig after the run started counts at its default (the old behaviour).
+        saved_sac = {**json.loads(json.dumps(asdict(SACConfig()))), **saved["sac"]}
+        if saved["env_id"] != run.env_id or saved["seed"] != run.seed or saved_sac != json.loads(
                 json.dumps(asdict(cfg))):
             raise ValueError(f"{out}: holds a run with other settings ({saved['env_id']}, seed {saved['seed']})")
         agent.load_training_state(state["agent"])

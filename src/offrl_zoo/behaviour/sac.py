@@ -7,6 +7,7 @@ Built from the project's networks (``TanhGaussianPolicy``, ``QEnsemble``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +31,9 @@ class SACConfig:
     log_std_min: float = -20.0  # rlkit's LOG_SIG_MIN / LOG_SIG_MAX
     log_std_max: float = 2.0
     fused_adam: bool = True  # one fused kernel per optimiser step (same maths as the for-loop Adam)
+    # null: rlkit's automatic entropy tuning (D4RL's setting). A number fixes the temperature α instead,
+    # as the original SAC paper did; auto-tuned SAC can stall on Hopper (≈ 300 return for 100 k+ steps here).
+    fixed_alpha: float | None = None
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -40,6 +44,8 @@ class SACConfig:
             raise ValueError(f"sac discount={self.discount!r}: expected a value in (0, 1)")
         if self.start_steps < 0:
             raise ValueError(f"sac start_steps={self.start_steps!r}: expected a number ≥ 0")
+        if self.fixed_alpha is not None and not self.fixed_alpha > 0:
+            raise ValueError(f"sac fixed_alpha={self.fixed_alpha!r}: expected a positive number or null")
 
 
 def make_actor(obs_dim: int, action_dim: int, cfg: SACConfig) -> TanhGaussianPolicy:
@@ -57,7 +63,8 @@ class SAC(nn.Module):
         self.actor = make_actor(obs_dim, action_dim, cfg)
         self.critic = QEnsemble(obs_dim, action_dim, cfg.hidden, n=2)
         self.critic_target = frozen_copy(self.critic)
-        self.log_alpha = nn.Parameter(torch.zeros(()))
+        initial = 0.0 if cfg.fixed_alpha is None else math.log(cfg.fixed_alpha)
+        self.log_alpha = nn.Parameter(torch.full((), initial), requires_grad=cfg.fixed_alpha is None)
         self.target_entropy = -float(action_dim)
         adam = dict(lr=cfg.lr, fused=True) if cfg.fused_adam else dict(lr=cfg.lr)
         self.optimizers = {
@@ -73,8 +80,9 @@ class SAC(nn.Module):
         next_obs, reward = batch["next", "observation"], batch["next", "reward"].reshape(-1)
 
         new_action, log_prob = self.actor.sample_with_log_prob(obs)
-        alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
-        step_optimizer(self.optimizers["alpha"], alpha_loss)
+        if self.cfg.fixed_alpha is None:
+            alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+            step_optimizer(self.optimizers["alpha"], alpha_loss)
         alpha = self.log_alpha.detach().exp()
 
         with frozen(self.critic):
