@@ -46,6 +46,15 @@ def test_plan_checks_names_and_reports_unsupported():
     assert {r.budget_config for r in toy.runs} == {(("batch_size", 256),)} and toy.runs[0].steps == 1000
 
 
+def test_only_runs_that_can_share_a_stage_wait_for_each_other():
+    from offrl_zoo.bench.executors import shares_stages
+
+    runs = {r.algorithm: r for r in plan(["dtql", "dtql-kl", "iql"], None, ["hopper-medium-v2"], 1, "paper").runs}
+    assert runs["dtql"].shared_kinds == runs["dtql-kl"].shared_kinds == ("dtql-pretrain/1",)
+    assert shares_stages(runs["dtql"], runs["dtql-kl"])
+    assert not shares_stages(runs["dtql"], runs["iql"])
+
+
 def test_store_refuses_other_settings_and_foreign_folders(tmp_path):
     record_sweep(tmp_path / "s", plan(["bc"], "toy", None, 1, "quick"))
     record_sweep(tmp_path / "s", plan(["iql"], "toy", None, 2, "quick"))  # more algorithms and seeds merge

@@ -102,9 +102,10 @@ def summary_line(spec: RunSpec, store: Path, status: str, seconds: float) -> str
 
 
 def shares_stages(a: RunSpec, b: RunSpec) -> bool:
-    """Runs that may reuse each other's shared stages (same task and seed) are not run side by side, so
-    the second one finds the first one's finished stage in the cache instead of training it again."""
-    return a.task == b.task and a.seed == b.seed
+    """Runs that may reuse each other's shared stages (same task, seed and stage kind, e.g. DTQL and
+    DTQL-KL pretraining) are not run side by side, so the second one finds the first one's finished
+    stage in the cache instead of training it again."""
+    return a.task == b.task and a.seed == b.seed and bool(set(a.shared_kinds) & set(b.shared_kinds))
 
 
 def run_local(runs: list[RunSpec], store: Path, settings: TrainSettings, jobs: int,

@@ -67,6 +67,7 @@ class RunSpec:
     steps: int | None = None
     overrides: tuple[str, ...] = ()
     budget_config: tuple[tuple[str, object], ...] = ()  # the budget's values, applied as a config file
+    shared_kinds: tuple[str, ...] = ()  # kinds of the shareable stages it trains (``Stage.shared["kind"]``)
 
     def run_dir(self, store: Path) -> Path:
         return store / "runs" / self.algorithm / self.task.replace(":", "_") / f"seed{self.seed}"
@@ -132,13 +133,26 @@ def plan(algorithms: list[str], suite: str | None, tasks: list[str] | None, seed
         values = tuple(sorted((k, v) for k, v in budget.config.items() if k in field_names(cls.Config)))
         for task_id in task_ids:
             try:
-                resolve(cls, task_id, preset, None, [*sweep.overrides, *(f"{k}={v}" for k, v in values)])
+                cfg = resolve(cls, task_id, preset, None, [*sweep.overrides, *(f"{k}={v}" for k, v in values)]).config
             except UnsupportedTaskError as err:
                 sweep.unsupported.append({"algorithm": name, "task": task_id, "reason": str(err)})
                 continue
+            kinds = shared_stage_kinds(cls, cfg, task_id)
             for seed in seed_list:
-                sweep.runs.append(RunSpec(name, task_id, seed, preset, budget.steps, tuple(sweep.overrides), values))
+                sweep.runs.append(RunSpec(name, task_id, seed, preset, budget.steps, tuple(sweep.overrides), values,
+                                          kinds))
     return sweep
+
+
+def shared_stage_kinds(cls: type, cfg: object, task_id: str) -> tuple[str, ...]:
+    """The shareable stages an algorithm trains on a task (built at the task's shapes, on the CPU)."""
+    import torch
+
+    from offrl_zoo.bench.estimate import task_spec
+
+    with torch.random.fork_rng(devices=[]):
+        stages = cls(task_spec(task_id), cfg, "cpu").stages()
+    return tuple(sorted({str(s.shared["kind"]) for s in stages if s.shared}))
 
 
 def run_status(run_dir: Path) -> str:
