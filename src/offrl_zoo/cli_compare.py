@@ -17,6 +17,7 @@ examples:
 Re-running the same command skips finished runs and resumes unfinished ones from their checkpoints.
 """
 CONFIRM_ABOVE_S = 2 * 3600  # estimated wall time above which compare asks before starting
+PAPER_EVAL_EVERY = 50_000
 
 
 def add_compare_parsers(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +36,8 @@ def add_compare_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray instance)")
     p.add_argument("--jobs", type=int, help="local runs side by side (default: CPU cores / threads, 1 on cuda)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    p.add_argument("--eval-every", type=int, help="steps between evaluations (default: the budget's stage length)")
+    p.add_argument("--eval-every", type=int,
+                   help="steps between evaluations (default: the capped stage length; paper budget: 50 000)")
     p.add_argument("--eval-episodes", type=int, help="episodes per evaluation (default: the task's)")
     p.add_argument("--data-source", default="auto", choices=["auto", "d4rl", "generated"])
     p.add_argument("--yes", action="store_true", help="start without asking, whatever the estimate")
@@ -80,7 +82,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     jobs = args.jobs or (1 if device.type == "cuda" else max(1, (os.cpu_count() or 1) // args.threads))
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: expected at least 1")
-    eval_every = args.eval_every or max(1, sweep.runs[0].steps or 5000) if sweep.runs else 5000
+    # Default: evaluate once per capped stage, or every 50 000 steps at the paper budget (DTQL's interval;
+    # candidate-based acting makes frequent evaluation the dominant cost on a CPU).
+    cap = sweep.runs[0].steps if sweep.runs else None
+    eval_every = args.eval_every or cap or PAPER_EVAL_EVERY
     status = {spec: run_status(spec.run_dir(store)) for spec in sweep.runs}
     todo = [spec for spec in sweep.runs if status[spec] != "done"]
     counts = {s: list(status.values()).count(s) for s in ("done", "partial", "failed", "running", "pending")}
