@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from offrl_zoo.data.generated import generated_dir
+from offrl_zoo.data.generated import generated_path
 from offrl_zoo.data.inspect import describe_file
 from offrl_zoo.envs import get_task
 
@@ -40,7 +40,7 @@ def main() -> None:
                 f"| {task_id} | D4RL (published) | ≥ {ref['samples_in_complete_episodes']:,} | "
                 f"{ref['episodes_at_least']:,}–{ref['episodes_below'] - 1:,} | {ref['return_mean']:.0f} ± "
                 f"{ref['return_std']:.0f} | {ref['return_min']:.0f} | {ref['return_max']:.0f} | {norm:.1f} |")
-        path = generated_dir() / f"{task_id}.hdf5"
+        path = generated_path(task_id)
         if not path.is_file():
             lines.append(f"| {task_id} | generated | not generated yet | | | | | |")
             continue

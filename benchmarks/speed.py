@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 from offrl_zoo import registry
-from offrl_zoo.bench.timing import seconds_per_act, seconds_per_update, synthetic_data
+from offrl_zoo.bench.timing import seconds_per_update, synthetic_data
 from offrl_zoo.spec import DataSpec
+from offrl_zoo.train.cost import seconds_per_act
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -29,8 +30,8 @@ def time_stage(algo, stage, data, warmup: int, steps: int, device: torch.device)
     return 1000.0 * seconds_per_update(stage, data, warmup, steps, device)
 
 
-def time_act(algo, batch: int, repeats: int, device: torch.device) -> float:
-    return 1000.0 * seconds_per_act(algo, batch, 10, repeats, device)
+def time_act(algo, batch: int, repeats: int) -> float:
+    return 1000.0 * seconds_per_act(algo, batch, warmup=10, repeats=repeats)
 
 
 def main() -> None:
@@ -59,7 +60,7 @@ def main() -> None:
             rows.append({"algorithm": name, "stage": stage.name, "batch_size": stage.batch_size,
                          "s_per_1000_updates": round(ms, 3), "updates_per_s": round(1000.0 / ms, 1)})
             print(f"{name:8s} {stage.name:10s} {ms:8.3f} s / 1000 updates  ({1000 / ms:7.1f} updates/s)")
-        act1, act16 = time_act(algo, 1, 200, device), time_act(algo, 16, 200, device)
+        act1, act16 = time_act(algo, 1, 200), time_act(algo, 16, 200)
         rows.append({"algorithm": name, "stage": "act", "act_ms_1": round(act1, 3), "act_ms_16": round(act16, 3)})
         print(f"{name:8s} act        {act1:8.3f} ms (1 obs)   {act16:8.3f} ms (16 obs)")
 

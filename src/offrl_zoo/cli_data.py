@@ -87,43 +87,38 @@ def _gym_tasks():
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from offrl_zoo.behaviour.shipped import shipped_policies
-    from offrl_zoo.data.generated import generated_dir, parse_task
+    from offrl_zoo.data.generated import generated_path, parse_task, policies_for
     from offrl_zoo.data.sources import cache_dir
+    from offrl_zoo.errors import DatasetError
 
     print(f"cache: {cache_dir()}")
     print(f"{'task':28s} {'real D4RL file':16s} {'generated':11s} shipped policy")
     for task in _gym_tasks():
-        domain, kind = parse_task(task.source_id)
         real = (cache_dir() / "d4rl" / f"{task.source_id}.hdf5").is_file()
-        made = (generated_dir() / f"{task.source_id}.hdf5").is_file()
-        names = shipped_policies(domain)
-        need = {"random": [], "medium": ["medium"], "expert": ["expert"], "medium-expert": ["medium", "expert"],
-                "medium-replay": [n for n in names if n.startswith("replay_")] or ["replay_*"]}[kind]
-        have = "n/a (uniform)" if not need else ("yes" if all(n in names for n in need) else "missing")
+        made = generated_path(task.source_id).is_file()
+        try:
+            have = "yes" if policies_for(*parse_task(task.source_id)) else "n/a (uniform)"
+        except DatasetError:
+            have = "missing"
         print(f"{task.id:28s} {'cached' if real else '-':16s} {'cached' if made else '-':11s} {have}")
     return 0
 
 
 def cmd_make(args: argparse.Namespace) -> int:
-    from offrl_zoo.data.generated import KINDS, ensure_generated, generate, generated_dir
+    from offrl_zoo.data.generated import KINDS, ensure_generated
     from offrl_zoo.envs.tasks import D4RL_LOCOMOTION
 
     tasks = args.tasks
     if tasks == ["all"]:
         tasks = [f"{d}-{k}-v2" for d in D4RL_LOCOMOTION for k in KINDS]
     for task_id in tasks:
-        if args.force:
-            stem = task_id if (args.seed, args.size) == (0, None) else f"{task_id}-seed{args.seed}-n{args.size}"
-            generate(task_id, generated_dir() / f"{stem}.hdf5", seed=args.seed, size=args.size,
-                     progress=not args.no_progress)
-        path = ensure_generated(task_id, seed=args.seed, size=args.size, progress=not args.no_progress)
-        print(path)
+        print(ensure_generated(task_id, seed=args.seed, size=args.size, progress=not args.no_progress,
+                               force=args.force))
     return 0
 
 
 def _resolve_target(target: str) -> Path:
-    from offrl_zoo.data.generated import can_generate, generated_dir
+    from offrl_zoo.data.generated import can_generate, generated_path
     from offrl_zoo.data.sources import cache_dir
     from offrl_zoo.errors import DatasetError
 
@@ -131,7 +126,7 @@ def _resolve_target(target: str) -> Path:
     if path.is_file():
         return path
     if can_generate(target) or target.endswith("-v2"):
-        for candidate in (cache_dir() / "d4rl" / f"{target}.hdf5", generated_dir() / f"{target}.hdf5"):
+        for candidate in (cache_dir() / "d4rl" / f"{target}.hdf5", generated_path(target)):
             if candidate.is_file():
                 return candidate
         raise DatasetError(f"{target}: nothing cached (run `offrl-zoo data make {target}`)")

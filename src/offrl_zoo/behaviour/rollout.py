@@ -96,6 +96,7 @@ def rollout(
     while budget_left():
         action, log_prob = policy(torch.as_tensor(obs, dtype=torch.float32), generator)
         action_np = action.numpy().astype(np.float32)
+        log_prob_np = log_prob.numpy()
         before = [(e.unwrapped.data.qpos.copy(), e.unwrapped.data.qvel.copy()) for e in envs.envs]
         next_obs, reward, terminated, truncated, _ = envs.step(action_np)
         for i in range(num_envs):
@@ -108,7 +109,7 @@ def rollout(
             for key, value in (
                 ("observations", obs[i]), ("actions", action_np[i]), ("rewards", reward[i]),
                 ("terminals", terminated[i]), ("timeouts", truncated[i] and not terminated[i]),
-                ("next_observations", next_obs[i]), ("action_log_probs", log_prob[i].item()),
+                ("next_observations", next_obs[i]), ("action_log_probs", log_prob_np[i]),
                 ("qpos", before[i][0]), ("qvel", before[i][1]),
             ):
                 ep.rows[key].append(value)

@@ -17,10 +17,11 @@ import torch
 
 from offrl_zoo import registry
 from offrl_zoo.bench.sweep import RunSpec
-from offrl_zoo.bench.timing import seconds_per_act, seconds_per_update, synthetic_data
+from offrl_zoo.bench.timing import seconds_per_update, synthetic_data
 from offrl_zoo.config import resolve
 from offrl_zoo.envs import get_task
 from offrl_zoo.spec import DataSpec
+from offrl_zoo.train.cost import seconds_per_act
 
 
 @dataclass
@@ -81,7 +82,7 @@ def estimate_run(spec: RunSpec, eval_every: int, eval_episodes: int | None, devi
         train_s = sum(steps[s.name] * seconds_per_update(s, data, warmup, timed, device) for s in stages)
         episodes = eval_episodes or task.eval_episodes
         envs = max(1, min(task.eval_envs, episodes))
-        act_s = seconds_per_act(algo, envs, 1, 2, device) + envs * env_step_seconds(spec.task)
+        act_s = seconds_per_act(algo, envs, warmup=1, repeats=2) + envs * env_step_seconds(spec.task)
     policy_steps = sum(steps[s.name] for s in stages if s.has_policy)
     evaluations = math.ceil(policy_steps / eval_every) + 1 if policy_steps else 0
     eval_s = evaluations * math.ceil(episodes / envs) * task.horizon * act_s

@@ -69,22 +69,12 @@ def launch(spec: RunSpec, store: Path, settings: TrainSettings) -> subprocess.Po
                                 preexec_fn=_die_with_parent, env=env)
 
 
-def outcome(spec: RunSpec, store: Path, returncode: int | None) -> str:
+def outcome(spec: RunSpec, store: Path) -> str:
     """What a finished process left: done | failed | interrupted | locked (another process trains it)."""
     status = run_status(spec.run_dir(store))
     if status in ("done", "failed"):
         return status
-    if returncode == 2 and "being trained by" in _tail(spec.run_dir(store) / TRAIN_LOG):
-        return "locked"
-    return "interrupted"
-
-
-def _tail(path: Path, size: int = 2000) -> str:
-    if not path.is_file():
-        return ""
-    with open(path, "rb") as fh:
-        fh.seek(max(0, path.stat().st_size - size))
-        return fh.read().decode(errors="replace")
+    return "locked" if status == "running" else "interrupted"  # its lock is held by another process
 
 
 def summary_line(spec: RunSpec, store: Path, status: str, seconds: float) -> str:
@@ -125,7 +115,7 @@ def run_local(runs: list[RunSpec], store: Path, settings: TrainSettings, jobs: i
             time.sleep(0.2)
             for proc in [p for p in active if p.poll() is not None]:
                 spec, started = active.pop(proc)
-                results[spec] = outcome(spec, store, proc.returncode)
+                results[spec] = outcome(spec, store)
                 line = summary_line(spec, store, results[spec], time.perf_counter() - started)
                 log(f"[{len(results)}/{total}] {line}")
     finally:
@@ -155,7 +145,7 @@ def run_ray(runs: list[RunSpec], store: Path, settings: TrainSettings, address: 
         started = time.perf_counter()
         proc = launch(spec, store, settings)
         proc.wait()
-        status = outcome(spec, store, proc.returncode)
+        status = outcome(spec, store)
         if status == "interrupted":  # the training process was killed: let Ray retry the task
             raise RuntimeError(f"{spec.label()}: training process exited with {proc.returncode}")
         return status, time.perf_counter() - started
@@ -168,7 +158,7 @@ def run_ray(runs: list[RunSpec], store: Path, settings: TrainSettings, address: 
         try:
             status, seconds = ray.get(ready[0])
         except Exception:  # retries exhausted
-            status, seconds = outcome(spec, store, None), 0.0
+            status, seconds = outcome(spec, store), 0.0
         results[spec] = status
         log(f"[{len(results)}/{len(runs)}] {summary_line(spec, store, status, seconds)}")
     return results

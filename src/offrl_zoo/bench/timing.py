@@ -1,4 +1,4 @@
-"""Timing an algorithm's stages and acting on synthetic data of a task's shapes (speed benchmarks, and the
+"""Timing an algorithm's stages on synthetic data of a task's shapes (speed benchmarks, and the
 wall-time estimate ``compare`` prints before it starts)."""
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ import time
 import torch
 from tensordict import TensorDict
 
-from offrl_zoo.algorithm import Algorithm, Stage
+from offrl_zoo.algorithm import Stage
 from offrl_zoo.data.buffer import make_replay_buffer
 from offrl_zoo.spec import DataSpec
+from offrl_zoo.train.cost import sync
 
 
 def synthetic_data(spec: DataSpec, n: int, device: torch.device | str = "cpu") -> TensorDict:
@@ -27,11 +28,6 @@ def synthetic_data(spec: DataSpec, n: int, device: torch.device | str = "cpu") -
     }, batch_size=[n]).to(device)
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def seconds_per_update(stage: Stage, data: TensorDict, warmup: int, steps: int, device: torch.device) -> float:
     """Mean wall time of one ``stage.update`` (batches sampled from a TorchRL buffer, as in training)."""
     rb = make_replay_buffer(data, stage.batch_size, stage.sampling, torch.Generator(device=device).manual_seed(0))
@@ -43,15 +39,3 @@ def seconds_per_update(stage: Stage, data: TensorDict, warmup: int, steps: int, 
         stage.update(rb.sample(), step)
     sync(device)
     return (time.perf_counter() - start) / steps
-
-
-def seconds_per_act(algo: Algorithm, batch: int, warmup: int, repeats: int, device: torch.device) -> float:
-    obs = torch.randn(batch, algo.spec.obs_dim, device=device)
-    for _ in range(warmup):
-        algo.act(obs)
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        algo.act(obs)
-    sync(device)
-    return (time.perf_counter() - start) / repeats

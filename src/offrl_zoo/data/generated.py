@@ -64,7 +64,7 @@ def recipe(task_id: str, seed: int = 0, size: int | None = None) -> dict:
     domain, kind = parse_task(task_id)
     recipe = {"format": FORMAT_VERSION, "task": task_id, "env_id": ENV_IDS[domain], "seed": seed,
               "size": size or _default_size(domain, kind), "policies": {}}
-    for policy in _policies(domain, kind):
+    for policy in policies_for(domain, kind):
         recipe["policies"][policy.name] = policy.meta["sha256"]
     return recipe
 
@@ -77,7 +77,8 @@ def _default_size(domain: str, kind: str) -> int:
     return SIZES[kind]
 
 
-def _policies(domain: str, kind: str) -> list[ShippedPolicy]:
+def policies_for(domain: str, kind: str) -> list[ShippedPolicy]:
+    """The shipped policies a dataset kind is rolled out from (none for random); raises if one is missing."""
     if kind == "random":
         return []
     if kind == "medium-replay":
@@ -90,18 +91,24 @@ def _policies(domain: str, kind: str) -> list[ShippedPolicy]:
     return [get_policy(domain, kind)]
 
 
+def generated_path(task_id: str, seed: int = 0, size: int | None = None, cache: Path | None = None) -> Path:
+    """Where a generated dataset is cached: ``TASK.hdf5`` for the default recipe, else with seed and size."""
+    if (seed, size) == (0, None):
+        return generated_dir(cache) / f"{task_id}.hdf5"
+    return generated_dir(cache) / f"{task_id}-seed{seed}-n{size or recipe(task_id)['size']}.hdf5"
+
+
 def ensure_generated(
     task_id: str, cache: Path | None = None, seed: int = 0, size: int | None = None, progress: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = print, force: bool = False,
 ) -> Path:
-    """Path of the cached generated dataset, generating it first when missing, stale or corrupt."""
+    """Path of the cached generated dataset, generating it first when missing, stale, corrupt or ``force``d."""
     from offrl_zoo.data.sources import sha256_file
 
     want = recipe(task_id, seed, size)
-    folder = generated_dir(cache)
-    stem = task_id if (seed, size) == (0, None) else f"{task_id}-seed{seed}-n{want['size']}"
-    path, sidecar = folder / f"{stem}.hdf5", folder / f"{stem}.json"
-    if path.is_file() and sidecar.is_file():
+    path = generated_path(task_id, seed, size, cache)
+    sidecar = path.with_suffix(".json")
+    if path.is_file() and sidecar.is_file() and not force:
         meta = json.loads(sidecar.read_text())
         if meta.get("recipe") != want:
             log(f"{path}: made by another recipe (policies or settings changed); generating it again")
@@ -158,7 +165,7 @@ def _versions() -> dict:
 def _describe(domain: str, kind: str) -> str:
     if kind == "random":
         return f"uniform random actions in {ENV_IDS[domain]}"
-    names = ", ".join(f"{domain}/{p.name} (sha256 {p.meta['sha256'][:12]}…)" for p in _policies(domain, kind))
+    names = ", ".join(f"{domain}/{p.name} (sha256 {p.meta['sha256'][:12]}…)" for p in policies_for(domain, kind))
     return f"policy {names}" if kind in ("medium", "expert") else f"policies {names}"
 
 

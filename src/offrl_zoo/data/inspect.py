@@ -5,25 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from offrl_zoo.data.sources import read_d4rl_hdf5, sha256_file
+from offrl_zoo.data.transforms import episode_returns
 
 
-def episode_returns(rewards: np.ndarray, terminals: np.ndarray, timeouts: np.ndarray | None) -> tuple[np.ndarray, int]:
+def complete_episode_returns(
+    rewards: np.ndarray, terminals: np.ndarray, timeouts: np.ndarray | None
+) -> tuple[np.ndarray, int]:
     """Undiscounted returns of the episodes that end in a terminal or timeout, and the length of the
     trailing rows that end in neither (an episode cut by the file's end, as in D4RL)."""
-    rewards = np.asarray(rewards, np.float64).reshape(-1)
     ends = np.asarray(terminals, bool).reshape(-1).copy()
     if timeouts is not None:
         ends |= np.asarray(timeouts, bool).reshape(-1)
     end_idx = np.flatnonzero(ends)
-    sums = np.add.reduceat(rewards, np.r_[0, end_idx[:-1] + 1]) if len(end_idx) else np.zeros(0)
-    cut = len(rewards) - (end_idx[-1] + 1 if len(end_idx) else 0)
-    return sums, int(cut)
+    returns = episode_returns(torch.as_tensor(np.asarray(rewards).reshape(-1)), torch.from_numpy(ends))
+    cut = len(ends) - (end_idx[-1] + 1 if len(end_idx) else 0)
+    return returns.numpy(), int(cut)
 
 
 def describe_arrays(arrays: dict[str, np.ndarray]) -> dict:
-    returns, cut = episode_returns(arrays["rewards"], arrays["terminals"], arrays.get("timeouts"))
+    returns, cut = complete_episode_returns(arrays["rewards"], arrays["terminals"], arrays.get("timeouts"))
     stats = {
         "transitions": int(len(arrays["rewards"])),
         "obs_dim": int(arrays["observations"].shape[1]), "action_dim": int(arrays["actions"].shape[1]),

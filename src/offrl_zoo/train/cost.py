@@ -48,20 +48,31 @@ def network_evaluations_per_action(algo: Algorithm, deterministic: bool = True) 
     return total
 
 
-def act_latency_ms(algo: Algorithm, batch: int, deterministic: bool = True, repeats: int = 5) -> float:
-    """Median wall time of one ``act`` call on ``batch`` observations (after two warm-up calls)."""
-    obs = torch.zeros(batch, algo.spec.obs_dim, device=algo.obs_loc.device)
-    sync = torch.cuda.synchronize if algo.obs_loc.device.type == "cuda" else (lambda: None)
+def sync(device: torch.device) -> None:
+    """Wait for queued CUDA work, so wall-clock timings measure it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds_per_act(
+    algo: Algorithm, batch: int, warmup: int = 2, repeats: int = 5, deterministic: bool = True
+) -> float:
+    """Median wall time of one ``act`` call on ``batch`` observations, after ``warmup`` untimed calls.
+
+    Drawn inside ``fork_rng``, so timing never shifts a run's random stream.
+    """
+    device = algo.obs_loc.device
+    obs = torch.zeros(batch, algo.spec.obs_dim, device=device)
     times = []
-    with torch.random.fork_rng(devices=[]):  # never shifts the run's random stream
-        for i in range(repeats + 2):
-            sync()
+    with torch.random.fork_rng(devices=[]):
+        for i in range(warmup + repeats):
+            sync(device)
             start = time.perf_counter()
             algo.act(obs, deterministic=deterministic)
-            sync()
-            if i >= 2:
+            sync(device)
+            if i >= warmup:
                 times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    return statistics.median(times)
 
 
 def peak_memory() -> dict[str, float | None]:
@@ -78,8 +89,8 @@ def run_cost(algo: Algorithm, updates: int, reused_steps: int, train_seconds: fl
     return {
         "updates": updates, "reused_stage_steps": reused_steps,
         "updates_per_s": round(trained / train_seconds, 2) if train_seconds > 0 and trained else None,
-        "act_ms_1": round(act_latency_ms(algo, 1, deterministic), 3),
-        "act_ms_16": round(act_latency_ms(algo, 16, deterministic), 3),
+        "act_ms_1": round(1000 * seconds_per_act(algo, 1, deterministic=deterministic), 3),
+        "act_ms_16": round(1000 * seconds_per_act(algo, 16, deterministic=deterministic), 3),
         "nfe_per_action": nfe, "device": str(algo.obs_loc.device), "threads": torch.get_num_threads(),
         **peak_memory(),
     }
