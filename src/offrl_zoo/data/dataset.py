@@ -13,6 +13,8 @@ transitions by one of two rules:
 
 from __future__ import annotations
 
+import difflib
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -55,10 +57,66 @@ class Dataset:
         return Dataset(self.data.to(device), self.spec, self.provenance, holdout)
 
 
-def _field(arrays: dict[str, np.ndarray], key: str, origin: str) -> np.ndarray:
-    if key not in arrays:
-        raise DatasetError(f"{origin}: required field {key!r} is missing (found: {', '.join(sorted(arrays))})")
-    return np.asarray(arrays[key])
+REQUIRED_FIELDS = ("observations", "actions", "rewards", "terminals")
+FLAG_FIELDS = ("terminals", "timeouts")
+VALUE_FIELDS = {"observations": 2, "actions": 2, "rewards": 1, "next_observations": 2}  # field -> ndim
+
+
+class DatasetWarning(UserWarning):
+    """Data that D4RL itself accepts but that deserves a look (actions outside the box, no timeouts)."""
+
+
+def require_fields(found: list[str], origin: str) -> None:
+    """Refuse a file without D4RL's required fields, suggesting a near-miss name (``reward``)."""
+    for key in REQUIRED_FIELDS:
+        if key not in found:
+            close = difflib.get_close_matches(key, found, n=1, cutoff=0.6)
+            hint = f"; is {close[0]!r} meant to be {key!r}?" if close else ""
+            raise DatasetError(f"{origin}: required field {key!r} is missing (found: "
+                               f"{', '.join(sorted(found)) or 'nothing'}){hint}")
+
+
+def check_arrays(arrays: dict[str, np.ndarray], origin: str) -> dict[str, np.ndarray]:
+    """Validated copies of the D4RL fields: present, numeric, finite, 0/1 flags, one row count, ≥ 2 rows.
+
+    Every refusal is one ``DatasetError`` naming ``origin``, the field and what was expected.
+    """
+    require_fields(list(arrays), origin)
+    known = dict.fromkeys((*REQUIRED_FIELDS, *FLAG_FIELDS, *VALUE_FIELDS))  # observations first: it sets N
+    out = {k: np.asarray(arrays[k]) for k in known if k in arrays}
+    n = len(out["observations"]) if out["observations"].ndim else 0
+    for key, value in out.items():
+        if value.ndim == 2 and value.shape[1] == 1 and key in ("rewards", *FLAG_FIELDS):
+            value = out[key] = value[:, 0]  # some D4RL files store (N, 1)
+        ndim = VALUE_FIELDS.get(key, 1)
+        if value.ndim != ndim or (ndim == 2 and value.shape[1] == 0):
+            expected = "(N,) or (N, 1)" if ndim == 1 else "(N, dim) with dim ≥ 1"
+            raise DatasetError(f"{origin}: field {key!r} has shape {value.shape}, expected {expected}")
+        if len(value) != n:
+            raise DatasetError(f"{origin}: field {key!r} has {len(value)} rows but 'observations' has {n}")
+        if key in FLAG_FIELDS:
+            out[key] = _flags(value, key, origin)
+        elif value.dtype.kind not in "fiu":
+            raise DatasetError(f"{origin}: field {key!r} has dtype {value.dtype}, expected real numbers (float32)")
+        elif not (finite := np.isfinite(value) & (np.abs(value) <= np.finfo(np.float32).max)).all():
+            bad = int(np.argwhere(~finite.reshape(n, -1))[0, 0])
+            raise DatasetError(f"{origin}: field {key!r} holds NaN/Inf or values beyond float32 (first at row "
+                               f"{bad}); expected finite values")
+    if n < 2:
+        raise DatasetError(f"{origin}: {n} rows; at least 2 are needed to form a transition")
+    return out
+
+
+def _flags(value: np.ndarray, key: str, origin: str) -> np.ndarray:
+    if value.dtype.kind == "b":
+        return value
+    if value.dtype.kind not in "fiu":
+        raise DatasetError(f"{origin}: field {key!r} has dtype {value.dtype}, expected booleans (or 0/1 numbers)")
+    bad = np.flatnonzero((value != 0) & (value != 1))
+    if len(bad):
+        raise DatasetError(f"{origin}: field {key!r} holds {value[bad[0]].item()!r} at row {int(bad[0])}; expected "
+                           "booleans (or 0/1 numbers)")
+    return value.astype(bool)
 
 
 def count_episodes(terminals: np.ndarray, timeouts: np.ndarray | None) -> int:
@@ -72,38 +130,27 @@ def transitions_from_arrays(
     """Transitions (TorchRL layout, float32) from flat D4RL-named arrays; see the module docstring."""
     if rule not in TRANSITION_RULES:
         raise DatasetError(f"{origin}: transition rule {rule!r} unknown; expected one of {TRANSITION_RULES}")
-    obs = _field(arrays, "observations", origin)
-    actions = _field(arrays, "actions", origin)
-    rewards = _field(arrays, "rewards", origin)
-    if rewards.ndim == 2 and rewards.shape[1] == 1:  # some D4RL files store (N, 1)
-        rewards = rewards[:, 0]
-    terminals = _field(arrays, "terminals", origin).reshape(-1).astype(bool)
+    arrays = check_arrays(arrays, origin)
+    obs, actions, rewards, terminals = (arrays[k] for k in REQUIRED_FIELDS)
     timeouts = arrays.get("timeouts")
-    timeouts = None if timeouts is None else np.asarray(timeouts).reshape(-1).astype(bool)
     n = len(obs)
-    for key, value in (("actions", actions), ("rewards", rewards), ("terminals", terminals), ("timeouts", timeouts)):
-        if value is not None and len(value) != n:
-            raise DatasetError(f"{origin}: field {key!r} has {len(value)} rows but 'observations' has {n}")
-    if rewards.ndim != 1:
-        raise DatasetError(f"{origin}: field 'rewards' has shape {rewards.shape}, expected ({n},) or ({n}, 1)")
-    for key, value in (("observations", obs), ("actions", actions), ("rewards", rewards)):
-        if value.ndim != (1 if key == "rewards" else 2):
-            raise DatasetError(f"{origin}: field {key!r} has shape {value.shape}, expected (N, dim)")
-        if not np.isfinite(value).all():
-            bad = int(np.argwhere(~np.isfinite(value.reshape(n, -1)))[0, 0])
-            raise DatasetError(f"{origin}: field {key!r} holds NaN/Inf (first at row {bad}); expected finite values")
-    if n < 2:
-        raise DatasetError(f"{origin}: {n} rows; at least 2 are needed to form a transition")
 
     if rule == "qlearning":
-        keep = np.ones(n - 1, bool)
-        final = timeouts[:-1] if timeouts is not None else _counter_timeouts(terminals, max_episode_steps)
-        keep &= ~final
-        idx = np.nonzero(keep)[0]
+        if timeouts is None:
+            warnings.warn(f"{origin}: no 'timeouts' field; episode ends are inferred as D4RL does, from a step "
+                          f"counter reaching {max_episode_steps - 1}", DatasetWarning, stacklevel=2)
+            final = _counter_timeouts(terminals, max_episode_steps)
+        else:
+            final = timeouts[:-1]
+        idx = np.flatnonzero(~final)
+        if len(idx) == 0:
+            raise DatasetError(f"{origin}: every row ends an episode by timeout; no transitions remain")
         next_obs = obs[idx + 1]
         truncated = np.zeros(len(idx), bool)
     else:
-        next_obs_all = _field(arrays, "next_observations", origin)
+        if "next_observations" not in arrays:
+            raise DatasetError(f"{origin}: required field 'next_observations' is missing (its rule needs it)")
+        next_obs_all = arrays["next_observations"]
         if next_obs_all.shape != obs.shape:
             raise DatasetError(
                 f"{origin}: 'next_observations' has shape {next_obs_all.shape}, expected {obs.shape}"

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from offrl_zoo.data.dataset import check_arrays
 from offrl_zoo.data.sources import read_d4rl_hdf5, sha256_file
 from offrl_zoo.data.transforms import episode_returns
 
@@ -41,5 +42,5 @@ def describe_arrays(arrays: dict[str, np.ndarray]) -> dict:
 
 
 def describe_file(path: str | Path) -> dict:
-    arrays = read_d4rl_hdf5(path)
+    arrays = check_arrays(read_d4rl_hdf5(path), str(path))
     return {"path": str(Path(path).resolve()), "sha256": sha256_file(path), **describe_arrays(arrays)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 
 from offrl_zoo.data import sources
-from offrl_zoo.data.dataset import Dataset, DatasetError
+from offrl_zoo.data.dataset import Dataset, DatasetError, DatasetWarning
 from offrl_zoo.envs.tasks import Task
 
 
@@ -82,6 +83,18 @@ def _load_d4rl_task(task: Task, rule: str, download: bool, data_source: str, log
     return sources.load_d4rl_file(path, task.id, rule, task.horizon, source="generated", extra=extra)
 
 
+def _warn_out_of_box(dataset: Dataset, origin: str, env_id: str, low: np.ndarray, high: np.ndarray) -> None:
+    """D4RL keeps actions outside the env's box as they are (some files hold ±1 + ε); so do we, but say so."""
+    actions = dataset.data["action"].numpy()
+    outside = ((actions < low) | (actions > high)).any(axis=1)
+    if outside.any():
+        row = int(np.flatnonzero(outside)[0])
+        warnings.warn(
+            f"{origin}: {int(outside.sum())} of {len(actions)} actions lie outside {env_id}'s action box "
+            f"[{low.min():g}, {high.max():g}] (first at row {row}, largest |a| {np.abs(actions).max():.4g}); "
+            "kept as they are, as D4RL does (set clip_actions=BOUND to clip them)", DatasetWarning, stacklevel=3)
+
+
 def match_env(dataset: Dataset, task: Task) -> Dataset:
     """Check the dataset's widths against the task's env and take the env's action bounds."""
     env = task.make_env()
@@ -103,5 +116,6 @@ def match_env(dataset: Dataset, task: Task) -> Dataset:
             f"expects shape {act_space.shape}"
         )
     low, high = np.asarray(act_space.low, np.float64), np.asarray(act_space.high, np.float64)
+    _warn_out_of_box(dataset, origin, task.env_id, low, high)
     spec = replace(dataset.spec, action_low=tuple(low.tolist()), action_high=tuple(high.tolist()))
     return replace(dataset, spec=spec)

@@ -16,6 +16,7 @@ from offrl_zoo.data.dataset import (
     DatasetError,
     Provenance,
     count_episodes,
+    require_fields,
     spec_from,
     transitions_from_arrays,
 )
@@ -51,6 +52,7 @@ def read_d4rl_hdf5(path: str | Path) -> dict[str, np.ndarray]:
         raise DatasetError(f"{path}: no such file")
     try:
         with h5py.File(path, "r") as fh:
+            require_fields(list(fh.keys()), str(path))
             arrays = {}
             for key in D4RL_FIELDS:
                 if key in fh:
@@ -121,19 +123,12 @@ def load_minari(dataset_id: str, download: bool = False) -> Dataset:
         ds = minari.load_dataset(dataset_id, download=download)
     except Exception as err:  # minari raises plain FileNotFoundError/ValueError with its own wording
         raise DatasetError(f"minari:{dataset_id}: cannot load ({err})") from err
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in D4RL_FIELDS}
-    for ep in ds.iterate_episodes():
-        if not isinstance(ep.observations, np.ndarray):
-            raise DatasetError(f"minari:{dataset_id}: dict observations are not supported (episode {ep.id})")
-        parts["observations"].append(ep.observations[:-1])
-        parts["next_observations"].append(ep.observations[1:])
-        parts["actions"].append(ep.actions)
-        parts["rewards"].append(ep.rewards)
-        parts["terminals"].append(ep.terminations)
-        parts["timeouts"].append(ep.truncations)
-    if not parts["observations"]:
-        raise DatasetError(f"minari:{dataset_id}: the dataset has no episodes")
-    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    try:
+        arrays = _minari_arrays(ds, dataset_id)
+    except DatasetError:
+        raise
+    except Exception as err:  # a damaged file surfaces as h5py/minari errors of many kinds while reading
+        raise DatasetError(f"minari:{dataset_id}: cannot read its episodes from {ds.spec.data_path} ({err})") from err
     data = transitions_from_arrays(arrays, origin=f"minari:{dataset_id}", rule="next_observations")
     path = Path(ds.spec.data_path)
     main = path / "main_data.hdf5"
@@ -146,6 +141,22 @@ def load_minari(dataset_id: str, download: bool = False) -> Dataset:
         extra={"env_spec": str(ds.spec.env_spec.id) if ds.spec.env_spec else None},
     )
     return Dataset(data, spec, provenance)
+
+
+def _minari_arrays(ds, dataset_id: str) -> dict[str, np.ndarray]:
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in D4RL_FIELDS}
+    for ep in ds.iterate_episodes():
+        if not isinstance(ep.observations, np.ndarray):
+            raise DatasetError(f"minari:{dataset_id}: dict observations are not supported (episode {ep.id})")
+        parts["observations"].append(ep.observations[:-1])
+        parts["next_observations"].append(ep.observations[1:])
+        parts["actions"].append(ep.actions)
+        parts["rewards"].append(ep.rewards)
+        parts["terminals"].append(ep.terminations)
+        parts["timeouts"].append(ep.truncations)
+    if not parts["observations"]:
+        raise DatasetError(f"minari:{dataset_id}: the dataset has no episodes")
+    return {k: np.concatenate(v) for k, v in parts.items()}
 
 
 def load_toy(distribution: str, reward: str, seed: int = 0) -> Dataset:
