@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from offrl_zoo.cli_args import positive_int, seed_int
 from offrl_zoo.cli_compare import add_compare_parsers
 from offrl_zoo.cli_data import add_data_parser
 
@@ -55,16 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_config_args(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, help="cap every training stage at this many gradient steps (recorded)")
+    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--steps", type=positive_int, help="cap every training stage at this many gradient steps (recorded)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--out", default="runs", help="results root; the run goes to OUT/ALGO/TASK/seedN")
     p.add_argument("--run-dir", help="exact run directory (overrides --out)")
-    p.add_argument("--eval-every", type=int, default=5000, help="gradient steps between evaluations")
-    p.add_argument("--eval-episodes", type=int, help="episodes per evaluation (default: the task's)")
+    p.add_argument("--eval-every", type=positive_int, default=5000, help="gradient steps between evaluations")
+    p.add_argument("--eval-episodes", type=positive_int, help="episodes per evaluation (default: the task's)")
     p.add_argument("--stochastic-eval", action="store_true", help="evaluate with sampled, not deterministic, actions")
-    p.add_argument("--log-every", type=int, default=1000, help="steps per metrics.jsonl line")
-    p.add_argument("--checkpoint-every", type=int, default=10_000)
+    p.add_argument("--log-every", type=positive_int, default=1000, help="steps per metrics.jsonl line")
+    p.add_argument("--checkpoint-every", type=positive_int, default=10_000)
     p.add_argument("--stage-cache", default=None, metavar="DIR",
                    help="reuse finished shared stages (e.g. DTQL's pretraining) from DIR and add new ones to it")
     p.add_argument("--transitions", default="qlearning", choices=["qlearning", "next_observations"],
@@ -73,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-source", default="auto", choices=["auto", "d4rl", "generated"],
                    help="D4RL gym tasks: the real file when cached or downloadable, else offrl-zoo's generated "
                         "dataset (auto); or only one of them")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: small MLPs gain little)")
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="torch CPU threads (default 1: small MLPs gain little)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -82,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a run's checkpoint again")
     p.add_argument("run_dir")
-    p.add_argument("--episodes", type=int, help="episodes (default: the run's protocol)")
-    p.add_argument("--seed", type=int, help="first episode seed (default: the run's)")
+    p.add_argument("--episodes", type=positive_int, help="episodes (default: the run's protocol)")
+    p.add_argument("--seed", type=seed_int, help="first episode seed (default: the run's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--stochastic", action="store_true", help="sampled instead of deterministic actions")
     p.set_defaults(func=cmd_eval)

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from offrl_zoo.cli_args import positive_int
+
 COMPARE_EXAMPLES = """\
 examples:
   offrl-zoo compare dtql dtql-kl iql --suite toy               # quick budget, 3 seeds, minutes on a CPU
@@ -27,18 +29,19 @@ def add_compare_parsers(sub: argparse._SubParsersAction) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--suite", help="named task suite (offrl-zoo list suites)")
     where.add_argument("--tasks", nargs="+", help="explicit task ids instead of a suite")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="seeds 0..N-1 (default 3)")
     p.add_argument("--budget", default="quick",
                    help="paper (official steps), quick (capped, CPU-friendly; default) or a step cap per stage")
     p.add_argument("--out", help="results store (default results/<suite>-<budget>)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray instance)")
-    p.add_argument("--jobs", type=int, help="local runs side by side (default: CPU cores / threads, 1 on cuda)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    p.add_argument("--eval-every", type=int,
+    p.add_argument("--jobs", type=positive_int,
+                   help="local runs side by side (default: CPU cores / threads, 1 on cuda)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads per run")
+    p.add_argument("--eval-every", type=positive_int,
                    help="steps between evaluations (default: the capped stage length; paper budget: 50 000)")
-    p.add_argument("--eval-episodes", type=int, help="episodes per evaluation (default: the task's)")
+    p.add_argument("--eval-episodes", type=positive_int, help="episodes per evaluation (default: the task's)")
     p.add_argument("--data-source", default="auto", choices=["auto", "d4rl", "generated"])
     p.add_argument("--yes", action="store_true", help="start without asking, whatever the estimate")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the estimate, train nothing")

@@ -9,6 +9,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from offrl_zoo.cli_args import positive_int, seed_int
+
 DATA_EXAMPLES = """\
 examples:
   offrl-zoo data list                                   # tasks, where their data comes from, what is cached
@@ -32,8 +34,8 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
 
     q = dsub.add_parser("make", help="generate a D4RL-style dataset from the shipped behaviour policies")
     q.add_argument("tasks", nargs="+", metavar="TASK", help="e.g. hopper-medium-v2 (or 'all')")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--size", type=int, help="transitions (default: D4RL's size for the task)")
+    q.add_argument("--seed", type=seed_int, default=0)
+    q.add_argument("--size", type=positive_int, help="transitions (default: D4RL's size for the task)")
     q.add_argument("--force", action="store_true", help="generate again even if a valid cached file exists")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(data_func=cmd_make)
@@ -55,11 +57,11 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
     q = dsub.add_parser("train-behaviour", help="train a SAC behaviour policy (resumes from its checkpoint)")
     q.add_argument("env_id", metavar="ENV", help="Hopper-v5, HalfCheetah-v5 or Walker2d-v5 (any Box env works)")
     q.add_argument("--out", help="run directory (default behaviour/ENV/seedN)")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--steps", type=int, default=1_000_000, help="total env steps (one update per step)")
-    q.add_argument("--snapshot-every", type=int, default=10_000)
-    q.add_argument("--eval-episodes", type=int, default=10)
-    q.add_argument("--threads", type=int, default=1)
+    q.add_argument("--seed", type=seed_int, default=0)
+    q.add_argument("--steps", type=positive_int, default=1_000_000, help="total env steps (one update per step)")
+    q.add_argument("--snapshot-every", type=positive_int, default=10_000)
+    q.add_argument("--eval-episodes", type=positive_int, default=10)
+    q.add_argument("--threads", type=positive_int, default=1)
     q.add_argument("--no-progress", action="store_true")
     q.add_argument("overrides", nargs="*", metavar="key=value", help="SAC settings, e.g. start_steps=10000")
     q.set_defaults(data_func=cmd_train_behaviour)
@@ -175,13 +177,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.task:
         task = get_task(args.task)
         loading.match_env(dataset, task)
-        dest = sources.cache_dir() / "d4rl" / f"{task.source_id}.hdf5"
+        dest = sources.d4rl_cache_path(task.source_id)
     else:
         dest = sources.cache_dir() / "imported" / src.name
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.part")
     shutil.copyfile(src, tmp)
     os.replace(tmp, dest)
+    sources.pin_file(dest, str(src.resolve()))
     print(f"imported {src} → {dest} (sha256 {dataset.provenance.sha256}, {len(dataset):,} transitions)")
     return 0
 

@@ -144,7 +144,8 @@ def resolve(
             cfg = OmegaConf.merge(cfg, values)
         except OmegaConfBaseException as err:
             key = getattr(err, "full_key", None) or "?"
-            raise ConfigError(f"{where}: bad value for {key!r}: {err.msg if hasattr(err, 'msg') else err}") from None
+            detail = str(getattr(err, "msg", err)).splitlines()[0]  # OmegaConf appends key/type lines
+            raise ConfigError(f"{where}: bad value for {key!r}: {detail}") from None
         sources.update(origin_of)
 
     def apply_table(table: dict, origin: str) -> None:
@@ -177,7 +178,8 @@ def resolve(
         try:
             values = OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
         except OmegaConfBaseException as err:
-            raise ConfigError(f"command line: cannot parse overrides {list(overrides)}: {err}") from None
+            detail = str(err).splitlines()[0]
+            raise ConfigError(f"command line: cannot parse overrides {list(overrides)}: {detail}") from None
         apply(values, dict.fromkeys(values, "command line"), "command line")
     check_supported(algo_cls, task_id, sources)
     try:

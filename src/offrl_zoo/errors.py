@@ -30,3 +30,7 @@ class TrainingDiverged(OffrlZooError, RuntimeError):
 
 class RunLockedError(OffrlZooError, RuntimeError):
     """Another process holds the run directory's lock (it is training that run right now)."""
+
+
+class WriteError(OffrlZooError, OSError):
+    """A file could not be written (full disk, permissions); the previous version of it is intact."""

@@ -93,6 +93,9 @@ def policies_for(domain: str, kind: str) -> list[ShippedPolicy]:
 
 def generated_path(task_id: str, seed: int = 0, size: int | None = None, cache: Path | None = None) -> Path:
     """Where a generated dataset is cached: ``TASK.hdf5`` for the default recipe, else with seed and size."""
+    from offrl_zoo.data.sources import checked_id
+
+    checked_id(task_id)
     if (seed, size) == (0, None):
         return generated_dir(cache) / f"{task_id}.hdf5"
     return generated_dir(cache) / f"{task_id}-seed{seed}-n{size or recipe(task_id)['size']}.hdf5"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -15,6 +17,7 @@ from offrl_zoo.data.dataset import (
     Dataset,
     DatasetError,
     Provenance,
+    check_arrays,
     count_episodes,
     require_fields,
     spec_from,
@@ -27,6 +30,25 @@ D4RL_FIELDS = ("observations", "actions", "rewards", "terminals", "timeouts", "n
 def cache_dir() -> Path:
     """Root of downloaded/generated data: $OFFRL_ZOO_CACHE, else ~/.cache/offrl-zoo."""
     return Path(os.environ.get("OFFRL_ZOO_CACHE", Path.home() / ".cache" / "offrl-zoo")).expanduser()
+
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
+
+
+def checked_id(dataset_id: str, slashes: bool = False) -> str:
+    """A dataset id that can be joined under the cache dir: no absolute path, no ``..``, no odd characters.
+
+    Ids come from task entries and configs; a path there must never read or write outside the cache.
+    """
+    if not (isinstance(dataset_id, str) and _SAFE_ID.fullmatch(dataset_id) and (slashes or "/" not in dataset_id)):
+        shape = "'mujoco/hopper/medium-v0'" if slashes else "'hopper-medium-v2'"
+        raise DatasetError(f"dataset id {dataset_id!r} refused: expected a name like {shape} (letters, digits, "
+                           "'.', '_', '-'), not a path; give your own files with --dataset PATH")
+    return dataset_id
+
+
+def d4rl_cache_path(dataset_id: str, root: Path | None = None) -> Path:
+    return (root or cache_dir()) / "d4rl" / f"{checked_id(dataset_id)}.hdf5"
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -80,38 +102,69 @@ def load_d4rl_file(
 
 
 def d4rl_url(dataset_id: str) -> str:
-    """Official download address of a D4RL dataset, from TorchRL's table of D4RL datasets."""
+    """Download address of a D4RL dataset (TorchRL's table of the official ones), always over HTTPS."""
     from torchrl.data.datasets.d4rl_infos import D4RL_DATASETS
 
     if dataset_id not in D4RL_DATASETS:
         raise DatasetError(f"D4RL dataset {dataset_id!r} is not in TorchRL's D4RL table; pass --dataset PATH")
-    return D4RL_DATASETS[dataset_id]
+    return https_url(D4RL_DATASETS[dataset_id])
+
+
+def https_url(url: str) -> str:
+    """``url`` over HTTPS. The D4RL table lists http:// addresses; their server also answers on https://,
+    and no checksums are published, so a plain-HTTP download could not be verified: it is never made."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        raise DatasetError(f"download address {url!r}: expected an http(s):// URL")
+    return f"https://{rest}"
+
+
+def pin_file(path: Path, origin: str) -> str:
+    """Record the SHA-256 of a file entering the cache (``PATH.sha256.json``); later loads check it."""
+    from offrl_zoo.train.io import write_json
+
+    digest = sha256_file(path)
+    write_json(path.with_name(path.name + ".sha256.json"), {"sha256": digest, "origin": origin})
+    return digest
+
+
+def check_pinned(path: Path) -> bool:
+    """False when the file no longer has the SHA-256 recorded when it entered the cache (corrupt or altered)."""
+    pin = path.with_name(path.name + ".sha256.json")
+    return not pin.is_file() or json.loads(pin.read_text())["sha256"] == sha256_file(path)
 
 
 def fetch_d4rl(dataset_id: str, root: Path | None = None, download: bool = True) -> Path:
-    """Path of the raw D4RL HDF5 file in the cache, downloading it once (atomically) if allowed.
+    """Path of the raw D4RL HDF5 file in the cache, downloading it once (HTTPS, atomically) if allowed.
 
+    A downloaded file is checked to be a valid D4RL file before it enters the cache, and its SHA-256 is
+    pinned then; a cached file that no longer matches its pin is downloaded again (or refused offline).
     TorchRL's ``D4RLExperienceReplay`` converts the file with its own conventions (timeouts counted as
     done, next observations zeroed at done), so the raw file is kept and converted here with D4RL's rule.
     """
-    root = (root or cache_dir()) / "d4rl"
-    target = root / f"{dataset_id}.hdf5"
+    target = d4rl_cache_path(dataset_id, root)
     if target.is_file():
-        return target
+        if check_pinned(target):
+            return target
+        if not download:
+            raise DatasetError(f"{target}: its SHA-256 no longer matches the one recorded when it was cached "
+                               "(corrupt or altered); delete it or allow a download")
     url = d4rl_url(dataset_id)
     if not download:
         raise DatasetError(f"{target}: not in the cache and download is disabled (source {url})")
-    root.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=root, suffix=".part")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     os.close(fd)
     try:
         urllib.request.urlretrieve(url, tmp)
+        check_arrays(read_d4rl_hdf5(tmp), f"{url} (downloaded)")
         os.replace(tmp, target)
     except OSError as err:
         raise DatasetError(f"could not download {dataset_id} from {url}: {err}") from err
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    pin_file(target, url)
     return target
 
 
@@ -119,6 +172,7 @@ def load_minari(dataset_id: str, download: bool = False) -> Dataset:
     """A Minari dataset (local, or downloaded when ``download``); every step becomes a transition."""
     import minari
 
+    checked_id(dataset_id, slashes=True)
     try:
         ds = minari.load_dataset(dataset_id, download=download)
     except Exception as err:  # minari raises plain FileNotFoundError/ValueError with its own wording

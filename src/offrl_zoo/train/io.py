@@ -10,22 +10,37 @@ from typing import Any
 
 import torch
 
+from offrl_zoo.errors import WriteError
+
 
 def atomic_write(path: str | Path, write: Any, mode: str = "wb") -> None:
-    """Call ``write(fh)`` on a temp file next to ``path``, fsync it, then rename it over ``path``."""
+    """Call ``write(fh)`` on a temp file next to ``path``, fsync it, then rename it over ``path``.
+
+    A kill at any moment leaves either the old file or the new one, never a mix; a failed write (a
+    full disk) removes the temp file and raises ``WriteError`` saying that the old file is intact.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, mode) as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        _remove(tmp)
+        kept = "the previous version is intact" if path.exists() else "nothing was written"
+        raise WriteError(err.errno, f"could not write {path}: {err.strerror or err}; {kept}") from err
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        _remove(tmp)
         raise
+
+
+def _remove(tmp: str | None) -> None:
+    if tmp is not None and os.path.exists(tmp):
+        os.remove(tmp)
 
 
 def write_text(path: str | Path, text: str) -> None:

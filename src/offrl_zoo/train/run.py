@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import importlib.metadata
@@ -134,7 +135,8 @@ def train(request: RunRequest, out: str | Path = "runs", run_dir: str | Path | N
             _train_locked(request, task, resolved, device, run_dir, progress, stage_cache)
         except Exception as err:  # marked for reports; re-running the command retries the run
             kind = "diverged" if isinstance(err, TrainingDiverged) else "error"
-            write_json(run_dir / FAILED, {"kind": kind, "error": f"{type(err).__name__}: {err}"})
+            with contextlib.suppress(OSError):  # a full disk that broke the run: its own error matters more
+                write_json(run_dir / FAILED, {"kind": kind, "error": f"{type(err).__name__}: {err}"})
             raise
     return run_dir
 
@@ -171,9 +173,11 @@ def _train_locked(request: RunRequest, task: Task, resolved: ResolvedConfig, dev
                            data_source=request.data_source)
     prepared, transform_record = prepare(dataset, resolved.config, seed=request.seed)
     record = _config_record(request, task, resolved, prepared.spec, dataset.provenance.sha256)
-    _claim_run_dir(run_dir, record)
     seed_everything(request.seed)  # network init and the training stream both follow the seed
     algo = build_algorithm(request.algorithm, prepared.spec, resolved.config, device)
+    stages = algo.stages()
+    check_batch_sizes(stages, len(prepared), task.id)
+    _claim_run_dir(run_dir, record)  # after every check, so a refused config leaves nothing to conflict with
     deterministic = True if request.deterministic_eval is None else request.deterministic_eval
     evaluator = Evaluator(task, request.eval_episodes or task.eval_episodes, seed=request.seed + 100,
                           deterministic=deterministic)
@@ -181,7 +185,6 @@ def _train_locked(request: RunRequest, task: Task, resolved: ResolvedConfig, dev
                                eval_every=request.eval_every, checkpoint_every=request.checkpoint_every,
                                progress=progress, stage_cache=Path(stage_cache) if stage_cache else None)
     trainer = Trainer(run_dir, algo, prepared, evaluator, settings)
-    stages = algo.stages()
     write_json(run_dir / "provenance.json", {
         "versions": _versions(), "git_sha": git_sha(), "python": platform.python_version(),
         "host": platform.node(), "device": str(device), "threads": torch.get_num_threads(),
@@ -197,6 +200,14 @@ def _train_locked(request: RunRequest, task: Task, resolved: ResolvedConfig, dev
     cost = run_cost(algo, updates, reused, result["elapsed"], deterministic)
     trainer.mark_done({"final_eval": _summary(result["final_eval"]), "elapsed_s": round(result["elapsed"], 2),
                        "cost": cost})
+
+
+def check_batch_sizes(stages: list, transitions: int, task_id: str) -> None:
+    """Refuse, before training, a stage whose batch exceeds the (prepared) dataset."""
+    for stage in stages:
+        if stage.batch_size > transitions:
+            raise ConfigError(f"stage {stage.name!r}: batch_size={stage.batch_size} is larger than the dataset of "
+                              f"{task_id} ({transitions} transitions after preparation); lower batch_size")
 
 
 def _summary(result: dict | None) -> dict | None:

@@ -94,6 +94,7 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self, stage_index: int, next_step: int, sampler_state: dict, elapsed: float) -> None:
+        self._check_finite_weights(stage_index, next_step)
         save_torch(self.run_dir / CHECKPOINT, {
             "algorithm": self.algo.state_dict(),
             "stage_index": stage_index,
@@ -105,6 +106,18 @@ class Trainer:
             "eval_offset": self.eval_log.offset(),
             "elapsed": elapsed,
         })
+
+    def _check_finite_weights(self, stage_index: int, next_step: int) -> None:
+        """Never overwrite the last good checkpoint with NaN/Inf weights (a step can break the weights
+        while its logged loss, computed before the step, is still finite). One host sync per checkpoint."""
+        tensors = [*self.algo.named_parameters(), *self.algo.named_buffers()]
+        finite = torch.stack([torch.isfinite(t).all() for _, t in tensors if t.is_floating_point()])
+        if not bool(finite.all()):
+            name = next(n for n, t in tensors if t.is_floating_point() and not bool(torch.isfinite(t).all()))
+            raise TrainingDiverged(
+                f"stage index {stage_index}, step {next_step}: weights {name!r} hold NaN/Inf; "
+                f"last good checkpoint kept: {self.run_dir / CHECKPOINT}"
+            )
 
     def load_checkpoint(self) -> dict | None:
         path = self.run_dir / CHECKPOINT
