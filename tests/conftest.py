@@ -10,6 +10,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import gymnasium as gym
 import pytest
 
 PLUGIN_DIR = Path(__file__).parent / "plugin_pkg"
@@ -33,3 +34,22 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def minari_dataset(tmp_path, monkeypatch):
+    """A 3-episode Pendulum dataset recorded with ``minari.DataCollector`` into a private Minari root."""
+    minari = pytest.importorskip("minari")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    env = minari.DataCollector(gym.make("Pendulum-v1", max_episode_steps=20))
+    env.action_space.seed(0)
+    for episode in range(3):
+        env.reset(seed=episode)
+        finished = False
+        while not finished:
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            finished = terminated or truncated
+    with pytest.warns(UserWarning):  # minari nags about author/description metadata
+        env.create_dataset(dataset_id="offrlzoo/pendulum-tiny-v0", algorithm_name="random")
+    env.close()
+    return "offrlzoo/pendulum-tiny-v0"

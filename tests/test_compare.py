@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
@@ -18,20 +12,6 @@ from offrl_zoo.bench.sweep import RunSpec, plan, record_sweep, run_status
 from offrl_zoo.errors import ConfigError, UnknownNameError
 
 TASKS = ["toy-25_gaussian-far", "toy-25_gaussian-hard"]
-SWEEP = ["bc", "td3bc", "--tasks", *TASKS, "--seeds", "2", "--budget", "60", "--jobs", "1", "--no-estimate",
-         "--eval-episodes", "100", "hidden=[32,32]"]
-
-
-def compare(store: Path, *extra: str) -> subprocess.Popen:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-m", "offrl_zoo.cli", "compare", *SWEEP, "--out", str(store), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-
-
-def done_markers(store: Path) -> dict[Path, int]:
-    return {p: p.stat().st_mtime_ns for p in (store / "runs").glob("*/*/*/done")}
-
-
 def test_plan_checks_names_and_reports_unsupported():
     sweep = plan(["srpo", "bc"], None, ["hopper-random-v2"], 2, "quick")
     assert [(u["algorithm"], u["task"]) for u in sweep.unsupported] == [("srpo", "hopper-random-v2")]
@@ -71,33 +51,6 @@ def test_store_refuses_other_settings_and_foreign_folders(tmp_path):
 def test_estimate_is_measured_from_warm_up_updates():
     est = estimate_run(RunSpec("bc", "toy-25_gaussian-far", 0, steps=100), 100, 100, __import__("torch").device("cpu"))
     assert est.stage_steps == {"train": 100} and est.train_s > 0 and est.eval_s > 0
-
-
-def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path):
-    store = tmp_path / "store"
-    proc = compare(store)
-    deadline = time.time() + 240
-    while len(done_markers(store)) < 2 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert proc.poll() is None, proc.stdout.read()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    time.sleep(0.5)  # the parent-death signal reaches the training child
-    finished = done_markers(store)
-    assert 2 <= len(finished) < 8
-    statuses = [run_status(p) for p in (store / "runs").glob("*/*/*")]
-    assert "running" not in statuses  # no orphan still training after the sweep died
-
-    again = compare(store)
-    out, _ = again.communicate(timeout=400)
-    assert again.returncode == 0, out
-    assert f"{len(finished)} done" in out
-    assert len(done_markers(store)) == 8
-    for path, stamp in finished.items():
-        assert path.stat().st_mtime_ns == stamp, f"{path} was trained again"
-    report = json.loads((store / "report" / "report.json").read_text())
-    assert report  # the report was rebuilt over all 8 runs (its content is checked in test_report.py)
-    assert (store / "report" / "report.md").is_file()
 
 
 def test_ray_executor_runs_a_small_sweep(tmp_path):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import gymnasium as gym
 import h5py
 import numpy as np
 import pytest
@@ -174,25 +173,6 @@ def test_user_hdf5_is_checked_against_its_env(tmp_path):
         load_dataset(custom_task(str(path), "HalfCheetah-v5"), str(path))
     with pytest.raises(DatasetError, match="--env 'Hoper-v5': not a registered Gymnasium env"):
         custom_task(str(path), "Hoper-v5")
-
-
-@pytest.fixture
-def minari_dataset(tmp_path, monkeypatch):
-    """A 3-episode Pendulum dataset recorded with ``minari.DataCollector`` into a private Minari root."""
-    minari = pytest.importorskip("minari")
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
-    env = minari.DataCollector(gym.make("Pendulum-v1", max_episode_steps=20))
-    env.action_space.seed(0)
-    for episode in range(3):
-        env.reset(seed=episode)
-        finished = False
-        while not finished:
-            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
-            finished = terminated or truncated
-    with pytest.warns(UserWarning):  # minari nags about author/description metadata
-        env.create_dataset(dataset_id="offrlzoo/pendulum-tiny-v0", algorithm_name="random")
-    env.close()
-    return "offrlzoo/pendulum-tiny-v0"
 
 
 def test_minari_dataset_made_with_data_collector(minari_dataset):

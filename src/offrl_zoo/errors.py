@@ -34,3 +34,7 @@ class RunLockedError(OffrlZooError, RuntimeError):
 
 class WriteError(OffrlZooError, OSError):
     """A file could not be written (full disk, permissions); the previous version of it is intact."""
+
+
+class UnsafeFileError(OffrlZooError, ValueError):
+    """A checkpoint or weights file that would run code when loaded (a pickle payload): refused."""

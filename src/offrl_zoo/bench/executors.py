@@ -98,25 +98,41 @@ def shares_stages(a: RunSpec, b: RunSpec) -> bool:
     return a.task == b.task and a.seed == b.seed and bool(set(a.shared_kinds) & set(b.shared_kinds))
 
 
+LOCKED_RETRY_S = 5.0  # how often a run trained by another process (another sweep on the store) is checked
+
+
 def run_local(runs: list[RunSpec], store: Path, settings: TrainSettings, jobs: int,
               log: Callable[[str], None] = print) -> dict[RunSpec, str]:
+    """Run ``runs`` as up to ``jobs`` training processes. A run that another process is training (a second
+    sweep on the same store) is left to it and checked again later, so both sweeps share the work and
+    each ends with every run finished."""
     results: dict[RunSpec, str] = {}
     queue = list(runs)
     active: dict[subprocess.Popen, tuple[RunSpec, float]] = {}
+    not_before: dict[RunSpec, float] = {}  # locked runs: when to look again
     total = len(runs)
     try:
         while queue or active:
             while len(active) < jobs:
-                pick = next((r for r in queue if not any(shares_stages(r, a) for a, _ in active.values())), None)
+                now = time.monotonic()
+                pick = next((r for r in queue if not_before.get(r, 0.0) <= now
+                             and not any(shares_stages(r, a) for a, _ in active.values())), None)
                 if pick is None:
                     break
                 queue.remove(pick)
+                if run_status(pick.run_dir(store)) == "running":  # another process holds its lock
+                    _wait_for_other(pick, queue, not_before, log)
+                    continue
                 active[launch(pick, store, settings)] = (pick, time.perf_counter())
             time.sleep(0.2)
             for proc in [p for p in active if p.poll() is not None]:
                 spec, started = active.pop(proc)
-                results[spec] = outcome(spec, store)
-                line = summary_line(spec, store, results[spec], time.perf_counter() - started)
+                status = outcome(spec, store)
+                if status == "locked":
+                    _wait_for_other(spec, queue, not_before, log)
+                    continue
+                results[spec] = status
+                line = summary_line(spec, store, status, time.perf_counter() - started)
                 log(f"[{len(results)}/{total}] {line}")
     finally:
         for proc in active:  # Ctrl-C: stop the children too (they resume from their checkpoints)
@@ -124,6 +140,14 @@ def run_local(runs: list[RunSpec], store: Path, settings: TrainSettings, jobs: i
         for proc in active:
             proc.wait()
     return results
+
+
+def _wait_for_other(spec: RunSpec, queue: list[RunSpec], not_before: dict[RunSpec, float],
+                    log: Callable[[str], None]) -> None:
+    if spec not in not_before:
+        log(f"{spec.label()}: being trained by another process; this sweep waits for it")
+    not_before[spec] = time.monotonic() + LOCKED_RETRY_S
+    queue.append(spec)
 
 
 def run_ray(runs: list[RunSpec], store: Path, settings: TrainSettings, address: str | None,

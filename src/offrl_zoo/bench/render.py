@@ -19,7 +19,7 @@ from offrl_zoo.bench.report import (
     Report,
     TaskReport,
 )
-from offrl_zoo.train.io import write_json, write_text
+from offrl_zoo.train.io import remove_stale_temps, write_json, write_text
 
 
 def _plural(n: int, word: str) -> str:
@@ -243,6 +243,9 @@ def write_report(report: Report, out_dir: Path | None = None) -> Path:
     from offrl_zoo.bench import plots
 
     out = Path(out_dir) if out_dir is not None else report.out_dir
+    for folder in (out, out / plots.FIGURES):  # temps of a writer killed over 10 minutes ago
+        if folder.is_dir():
+            remove_stale_temps(folder, older_than_s=600)
     figures = plots.write_figures(report, out)
     write_text(out / "report.md", render_markdown(report, figures))
     write_json(out / "report.json", report.to_dict() | {"figures": figures})

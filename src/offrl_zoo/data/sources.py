@@ -91,7 +91,7 @@ def load_d4rl_file(
     extra: dict | None = None,
 ) -> Dataset:
     """A D4RL-layout HDF5 file; ``source`` says whose it is (``d4rl``, ``generated`` by offrl-zoo, ``file``)."""
-    arrays = read_d4rl_hdf5(path)
+    arrays = check_arrays(read_d4rl_hdf5(path), str(path))  # validated: flags as booleans, (N,) rows
     data = transitions_from_arrays(arrays, origin=str(path), rule=rule, max_episode_steps=max_episode_steps)
     provenance = Provenance(
         source=source, dataset_id=dataset_id, path=str(Path(path).resolve()), sha256=sha256_file(path),

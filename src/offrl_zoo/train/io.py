@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from offrl_zoo.errors import WriteError
+from offrl_zoo.errors import UnsafeFileError, WriteError
 
 
 def atomic_write(path: str | Path, write: Any, mode: str = "wb") -> None:
@@ -38,6 +40,16 @@ def atomic_write(path: str | Path, write: Any, mode: str = "wb") -> None:
         raise
 
 
+def remove_stale_temps(folder: str | Path, older_than_s: float = 0.0) -> int:
+    """Delete temp files that a killed ``atomic_write`` left in ``folder``: all of them while holding the
+    folder's lock, else only those older than ``older_than_s`` (another writer may be using a fresh one)."""
+    now = time.time()
+    stale = [p for p in Path(folder).glob(".*.tmp") if now - p.stat().st_mtime >= older_than_s]
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return len(stale)
+
+
 def _remove(tmp: str | None) -> None:
     if tmp is not None and os.path.exists(tmp):
         os.remove(tmp)
@@ -56,8 +68,14 @@ def save_torch(path: str | Path, obj: Any) -> None:
 
 
 def load_torch(path: str | Path, map_location: Any = "cpu") -> Any:
-    """Load a checkpoint without unpickling arbitrary objects (``weights_only=True``)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Load a checkpoint without unpickling arbitrary objects (``weights_only=True``): a file from someone
+    else can hold tensors and plain data, never code that runs on load."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[-1][:200]
+        raise UnsafeFileError(f"{path}: refused: it holds Python objects beyond tensors and plain data, which "
+                              f"could run code when loaded ({reason})") from None
 
 
 class JsonlLog:

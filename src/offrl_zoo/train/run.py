@@ -28,7 +28,7 @@ from offrl_zoo.errors import RunLockedError, TrainingDiverged
 from offrl_zoo.spec import DataSpec
 from offrl_zoo.train.cost import run_cost
 from offrl_zoo.train.evaluator import Evaluator
-from offrl_zoo.train.io import load_torch, write_json, write_text
+from offrl_zoo.train.io import load_torch, remove_stale_temps, write_json, write_text
 from offrl_zoo.train.trainer import CHECKPOINT, DONE, Trainer, TrainerSettings, seed_everything
 
 FAILED = "failed"  # JSON marker of a run that stopped on an error (a report shows it as failed, never a score)
@@ -169,6 +169,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 def _train_locked(request: RunRequest, task: Task, resolved: ResolvedConfig, device: torch.device, run_dir: Path,
                   progress: bool, stage_cache: str | Path | None) -> None:
     (run_dir / FAILED).unlink(missing_ok=True)  # a retry of a failed run starts clean of the marker
+    remove_stale_temps(run_dir)  # a kill during a write leaves only a temp file, never a half-written one
     dataset = load_dataset(task, request.dataset, rule=request.transitions, download=request.download,
                            data_source=request.data_source)
     prepared, transform_record = prepare(dataset, resolved.config, seed=request.seed)

@@ -115,9 +115,14 @@ class Trainer:
         if not bool(finite.all()):
             name = next(n for n, t in tensors if t.is_floating_point() and not bool(torch.isfinite(t).all()))
             raise TrainingDiverged(
-                f"stage index {stage_index}, step {next_step}: weights {name!r} hold NaN/Inf; "
-                f"last good checkpoint kept: {self.run_dir / CHECKPOINT}"
+                f"stage index {stage_index}, step {next_step}: weights {name!r} hold NaN/Inf; {self._last_good()}"
             )
+
+    def _last_good(self) -> str:
+        path = self.run_dir / CHECKPOINT
+        if path.is_file():
+            return f"last good checkpoint kept: {path}"
+        return "no checkpoint yet (it diverged before the first one)"
 
     def load_checkpoint(self) -> dict | None:
         path = self.run_dir / CHECKPOINT
@@ -237,7 +242,7 @@ class Trainer:
             if not np.isfinite(value):
                 raise TrainingDiverged(
                     f"stage {stage.name!r}, steps {done - window_steps + 1}..{done}: {key} became {value}; "
-                    f"last good checkpoint: {self.run_dir / CHECKPOINT}"
+                    f"{self._last_good()}"
                 )
         global_step = sum(self.planned_steps(s) for s in stages[:index]) + done
         record.update(stage=stage.name, step=done, global_step=global_step, time=round(elapsed, 3),
