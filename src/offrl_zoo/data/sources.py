@@ -169,14 +169,12 @@ def fetch_d4rl(dataset_id: str, root: Path | None = None, download: bool = True)
 
 
 def load_minari(dataset_id: str, download: bool = False) -> Dataset:
-    """A Minari dataset (local, or downloaded when ``download``); every step becomes a transition."""
-    import minari
+    """A Minari dataset (local, or downloaded when ``download``); every step becomes a transition.
+    Dict observations are flattened in the order of the dataset's observation space."""
+    from offrl_zoo.envs.minari_tasks import load_minari_dataset
 
     checked_id(dataset_id, slashes=True)
-    try:
-        ds = minari.load_dataset(dataset_id, download=download)
-    except Exception as err:  # minari raises plain FileNotFoundError/ValueError with its own wording
-        raise DatasetError(f"minari:{dataset_id}: cannot load ({err})") from err
+    ds = load_minari_dataset(dataset_id, download)
     try:
         arrays = _minari_arrays(ds, dataset_id)
     except DatasetError:
@@ -198,12 +196,14 @@ def load_minari(dataset_id: str, download: bool = False) -> Dataset:
 
 
 def _minari_arrays(ds, dataset_id: str) -> dict[str, np.ndarray]:
+    from offrl_zoo.envs.minari_tasks import flatten
+
+    obs_space = ds.observation_space
     parts: dict[str, list[np.ndarray]] = {k: [] for k in D4RL_FIELDS}
     for ep in ds.iterate_episodes():
-        if not isinstance(ep.observations, np.ndarray):
-            raise DatasetError(f"minari:{dataset_id}: dict observations are not supported (episode {ep.id})")
-        parts["observations"].append(ep.observations[:-1])
-        parts["next_observations"].append(ep.observations[1:])
+        obs = flatten(obs_space, ep.observations, rows=len(ep.actions) + 1)
+        parts["observations"].append(obs[:-1])
+        parts["next_observations"].append(obs[1:])
         parts["actions"].append(ep.actions)
         parts["rewards"].append(ep.rewards)
         parts["terminals"].append(ep.terminations)

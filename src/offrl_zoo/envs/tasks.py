@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 import numpy as np
 
-from offrl_zoo.envs import toy
+from offrl_zoo.envs import minari_tasks, toy
 from offrl_zoo.registry import suggest
 
 
@@ -34,6 +34,10 @@ class Task:
     measured_refs: Mapping = field(default_factory=dict)
 
     def make_env(self) -> gym.Env:
+        if self.env_id.startswith("minari:"):  # the env recorded in the task's Minari dataset
+            from offrl_zoo.envs.minari_tasks import make_eval_env
+
+            return make_eval_env(self)
         return gym.make(self.env_id, max_episode_steps=self.horizon, **dict(self.env_kwargs))
 
     def normalized_score(self, returns: np.ndarray) -> np.ndarray | None:
@@ -117,6 +121,10 @@ def _register_builtin_tasks() -> None:
     domains = list(D4RL_LOCOMOTION)
     register_suite("gym-medium", [f"{d}-medium-v2" for d in domains])
     register_suite("gym", [f"{d}-{k}-v2" for k in ("medium", "medium-replay", "medium-expert") for d in domains])
+    for kwargs in minari_tasks.task_kwargs().values():
+        register_task(Task(**kwargs))
+    for name, task_ids in minari_tasks.SUITES.items():
+        register_suite(name, task_ids)
     toy.register_env()
     for dist in toy.DISTRIBUTIONS:
         for reward in toy.REWARDS:
