@@ -14,6 +14,9 @@ import torch
 
 from offrl_zoo.errors import UnsafeFileError, WriteError
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def atomic_write(path: str | Path, write: Any, mode: str = "wb") -> None:
     """Call ``write(fh)`` on a temp file next to ``path``, fsync it, then rename it over ``path``.
@@ -26,6 +29,7 @@ def atomic_write(path: str | Path, write: Any, mode: str = "wb") -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the permissions open() would
         with os.fdopen(fd, mode) as fh:
             write(fh)
             fh.flush()
