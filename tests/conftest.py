@@ -37,19 +37,30 @@ def _one_thread():
 
 
 @pytest.fixture
-def minari_dataset(tmp_path, monkeypatch):
-    """A 3-episode Pendulum dataset recorded with ``minari.DataCollector`` into a private Minari root."""
+def record_minari(tmp_path, monkeypatch):
+    """``record(dataset_id, env, episodes)``: random-action episodes recorded with ``minari.DataCollector``
+    into a private Minari root (``MINARI_DATASETS_PATH``), under any id, e.g. a real D4RL one."""
     minari = pytest.importorskip("minari")
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
-    env = minari.DataCollector(gym.make("Pendulum-v1", max_episode_steps=20))
-    env.action_space.seed(0)
-    for episode in range(3):
-        env.reset(seed=episode)
-        finished = False
-        while not finished:
-            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
-            finished = terminated or truncated
-    with pytest.warns(UserWarning):  # minari nags about author/description metadata
-        env.create_dataset(dataset_id="offrlzoo/pendulum-tiny-v0", algorithm_name="random")
-    env.close()
-    return "offrlzoo/pendulum-tiny-v0"
+
+    def record(dataset_id: str, env: gym.Env, episodes: int = 2) -> str:
+        collector = minari.DataCollector(env)
+        collector.action_space.seed(0)
+        for episode in range(episodes):
+            collector.reset(seed=episode)
+            finished = False
+            while not finished:
+                _, _, terminated, truncated, _ = collector.step(collector.action_space.sample())
+                finished = terminated or truncated
+        with pytest.warns(UserWarning):  # minari asks for author/description metadata
+            collector.create_dataset(dataset_id=dataset_id, algorithm_name="random")
+        collector.close()
+        return dataset_id
+
+    return record
+
+
+@pytest.fixture
+def minari_dataset(record_minari):
+    """A 3-episode Pendulum dataset in a private Minari root."""
+    return record_minari("offrlzoo/pendulum-tiny-v0", gym.make("Pendulum-v1", max_episode_steps=20), episodes=3)

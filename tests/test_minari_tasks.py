@@ -3,6 +3,8 @@ usable as soon as the dataset is on disk; here tiny datasets are recorded under 
 
 from __future__ import annotations
 
+import json
+
 import gymnasium as gym
 import pytest
 
@@ -11,29 +13,8 @@ from offrl_zoo.envs.tasks import get_suite, get_task
 from offrl_zoo.errors import DatasetError
 from offrl_zoo.train import RunRequest, train
 
-minari = pytest.importorskip("minari")
 robotics = pytest.importorskip("gymnasium_robotics")
 gym.register_envs(robotics)
-
-
-def record(dataset_id: str, env: gym.Env, episodes: int = 2) -> None:
-    collector = minari.DataCollector(env)
-    collector.action_space.seed(0)
-    for episode in range(episodes):
-        collector.reset(seed=episode)
-        finished = False
-        while not finished:
-            _, _, terminated, truncated, _ = collector.step(collector.action_space.sample())
-            finished = terminated or truncated
-    with pytest.warns(UserWarning):  # minari asks for author/description metadata
-        collector.create_dataset(dataset_id=dataset_id, algorithm_name="random")
-    collector.close()
-
-
-@pytest.fixture
-def minari_root(tmp_path, monkeypatch):
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
-    return tmp_path / "minari"
 
 
 def test_suites_are_registered_with_d4rl_reference_scores():
@@ -50,13 +31,13 @@ def test_suites_are_registered_with_d4rl_reference_scores():
     assert umaze.source_id == "minari:D4RL/antmaze/umaze-v1" and pen.source_id == "minari:D4RL/pen/cloned-v2"
 
 
-def test_missing_data_says_how_to_get_it(minari_root):
+def test_missing_data_says_how_to_get_it(record_minari):
     with pytest.raises(DatasetError, match=r"minari download D4RL/antmaze/medium-play-v1"):
         load_dataset(get_task("antmaze-medium-play-v2"), download=False)
 
 
-def test_antmaze_trains_and_evaluates_with_d4rl_success_protocol(minari_root, tmp_path):
-    record("D4RL/antmaze/umaze-v1", gym.make("AntMaze_UMaze-v4", continuing_task=True, reset_target=False,
+def test_antmaze_trains_and_evaluates_with_d4rl_success_protocol(record_minari, tmp_path):
+    record_minari("D4RL/antmaze/umaze-v1", gym.make("AntMaze_UMaze-v4", continuing_task=True, reset_target=False,
                                              max_episode_steps=25))
     task = get_task("antmaze-umaze-v2")
     dataset = load_dataset(task, download=False)
@@ -65,14 +46,15 @@ def test_antmaze_trains_and_evaluates_with_d4rl_success_protocol(minari_root, tm
     obs, _ = env.reset(seed=0)
     assert obs.shape == (31,) and env.unwrapped.continuing_task is False and env.spec.max_episode_steps == 700
     env.close()
-    run = train(RunRequest("bc", task=task.id, steps=5, eval_every=5, eval_episodes=2, overrides=["hidden=[16]", "batch_size=32"],
-                           download=False), run_dir=tmp_path / "run", progress=False)
-    final = __import__("json").loads((run / "done").read_text())["final_eval"]
+    request = RunRequest("bc", task=task.id, steps=5, eval_every=5, eval_episodes=2, download=False,
+                         overrides=["hidden=[16]", "batch_size=32"])
+    run = train(request, run_dir=tmp_path / "run", progress=False)
+    final = json.loads((run / "done").read_text())["final_eval"]
     assert final["score_mean"] in (0.0, 50.0, 100.0)  # each episode: 0 or 1 (reached the goal)
 
 
-def test_pen_dataset_loads_and_matches_its_env(minari_root):
-    record("D4RL/pen/human-v2", gym.make("AdroitHandPen-v1", max_episode_steps=10))
+def test_pen_dataset_loads_and_matches_its_env(record_minari):
+    record_minari("D4RL/pen/human-v2", gym.make("AdroitHandPen-v1", max_episode_steps=10))
     task = get_task("pen-human-v1")
     dataset = load_dataset(task, download=False)
     assert len(dataset) == 20 and dataset.spec.obs_dim == 45 and dataset.spec.action_dim == 24
