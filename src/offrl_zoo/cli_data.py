@@ -180,10 +180,10 @@ def cmd_import(args: argparse.Namespace) -> int:
         dest = sources.d4rl_cache_path(task.source_id)
     else:
         dest = sources.cache_dir() / "imported" / src.name
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+    from offrl_zoo.train.io import atomic_path
+
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
     sources.pin_file(dest, str(src.resolve()))
     print(f"imported {src} → {dest} (sha256 {dataset.provenance.sha256}, {len(dataset):,} transitions)")
     return 0

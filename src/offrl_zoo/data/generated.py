@@ -14,8 +14,6 @@ Files are written in D4RL's HDF5 layout to ``<cache>/generated/<task>.hdf5`` wit
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +24,7 @@ import numpy as np
 from offrl_zoo.behaviour.rollout import Rollout, actor_policy, rollout, uniform_policy
 from offrl_zoo.behaviour.shipped import ENV_IDS, ShippedPolicy, get_policy, replay_sequence
 from offrl_zoo.errors import DatasetError
-from offrl_zoo.train.io import write_json
+from offrl_zoo.train.io import atomic_path, write_json
 
 KINDS = ("random", "medium", "medium-replay", "medium-expert", "expert")
 # Rows per file as in D4RL v2 (medium-replay: the size of each env's replay dump).
@@ -245,22 +243,14 @@ def _read_all(path: Path) -> dict[str, np.ndarray]:
 def write_d4rl_hdf5(path: Path, arrays: dict[str, np.ndarray], provenance: dict,
                     policy: ShippedPolicy | None = None) -> None:
     """D4RL's layout: flat arrays, ``infos/*``, ``metadata/*`` (policy weights as D4RL's rlkit names)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as fh:
-            for key in sorted(arrays):
-                fh.create_dataset(key, data=arrays[key], compression="gzip")
-            fh["metadata/algorithm"] = np.bytes_("SAC")
-            fh["metadata/offrl_zoo"] = np.bytes_(json.dumps(provenance, sort_keys=True))
-            if policy is not None:
-                fh["metadata/iteration"] = np.int64(policy.step)
-                _write_policy(fh, policy)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
+        for key in sorted(arrays):
+            fh.create_dataset(key, data=arrays[key], compression="gzip")
+        fh["metadata/algorithm"] = np.bytes_("SAC")
+        fh["metadata/offrl_zoo"] = np.bytes_(json.dumps(provenance, sort_keys=True))
+        if policy is not None:
+            fh["metadata/iteration"] = np.int64(policy.step)
+            _write_policy(fh, policy)
 
 
 def _write_policy(fh: h5py.File, policy: ShippedPolicy) -> None:

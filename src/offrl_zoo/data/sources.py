@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -121,7 +120,7 @@ def https_url(url: str) -> str:
 
 def pin_file(path: Path, origin: str) -> str:
     """Record the SHA-256 of a file entering the cache (``PATH.sha256.json``); later loads check it."""
-    from offrl_zoo.train.io import write_json
+    from offrl_zoo.train.io import write_json  # offrl_zoo.train imports this module
 
     digest = sha256_file(path)
     write_json(path.with_name(path.name + ".sha256.json"), {"sha256": digest, "origin": origin})
@@ -152,18 +151,14 @@ def fetch_d4rl(dataset_id: str, root: Path | None = None, download: bool = True)
     url = d4rl_url(dataset_id)
     if not download:
         raise DatasetError(f"{target}: not in the cache and download is disabled (source {url})")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    os.close(fd)
+    from offrl_zoo.train.io import atomic_path  # offrl_zoo.train imports this module
+
     try:
-        urllib.request.urlretrieve(url, tmp)
-        check_arrays(read_d4rl_hdf5(tmp), f"{url} (downloaded)")
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            urllib.request.urlretrieve(url, tmp)
+            check_arrays(read_d4rl_hdf5(tmp), f"{url} (downloaded)")
     except OSError as err:
         raise DatasetError(f"could not download {dataset_id} from {url}: {err}") from err
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     pin_file(target, url)
     return target
 

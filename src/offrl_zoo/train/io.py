@@ -7,6 +7,8 @@ import os
 import pickle
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,22 @@ def remove_stale_temps(folder: str | Path, older_than_s: float = 0.0) -> int:
 def _remove(tmp: str | None) -> None:
     if tmp is not None and os.path.exists(tmp):
         os.remove(tmp)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temp file next to ``path`` for writers that need a file name (h5py, downloads, copies): renamed
+    over ``path`` when the block succeeds, removed when it fails; a kill leaves only the temp file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_UMASK)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        _remove(tmp)
 
 
 def write_text(path: str | Path, text: str) -> None:
