@@ -104,14 +104,16 @@ def test_export_picks_medium_expert_and_replay(tmp_path):
     run = train_behaviour(tiny_run(tmp_path / "run", steps=600), TINY_SAC, progress=False)
     records = [json.loads(x) for x in (run / "snapshots.jsonl").read_text().splitlines()]
     returns = [r["stochastic"]["mean"] for r in records]
-    chosen = export_policies(run, "hopper", tmp_path / "pol", medium_range=(min(returns) - 1, max(returns) + 1))
-    assert chosen["expert"][1] == max(returns)
+    chosen = export_policies(run, "hopper", tmp_path / "pol", medium_range=(min(returns) - 1, max(returns) + 1),
+                             recheck_episodes=3)
+    assert chosen["expert"][1] == max(returns)  # the expert is chosen on the training-time evaluations
+    assert shipped_policies("hopper", tmp_path / "pol")["medium"].meta["eval_episodes"] == 3  # medium re-checked
     assert chosen["medium"][0] == max(s for n, (s, _) in chosen.items() if n.startswith("replay_"))
     for policy in shipped_policies("hopper", tmp_path / "pol").values():
         assert policy.meta["sha256"] == sha256_file(policy.path)
         assert policy.load()(torch.zeros(1, 11)).shape == (1, 3)
     export_policies(run, "hopper", tmp_path / "part", medium_range=(min(returns) - 1, max(returns) + 1),
-                    roles=("medium", "replay"))
+                    roles=("medium", "replay"), recheck_episodes=0)
     assert "expert" not in shipped_policies("hopper", tmp_path / "part")
 
 

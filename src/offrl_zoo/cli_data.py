@@ -72,6 +72,8 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--dest", help="policy root (default: the package's); use it with $OFFRL_ZOO_POLICIES")
     q.add_argument("--roles", nargs="+", default=["medium", "replay", "expert"], choices=["medium", "replay", "expert"],
                    help="which snapshots to (re)write, e.g. medium replay now and expert after 1 M steps")
+    q.add_argument("--recheck-episodes", type=positive_int, default=50,
+                   help="episodes to re-evaluate the snapshots near the medium range with before choosing (50)")
     q.set_defaults(data_func=cmd_export)
 
 
@@ -216,7 +218,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from offrl_zoo.behaviour.shipped import export_policies
 
     chosen = export_policies(Path(args.run_dir), args.domain, Path(args.dest) if args.dest else None,
-                             roles=tuple(args.roles))
+                             roles=tuple(args.roles), recheck_episodes=args.recheck_episodes)
     for name, (step, ret) in chosen.items():
         print(f"{args.domain}/{name}: step {step}, stochastic return {ret:.1f}")
     return 0

@@ -26,6 +26,7 @@ ENV_IDS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "
 # Returns of D4RL's medium data that the shipped medium policies aim at (stochastic rollouts).
 MEDIUM_RANGES = {"hopper": (1200.0, 1600.0), "halfcheetah": (4500.0, 4800.0), "walker2d": (2800.0, 3200.0)}
 REPLAY_SNAPSHOTS = 10  # training snapshots kept per env for medium-replay (package size)
+RECHECK_EPISODES = 50  # a training snapshot's 10 episodes are too few to place a hopper policy in its range
 
 
 def policy_root() -> Path:
@@ -91,6 +92,7 @@ ROLES = ("medium", "replay", "expert")
 def export_policies(
     run_dir: Path, domain: str, dest: Path | None = None, expert_max_step: int = 1_000_000,
     medium_range: tuple[float, float] | None = None, roles: tuple[str, ...] = ROLES,
+    recheck_episodes: int = RECHECK_EPISODES,
 ) -> dict:
     """Pick medium, expert and replay snapshots of a SAC run and write them with metadata to ``dest/domain``.
 
@@ -99,6 +101,8 @@ def export_policies(
     return within ``expert_max_step`` steps; replay: up to ``REPLAY_SNAPSHOTS`` snapshots evenly spaced
     over the steps up to the medium one (the medium snapshot last). Only ``roles`` are (re)written, so
     the expert can be exported after the medium data, once the run has trained long enough.
+    ``recheck_episodes``: before medium is chosen, the snapshots whose training-time return lies within
+    one range width of the range are evaluated again with this many episodes (0: no re-check).
     """
     import mujoco
 
@@ -112,9 +116,12 @@ def export_policies(
         raise DatasetError(f"{run_dir}: no evaluated snapshots yet")
     low, high = medium_range or MEDIUM_RANGES[domain]
     middle = (low + high) / 2
-    in_range = [r for r in records if low <= r["stochastic"]["mean"] <= high]
+    candidates = records  # medium is chosen on re-checked returns; expert and replay on the training-time ones
+    if "medium" in roles and recheck_episodes > 0:
+        candidates = _recheck(run_dir, config, records, (low, high), recheck_episodes)
+    in_range = [r for r in candidates if low <= r["stochastic"]["mean"] <= high]
     if not in_range:
-        best = max(r["stochastic"]["mean"] for r in records)
+        best = max(r["stochastic"]["mean"] for r in candidates)
         raise DatasetError(f"{run_dir}: no snapshot has a stochastic return in [{low:g}, {high:g}] (best {best:.0f})")
     medium = min(in_range, key=lambda r: abs(r["stochastic"]["mean"] - middle))
     early = [r for r in records if r["step"] <= medium["step"]]
@@ -151,6 +158,28 @@ def export_policies(
             "sac": config["sac"], **dims, "sha256": sha256_file(weights),
         })
     return {name: (r["step"], r["stochastic"]["mean"]) for name, r in chosen.items()}
+
+
+def _recheck(run_dir: Path, config: dict, records: list[dict], medium_range: tuple[float, float],
+             episodes: int) -> list[dict]:
+    """The snapshot records, those near ``medium_range`` re-evaluated with ``episodes`` episodes per mode."""
+    from offrl_zoo.behaviour.online import evaluate_actor
+
+    low, high = medium_range
+    width = high - low
+    env = gym.make(config["env_id"])
+    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    env.close()
+    sac = SACConfig(**{k: v for k, v in config["sac"].items() if k in SACConfig.__dataclass_fields__})
+    out = []
+    for record in records:
+        if low - width <= record["stochastic"]["mean"] <= high + width:
+            actor = make_actor(obs_dim, action_dim, sac)
+            actor.load_state_dict(load_torch(run_dir / "snapshots" / record["path"]))
+            returns = evaluate_actor(config["env_id"], actor.eval(), episodes, seed=10_000 + record["step"])
+            record = {**record, **returns}
+        out.append(record)
+    return out
 
 
 def _role(name: str) -> str:
