@@ -13,7 +13,7 @@ import yaml
 from offrl_zoo.train.io import load_torch
 
 TASKS = ["toy-25_gaussian-far", "toy-25_gaussian-hard"]
-SWEEP = ["bc", "td3bc", "--tasks", *TASKS, "--seeds", "2", "--budget", "60", "--jobs", "1", "--no-estimate",
+SWEEP = ["bc", "--tasks", *TASKS, "--seeds", "2", "--budget", "60", "--jobs", "1", "--no-estimate",
          "--eval-episodes", "100", "hidden=[32,32]"]
 
 

@@ -126,14 +126,14 @@ def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path):
     store = tmp_path / "store"
     proc = compare(store)
     deadline = time.time() + 240
-    while len(done_markers(store)) < 2 and proc.poll() is None and time.time() < deadline:
+    while len(done_markers(store)) < 1 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     assert proc.poll() is None, proc.stdout.read()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     time.sleep(0.5)  # the parent-death signal reaches the training child
     finished = done_markers(store)
-    assert 2 <= len(finished) < 8
+    assert 1 <= len(finished) < 4
     statuses = [run_status(p) for p in (store / "runs").glob("*/*/*")]
     assert "running" not in statuses  # no orphan still training after the sweep died
     assert_intact(store)
@@ -142,11 +142,11 @@ def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path):
     out, _ = again.communicate(timeout=400)
     assert again.returncode == 0, out
     assert f"{len(finished)} done" in out
-    assert len(done_markers(store)) == 8
+    assert len(done_markers(store)) == 4
     for path, stamp in finished.items():
         assert path.stat().st_mtime_ns == stamp, f"{path} was trained again"
     report = json.loads((store / "report" / "report.json").read_text())
-    assert report  # the report was rebuilt over all 8 runs (its content is checked in test_report.py)
+    assert report  # the report was rebuilt over all 4 runs (its content is checked in test_report.py)
     assert (store / "report" / "report.md").is_file()
 
 
