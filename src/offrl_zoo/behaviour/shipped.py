@@ -121,8 +121,11 @@ def export_policies(
         candidates = _recheck(run_dir, config, records, (low, high), recheck_episodes)
     in_range = [r for r in candidates if low <= r["stochastic"]["mean"] <= high]
     if not in_range:
-        best = max(r["stochastic"]["mean"] for r in candidates)
-        raise DatasetError(f"{run_dir}: no snapshot has a stochastic return in [{low:g}, {high:g}] (best {best:.0f})")
+        near = sorted(candidates, key=lambda r: abs(r["stochastic"]["mean"] - middle))[:3]
+        seen = ", ".join(f"step {r['step']}: {r['stochastic']['mean']:.0f} ({len(r['stochastic']['returns'])} episodes)"
+                         for r in near)
+        raise DatasetError(f"{run_dir}: no snapshot has a stochastic return in [{low:g}, {high:g}] (nearest: {seen}); "
+                           "train on, or retrain with a smaller --snapshot-every")
     medium = min(in_range, key=lambda r: abs(r["stochastic"]["mean"] - middle))
     early = [r for r in records if r["step"] <= medium["step"]]
     stride = max(1, -(-len(early) // REPLAY_SNAPSHOTS))
