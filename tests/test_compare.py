@@ -65,3 +65,16 @@ def test_ray_executor_runs_a_small_sweep(tmp_path):
         ray.shutdown()
     assert set(results.values()) == {"done"}
     assert all(run_status(spec.run_dir(store)) == "done" for spec in sweep.runs)
+
+
+def test_estimate_counts_a_shared_stage_once_per_task_and_seed():
+    from offrl_zoo.bench.estimate import RunEstimate, sweep_compute
+
+    kind = "dtql-pretrain/1"
+    estimates = {("dtql", "t"): RunEstimate("dtql", "t", {}, 30.0, 5.0, {kind: 10.0}),
+                 ("dtql-kl", "t"): RunEstimate("dtql-kl", "t", {}, 40.0, 5.0, {kind: 10.0}),
+                 ("iql", "t"): RunEstimate("iql", "t", {}, 20.0, 1.0, {})}
+    runs = [RunSpec(a, "t", seed) for seed in (0, 1) for a in ("dtql", "dtql-kl", "iql")]
+    compute, saved = sweep_compute(runs, estimates)
+    assert saved == 2 * 10.0  # dtql-kl reuses dtql's pretraining, once per seed
+    assert compute == 2 * (35.0 + 45.0 + 21.0) - saved

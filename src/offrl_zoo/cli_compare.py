@@ -74,7 +74,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     import torch
 
     from offrl_zoo.bench import executors
-    from offrl_zoo.bench.estimate import estimate_sweep
+    from offrl_zoo.bench.estimate import estimate_sweep, sweep_compute
     from offrl_zoo.bench.sweep import plan, record_sweep, run_status
     from offrl_zoo.errors import ConfigError
     from offrl_zoo.train.run import check_device
@@ -103,15 +103,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     if todo and not args.no_estimate:
         estimates = estimate_sweep(todo, eval_every, args.eval_episodes, device)
-        compute = 0.0
         print(f"  estimate on this machine ({device}, {args.threads} thread(s) per run, {jobs} job(s)):")
         for (algo, task), est in estimates.items():
             n = sum(1 for s in todo if (s.algorithm, s.task) == (algo, task))
-            compute += n * est.total_s
             stages = ", ".join(f"{k} {v}" for k, v in est.stage_steps.items())
             print(f"    {algo:8s} {task:30s} {stages:32s} {_duration(est.total_s):>7s} per run × {n}")
+        compute, saved = sweep_compute(todo, estimates)
         wall = compute / min(jobs, len(todo))
-        print(f"  ≈ {_duration(compute)} of compute, ≈ {_duration(wall)} wall time (dataset generation not included)")
+        shared = f", after ≈ {_duration(saved)} saved by shared stages" if saved > 0 else ""
+        print(f"  ≈ {_duration(compute)} of compute{shared}, ≈ {_duration(wall)} wall time "
+              "(dataset generation not included)")
         if wall > CONFIRM_ABOVE_S and not (args.yes or args.dry_run) and not _confirm():
             print("not started; pass --yes to start without asking, or lower --budget/--seeds")
             return 1

@@ -31,6 +31,7 @@ class RunEstimate:
     stage_steps: dict[str, int]
     train_s: float
     eval_s: float
+    shared_s: dict[str, float]  # seconds of each shareable stage, by its kind (``Stage.shared["kind"]``)
 
     @property
     def total_s(self) -> float:
@@ -79,14 +80,15 @@ def estimate_run(spec: RunSpec, eval_every: int, eval_episodes: int | None, devi
         stages = algo.stages()
         data = synthetic_data(data_spec, max(s.batch_size for s in stages) * 2, device)
         steps = {s.name: s.steps if spec.steps is None else min(s.steps, spec.steps) for s in stages}
-        train_s = sum(steps[s.name] * seconds_per_update(s, data, warmup, timed, device) for s in stages)
+        stage_s = {s.name: steps[s.name] * seconds_per_update(s, data, warmup, timed, device) for s in stages}
+        shared_s = {s.shared["kind"]: stage_s[s.name] for s in stages if s.shared}
         episodes = eval_episodes or task.eval_episodes
         envs = max(1, min(task.eval_envs, episodes))
         act_s = seconds_per_act(algo, envs, warmup=1, repeats=2) + envs * env_step_seconds(spec.task)
     policy_steps = sum(steps[s.name] for s in stages if s.has_policy)
     evaluations = math.ceil(policy_steps / eval_every) + 1 if policy_steps else 0
     eval_s = evaluations * math.ceil(episodes / envs) * task.horizon * act_s
-    return RunEstimate(spec.algorithm, spec.task, steps, train_s, eval_s)
+    return RunEstimate(spec.algorithm, spec.task, steps, sum(stage_s.values()), eval_s, shared_s)
 
 
 def estimate_sweep(runs: list[RunSpec], eval_every: int, eval_episodes: int | None,
@@ -98,3 +100,18 @@ def estimate_sweep(runs: list[RunSpec], eval_every: int, eval_episodes: int | No
         if key not in out:
             out[key] = estimate_run(spec, eval_every, eval_episodes, device)
     return out
+
+
+def sweep_compute(runs: list[RunSpec], estimates: dict[tuple[str, str], RunEstimate]) -> tuple[float, float]:
+    """Estimated compute of ``runs``, and the part of it that shared stages save: of the runs that need
+    the same stage kind on the same task and seed, the first trains it and the others reuse it."""
+    seen: set[tuple[str, int, str]] = set()
+    total = saved = 0.0
+    for spec in runs:
+        est = estimates[(spec.algorithm, spec.task)]
+        total += est.total_s
+        for kind, seconds in est.shared_s.items():
+            if (spec.task, spec.seed, kind) in seen:
+                saved += seconds
+            seen.add((spec.task, spec.seed, kind))
+    return total - saved, saved
