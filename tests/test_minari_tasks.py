@@ -8,6 +8,7 @@ import json
 import gymnasium as gym
 import pytest
 
+from offrl_zoo.cli import main
 from offrl_zoo.data.loading import load_dataset
 from offrl_zoo.envs.tasks import get_suite, get_task
 from offrl_zoo.errors import DatasetError
@@ -53,7 +54,7 @@ def test_antmaze_trains_and_evaluates_with_d4rl_success_protocol(record_minari, 
     assert final["score_mean"] in (0.0, 50.0, 100.0)  # each episode: 0 or 1 (reached the goal)
 
 
-def test_pen_dataset_loads_and_matches_its_env(record_minari):
+def test_pen_dataset_loads_and_matches_its_env(record_minari, capsys):
     record_minari("D4RL/pen/human-v2", gym.make("AdroitHandPen-v1", max_episode_steps=10))
     task = get_task("pen-human-v1")
     dataset = load_dataset(task, download=False)
@@ -61,3 +62,6 @@ def test_pen_dataset_loads_and_matches_its_env(record_minari):
     env = task.make_env()
     assert env.spec.max_episode_steps == 100
     env.close()
+    assert main(["data", "list"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert rows["pen-human-v1"].split()[-1] == "yes" and "minari download D4RL/pen/cloned-v2" in rows["pen-cloned-v1"]

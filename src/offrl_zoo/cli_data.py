@@ -105,7 +105,26 @@ def cmd_list(args: argparse.Namespace) -> int:
         except DatasetError:
             have = "missing"
         print(f"{task.id:28s} {'cached' if real else '-':16s} {'cached' if made else '-':11s} {have}")
+    _list_minari_tasks()
     return 0
+
+
+def _list_minari_tasks() -> None:
+    """The AntMaze/pen/kitchen tasks, whose data is their Minari successor: is it on disk?"""
+    from offrl_zoo.envs import all_tasks
+
+    tasks = [t for t in all_tasks().values() if t.source == "minari"]
+    try:
+        import minari
+
+        local = set(minari.list_local_datasets())
+    except Exception:  # minari missing or its root unreadable: report nothing as local
+        local = set()
+    print(f"\n{'task':28s} {'Minari dataset':32s} local")
+    for task in tasks:
+        dataset_id = task.source_id.removeprefix("minari:")
+        status = "yes" if dataset_id in local else f"-  (minari download {dataset_id})"
+        print(f"{task.id:28s} {dataset_id:32s} {status}")
 
 
 def cmd_make(args: argparse.Namespace) -> int:
