@@ -10,6 +10,7 @@ Results store (DESIGN.md §4)::
 
 from __future__ import annotations
 
+import fcntl
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -167,8 +168,6 @@ def run_status(run_dir: Path) -> str:
 
 
 def _locked(path: Path) -> bool:
-    import fcntl
-
     if not path.is_file():
         return False
     with open(path) as fh:
@@ -180,16 +179,33 @@ def _locked(path: Path) -> bool:
     return False
 
 
+STORE_LOCK = ".sweep.lock"
+
+
 def record_sweep(store: Path, sweep: Sweep) -> None:
-    """Write (or merge into) ``sweep.json``; a store holds one budget and one set of overrides."""
+    """Write (or merge into) ``sweep.json``; a store holds one budget and one set of overrides.
+
+    Two sweeps starting at once on one store merge their records one after the other (a lock), and a
+    folder that holds anything but a store is refused before anything is written into it.
+    """
     path = store / "sweep.json"
-    current = sweep.to_json()
+    contents = [p for p in store.iterdir() if p.name != STORE_LOCK and not p.name.endswith(".tmp")] \
+        if store.is_dir() else []
+    if contents and not path.is_file():
+        raise ConfigError(f"{store} is not empty and holds no sweep.json: not a results store; use another --out")
+    store.mkdir(parents=True, exist_ok=True)
+    with open(store / STORE_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        _merge_sweep(path, sweep.to_json())
+
+
+def _merge_sweep(path: Path, current: dict) -> None:
     if path.is_file():
         old = json.loads(path.read_text())
         for key in ("budget", "overrides"):
             if old.get(key) != current[key]:
                 raise ConfigError(
-                    f"{store} holds a sweep with {key} {old.get(key)!r}, not {current[key]!r}: runs of "
+                    f"{path.parent} holds a sweep with {key} {old.get(key)!r}, not {current[key]!r}: runs of "
                     f"different settings are not mixed in one results store; use another --out"
                 )
         for key in ("algorithms", "tasks", "seeds"):
@@ -199,6 +215,4 @@ def record_sweep(store: Path, sweep: Sweep) -> None:
             u for u in current["unsupported"] if (u["algorithm"], u["task"]) not in seen]
         if old.get("suite") != current["suite"]:
             current["suite"] = None  # tasks of several suites
-    elif (store / "runs").is_dir() or (store.is_dir() and any(store.iterdir())):
-        raise ConfigError(f"{store} is not empty and holds no sweep.json: not a results store; use another --out")
     write_json(path, current)
