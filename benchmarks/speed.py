@@ -26,14 +26,6 @@ from offrl_zoo.train.cost import seconds_per_act
 RESULTS = Path(__file__).parent / "results"
 
 
-def time_stage(algo, stage, data, warmup: int, steps: int, device: torch.device) -> float:
-    return 1000.0 * seconds_per_update(stage, data, warmup, steps, device)
-
-
-def time_act(algo, batch: int, repeats: int) -> float:
-    return 1000.0 * seconds_per_act(algo, batch, warmup=10, repeats=repeats)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algorithms", nargs="*", default=None, help="default: every registered algorithm")
@@ -56,11 +48,11 @@ def main() -> None:
         torch.manual_seed(0)
         algo = cls(spec, cls.Config(), device)
         for stage in algo.stages():
-            ms = time_stage(algo, stage, data, args.warmup, args.steps, device)
+            ms = 1000.0 * seconds_per_update(stage, data, args.warmup, args.steps, device)
             rows.append({"algorithm": name, "stage": stage.name, "batch_size": stage.batch_size,
                          "s_per_1000_updates": round(ms, 3), "updates_per_s": round(1000.0 / ms, 1)})
             print(f"{name:8s} {stage.name:10s} {ms:8.3f} s / 1000 updates  ({1000 / ms:7.1f} updates/s)")
-        act1, act16 = time_act(algo, 1, 200), time_act(algo, 16, 200)
+        act1, act16 = (1000.0 * seconds_per_act(algo, b, warmup=10, repeats=200) for b in (1, 16))
         rows.append({"algorithm": name, "stage": "act", "act_ms_1": round(act1, 3), "act_ms_16": round(act16, 3)})
         print(f"{name:8s} act        {act1:8.3f} ms (1 obs)   {act16:8.3f} ms (16 obs)")
 

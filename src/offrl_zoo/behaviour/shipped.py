@@ -116,9 +116,12 @@ def export_policies(
         raise DatasetError(f"{run_dir}: no evaluated snapshots yet")
     low, high = medium_range or MEDIUM_RANGES[domain]
     middle = (low + high) / 2
+    env = gym.make(config["env_id"])
+    dims = {"obs_dim": env.observation_space.shape[0], "action_dim": env.action_space.shape[0]}
+    env.close()
     candidates = records  # medium is chosen on re-checked returns; expert and replay on the training-time ones
     if "medium" in roles and recheck_episodes > 0:
-        candidates = _recheck(run_dir, config, records, (low, high), recheck_episodes)
+        candidates = _recheck(run_dir, config, dims, records, (low, high), recheck_episodes)
     in_range = [r for r in candidates if low <= r["stochastic"]["mean"] <= high]
     if not in_range:
         near = sorted(candidates, key=lambda r: abs(r["stochastic"]["mean"] - middle))[:3]
@@ -133,9 +136,6 @@ def export_policies(
     eligible = [r for r in records if r["step"] <= expert_max_step]
     expert = max(eligible, key=lambda r: r["stochastic"]["mean"])
 
-    env = gym.make(config["env_id"])
-    dims = {"obs_dim": env.observation_space.shape[0], "action_dim": env.action_space.shape[0]}
-    env.close()
     unknown = set(roles) - set(ROLES)
     if unknown:
         raise ValueError(f"roles {sorted(unknown)}: expected some of {', '.join(ROLES)}")
@@ -163,21 +163,18 @@ def export_policies(
     return {name: (r["step"], r["stochastic"]["mean"]) for name, r in chosen.items()}
 
 
-def _recheck(run_dir: Path, config: dict, records: list[dict], medium_range: tuple[float, float],
+def _recheck(run_dir: Path, config: dict, dims: dict, records: list[dict], medium_range: tuple[float, float],
              episodes: int) -> list[dict]:
     """The snapshot records, those near ``medium_range`` re-evaluated with ``episodes`` episodes per mode."""
     from offrl_zoo.behaviour.online import evaluate_actor
 
     low, high = medium_range
     width = high - low
-    env = gym.make(config["env_id"])
-    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    env.close()
     sac = SACConfig(**{k: v for k, v in config["sac"].items() if k in SACConfig.__dataclass_fields__})
     out = []
     for record in records:
         if low - width <= record["stochastic"]["mean"] <= high + width:
-            actor = make_actor(obs_dim, action_dim, sac)
+            actor = make_actor(dims["obs_dim"], dims["action_dim"], sac)
             actor.load_state_dict(load_torch(run_dir / "snapshots" / record["path"]))
             returns = evaluate_actor(config["env_id"], actor.eval(), episodes, seed=10_000 + record["step"])
             record = {**record, **returns}

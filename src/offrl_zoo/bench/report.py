@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from offrl_zoo.train.io import read_jsonl
+
 DDOF = 1  # std over seeds: sample standard deviation
 DEFAULT_REPS = 2000
 BOOTSTRAP_SEED = 0
@@ -134,21 +136,6 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    records = []
-    for i, line in enumerate(lines):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:  # a run killed mid-append leaves a partial last line
-                break
-            raise ValueError(f"{path}: line {i + 1} is not JSON") from None
-    return records
-
-
 def _stage_offsets(provenance: dict, metrics: list[dict]) -> dict[str, int]:
     """Global step at which each stage starts. provenance.json is written with sorted keys, so its
     ``stages`` are in run order only by accident; metrics.jsonl's line order is the run order and its
@@ -182,7 +169,7 @@ def read_run(store: Path, run_dir: Path) -> RunResult:
     request = (config or {}).get("request") or {}
     provenance = _read_json(run_dir / "provenance.json") or {}
     dataset = provenance.get("dataset") or {}
-    evals = _read_jsonl(run_dir / "eval.jsonl")
+    evals = read_jsonl(run_dir / "eval.jsonl")
     done = _read_json(run_dir / "done")
     failed = None if done is not None else _read_json(run_dir / "failed")
     final = (done or {}).get("final_eval") or {}
@@ -200,7 +187,7 @@ def read_run(store: Path, run_dir: Path) -> RunResult:
         source=dataset.get("source"), sha256=dataset.get("sha256") or (config or {}).get("dataset_sha256"),
         protocol=protocol,
         failure=None if failed is None else {k: failed.get(k) for k in ("kind", "error", "step")},
-        curve=_curve(evals, _stage_offsets(provenance, _read_jsonl(run_dir / "metrics.jsonl"))),
+        curve=_curve(evals, _stage_offsets(provenance, read_jsonl(run_dir / "metrics.jsonl"))),
     )
 
 

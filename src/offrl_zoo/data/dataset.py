@@ -128,9 +128,15 @@ def transitions_from_arrays(
     arrays: dict[str, np.ndarray], origin: str, rule: str = "qlearning", max_episode_steps: int = 1000
 ) -> TensorDict:
     """Transitions (TorchRL layout, float32) from flat D4RL-named arrays; see the module docstring."""
+    return transitions_from_checked(check_arrays(arrays, origin), origin, rule, max_episode_steps)
+
+
+def transitions_from_checked(
+    arrays: dict[str, np.ndarray], origin: str, rule: str = "qlearning", max_episode_steps: int = 1000
+) -> TensorDict:
+    """``transitions_from_arrays`` for arrays that ``check_arrays`` has already validated."""
     if rule not in TRANSITION_RULES:
         raise DatasetError(f"{origin}: transition rule {rule!r} unknown; expected one of {TRANSITION_RULES}")
-    arrays = check_arrays(arrays, origin)
     obs, actions, rewards, terminals = (arrays[k] for k in REQUIRED_FIELDS)
     timeouts = arrays.get("timeouts")
     n = len(obs)

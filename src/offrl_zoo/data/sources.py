@@ -21,6 +21,7 @@ from offrl_zoo.data.dataset import (
     require_fields,
     spec_from,
     transitions_from_arrays,
+    transitions_from_checked,
 )
 
 D4RL_FIELDS = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations")
@@ -87,13 +88,14 @@ def read_d4rl_hdf5(path: str | Path) -> dict[str, np.ndarray]:
 
 def load_d4rl_file(
     path: str | Path, dataset_id: str, rule: str, max_episode_steps: int, source: str = "d4rl",
-    extra: dict | None = None,
+    extra: dict | None = None, sha256: str | None = None,
 ) -> Dataset:
-    """A D4RL-layout HDF5 file; ``source`` says whose it is (``d4rl``, ``generated`` by offrl-zoo, ``file``)."""
+    """A D4RL-layout HDF5 file; ``source`` says whose it is (``d4rl``, ``generated`` by offrl-zoo, ``file``).
+    ``sha256``: the file's digest when the caller has just verified it (saves hashing the file twice)."""
     arrays = check_arrays(read_d4rl_hdf5(path), str(path))  # validated: flags as booleans, (N,) rows
-    data = transitions_from_arrays(arrays, origin=str(path), rule=rule, max_episode_steps=max_episode_steps)
+    data = transitions_from_checked(arrays, origin=str(path), rule=rule, max_episode_steps=max_episode_steps)
     provenance = Provenance(
-        source=source, dataset_id=dataset_id, path=str(Path(path).resolve()), sha256=sha256_file(path),
+        source=source, dataset_id=dataset_id, path=str(Path(path).resolve()), sha256=sha256 or sha256_file(path),
         transitions=len(data), episodes=count_episodes(arrays["terminals"], arrays.get("timeouts")), rule=rule,
         extra=dict(extra or {}),
     )
@@ -127,10 +129,16 @@ def pin_file(path: Path, origin: str) -> str:
     return digest
 
 
+def pinned_sha256(path: Path) -> str | None:
+    """The SHA-256 recorded when the file entered the cache, if one was."""
+    pin = path.with_name(path.name + ".sha256.json")
+    return json.loads(pin.read_text())["sha256"] if pin.is_file() else None
+
+
 def check_pinned(path: Path) -> bool:
     """False when the file no longer has the SHA-256 recorded when it entered the cache (corrupt or altered)."""
-    pin = path.with_name(path.name + ".sha256.json")
-    return not pin.is_file() or json.loads(pin.read_text())["sha256"] == sha256_file(path)
+    pinned = pinned_sha256(path)
+    return pinned is None or pinned == sha256_file(path)
 
 
 def fetch_d4rl(dataset_id: str, root: Path | None = None, download: bool = True) -> Path:

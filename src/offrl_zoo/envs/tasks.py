@@ -35,9 +35,7 @@ class Task:
 
     def make_env(self) -> gym.Env:
         if self.env_id.startswith("minari:"):  # the env recorded in the task's Minari dataset
-            from offrl_zoo.envs.minari_tasks import make_eval_env
-
-            return make_eval_env(self)
+            return minari_tasks.make_eval_env(self)
         return gym.make(self.env_id, max_episode_steps=self.horizon, **dict(self.env_kwargs))
 
     def normalized_score(self, returns: np.ndarray) -> np.ndarray | None:

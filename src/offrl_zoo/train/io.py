@@ -27,23 +27,38 @@ def atomic_write(path: str | Path, write: Any, mode: str = "wb") -> None:
     full disk) removes the temp file and raises ``WriteError`` saying that the old file is intact.
     """
     path = Path(path)
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the permissions open() would
-        with os.fdopen(fd, mode) as fh:
+        with _temp_sibling(path) as (fd, _), os.fdopen(fd, mode) as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except OSError as err:
-        _remove(tmp)
         kept = "the previous version is intact" if path.exists() else "nothing was written"
         raise WriteError(err.errno, f"could not write {path}: {err.strerror or err}; {kept}") from err
-    except BaseException:
-        _remove(tmp)
-        raise
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temp file next to ``path`` for writers that need a file name (h5py, downloads, copies): renamed
+    over ``path`` when the block succeeds, removed when it fails; a kill leaves only the temp file."""
+    with _temp_sibling(Path(path)) as (fd, tmp):
+        os.close(fd)
+        yield tmp
+
+
+@contextmanager
+def _temp_sibling(path: Path) -> Iterator[tuple[int, Path]]:
+    """(open descriptor, name) of a new temp file next to ``path``; renamed over ``path`` when the block
+    succeeds, removed when it fails. The one home of the temp-file mechanics of the two writers above."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the permissions open() would
+        yield fd, Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def remove_stale_temps(folder: str | Path, older_than_s: float = 0.0) -> int:
@@ -54,27 +69,6 @@ def remove_stale_temps(folder: str | Path, older_than_s: float = 0.0) -> int:
     for tmp in stale:
         tmp.unlink(missing_ok=True)
     return len(stale)
-
-
-def _remove(tmp: str | None) -> None:
-    if tmp is not None and os.path.exists(tmp):
-        os.remove(tmp)
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temp file next to ``path`` for writers that need a file name (h5py, downloads, copies): renamed
-    over ``path`` when the block succeeds, removed when it fails; a kill leaves only the temp file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~_UMASK)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        _remove(tmp)
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -120,5 +114,22 @@ class JsonlLog:
             fh.truncate(offset)
 
     def read(self) -> list[dict]:
-        with open(self.path) as fh:
-            return [json.loads(line) for line in fh if line.strip()]
+        return read_jsonl(self.path)
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The records of a JSON-lines file ([] when it is absent). A partial last line, left by a process
+    killed mid-append, is skipped (a resume cuts it off); a bad line anywhere else is an error."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise ValueError(f"{path}: line {i + 1} is not JSON") from None
+    return records
