@@ -182,7 +182,8 @@ def test_costs_reuse_sources_and_paper(built):
     assert toy["updates_per_s"] == pytest.approx(100.5)  # seed 2 recorded no cost
     assert rows["iql", "hopper-medium-v2"]["peak_cuda_mb"] is None
     reuse = {r["algorithm"]: r for r in report.reuse}
-    assert reuse["iql"]["reused_stage_steps"] == 400 and reuse["iql"]["share"] == pytest.approx(400 / 1600)
+    assert reuse["iql"]["reused_stage_steps"] == 400 and reuse["iql"]["share"] == pytest.approx(400 / 1200)
+    assert reuse["iql"]["trained"] == 800  # updates count reused steps too
     hopper = next(t for t in report.tasks if t.task == "hopper-medium-v2")
     assert hopper.source_label() == "generated" and rep.GENERATED_NOTE in hopper.notes
     assert _cell(report, "hopper-medium-v2", "bc").paper == {"mean": 52.9, "std": None}

@@ -131,12 +131,12 @@ def _md_costs(report: Report) -> list[str]:
              _fmt(r["peak_cuda_mb"], 0), r["device"] or "–"] for r in report.costs]
     header = ["algorithm", "task", "runs", "train time (s)", "updates/s", "act 1 obs (ms)", "act 16 obs (ms)",
               "NFE/action", "peak RSS (MB)", "peak CUDA (MB)", "device"]
-    reuse = [[r["algorithm"], str(r["reused_stage_steps"]), str(r["updates"]),
+    reuse = [[r["algorithm"], str(r["reused_stage_steps"]), str(r["trained"]),
               "–" if r["share"] is None else f"{100 * r['share']:.1f} %"] for r in report.reuse]
     return ["## Cost", "", "Means over finished seeds; the cost columns (all but train time) over the runs that "
             "recorded a cost (older runs did not), – where none did.", "",
             _md_table(header, rows), "", "Shared stages reused from the cache (steps not trained again):", "",
-            _md_table(["algorithm", "reused stage steps", "updates run", "share of all updates"], reuse), ""]
+            _md_table(["algorithm", "reused stage steps", "steps trained", "share of all steps"], reuse), ""]
 
 
 def _failure_text(failure: dict) -> str:

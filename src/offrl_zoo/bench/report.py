@@ -464,13 +464,14 @@ def cost_rows(runs: list[RunResult]) -> list[dict]:
 
 def reuse_rows(runs: list[RunResult]) -> list[dict]:
     """Gradient steps taken from the shared-stage cache instead of being trained, per algorithm and in
-    all; ``share`` = reused / (reused + updates run)."""
+    all. A run's ``updates`` counts every step of its stages, reused ones included, so
+    ``share`` = reused / updates and ``trained`` = updates - reused."""
     def row(name: str, selected: list[RunResult]) -> dict:
         costs = [r.cost for r in selected if r.status == "done" and r.cost]
         reused = int(sum(c.get("reused_stage_steps") or 0 for c in costs))
         updates = int(sum(c.get("updates") or 0 for c in costs))
         return {"algorithm": name, "runs_with_cost": len(costs), "reused_stage_steps": reused, "updates": updates,
-                "share": reused / (reused + updates) if reused + updates else None}
+                "trained": updates - reused, "share": reused / updates if updates else None}
 
     rows = [row(a, [r for r in runs if r.algorithm == a]) for a in sorted({r.algorithm for r in runs})]
     return rows + [row("all", runs)] if rows else rows
