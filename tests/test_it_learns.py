@@ -32,7 +32,7 @@ def random_policy_score(episodes: int = 1000, seed: int = 0) -> float:
 # The toy policy at s = 0 is in effect a free Gaussian (zero inputs), so Adam moves its log-std by ≈ lr per
 # step: the official lr 3e-3 needs thousands of steps, 3e-2 needs hundreds.
 SMALL_DTQL = ["score_hidden=64", "critic_hidden=64", "actor_hidden=[64,64]", "batch_size=256", "sampling=uniform",
-              "lr=0.03", "critic_lr=0.03"]
+              "lr=0.01", "critic_lr=0.01"]
 
 
 def final_score(tmp_path, name: str, task: str, steps: int, overrides: list[str]) -> float:
@@ -42,10 +42,11 @@ def final_score(tmp_path, name: str, task: str, steps: int, overrides: list[str]
 
 
 def test_dtql_beats_random_policy(tmp_path):
-    """The untrained DTQL actor (wide Gaussian, random critic) scores like the random policy here."""
+    """The untrained DTQL actor (wide Gaussian, random critic) scores like the random policy here. With these
+    settings seeds 0–3 scored 97–98 (lr 0.03 for 600 steps, used before, ranged 19–98 over seeds)."""
     random_score = random_policy_score()
     assert 40 < random_score < 60
-    score = final_score(tmp_path, "dtql", TASK, 600, SMALL_DTQL)
+    score = final_score(tmp_path, "dtql", TASK, 1500, SMALL_DTQL)
     assert score > random_score + 30, score
 
 

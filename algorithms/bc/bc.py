@@ -34,7 +34,7 @@ class BC(Algorithm):
         super().__init__(spec, cfg, device)
         self.actor = DeterministicActor(spec.obs_dim, spec.action_dim, cfg.hidden, spec.max_action)
         self.to(self.device)
-        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
+        self.optimizers["actor"] = self.adam(self.actor.parameters(), lr=cfg.lr)
 
     def stages(self) -> list[Stage]:
         return [Stage("train", self.cfg.steps, self.cfg.batch_size, self.update, modules=("actor",))]

@@ -94,8 +94,8 @@ class DQL(Algorithm):
         self.critic = QEnsemble(s, a, [cfg.critic_hidden] * 3, n=2, act="mish")
         self.critic_target = frozen_copy(self.critic)
         self.to(self.device)
-        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
-        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.optimizers["actor"] = self.adam(self.actor.parameters(), lr=cfg.lr)
+        self.optimizers["critic"] = self.adam(self.critic.parameters(), lr=cfg.critic_lr)
         if cfg.lr_schedule != "none":
             t_max = max(1, cfg.steps // 1000) if cfg.lr_schedule == "official" else cfg.steps
             for key, opt in self.optimizers.items():

@@ -111,10 +111,10 @@ class DTQL(Algorithm):
         self.critic_target = frozen_copy(self.critic)
         self.build_actor()
         self.to(self.device)
-        self.optimizers["behaviour"] = torch.optim.Adam(self.behaviour.parameters(), lr=cfg.lr)
-        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.optimizers["behaviour"] = self.adam(self.behaviour.parameters(), lr=cfg.lr)
+        self.optimizers["critic"] = self.adam(self.critic.parameters(), lr=cfg.critic_lr)
         for name in self.actor_modules():
-            self.optimizers[name] = torch.optim.Adam(getattr(self, name).parameters(), lr=cfg.lr)
+            self.optimizers[name] = self.adam(getattr(self, name).parameters(), lr=cfg.lr)
         if cfg.lr_decay:
             for key, opt in self.optimizers.items():
                 self.schedulers[key] = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)

@@ -98,11 +98,11 @@ class IDQL(Algorithm):
         self.critic_target = frozen_copy(self.critic)
         self.value = xavier_(value_net(s, cfg.critic_hidden, cfg.value_layer_norm))
         self.to(self.device)
-        self.optimizers["score_net"] = torch.optim.AdamW(
-            self.score_net.parameters(), lr=cfg.actor_lr, weight_decay=cfg.weight_decay
+        self.optimizers["score_net"] = self.adam(
+            self.score_net.parameters(), torch.optim.AdamW, lr=cfg.actor_lr, weight_decay=cfg.weight_decay
         )
-        self.optimizers["value"] = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
-        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.optimizers["value"] = self.adam(self.value.parameters(), lr=cfg.value_lr)
+        self.optimizers["critic"] = self.adam(self.critic.parameters(), lr=cfg.critic_lr)
         if cfg.cosine_decay:
             self.schedulers["score_net"] = torch.optim.lr_scheduler.CosineAnnealingLR(
                 self.optimizers["score_net"], T_max=cfg.steps

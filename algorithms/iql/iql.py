@@ -71,9 +71,9 @@ class IQL(Algorithm):
             )
         self.critic_target = frozen_copy(self.critic)
         self.to(self.device)
-        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.optimizers["value"] = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
-        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.optimizers["actor"] = self.adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.optimizers["value"] = self.adam(self.value.parameters(), lr=cfg.value_lr)
+        self.optimizers["critic"] = self.adam(self.critic.parameters(), lr=cfg.critic_lr)
         if cfg.actor_cosine_decay:
             self.schedulers["actor"] = torch.optim.lr_scheduler.CosineAnnealingLR(
                 self.optimizers["actor"], T_max=cfg.steps

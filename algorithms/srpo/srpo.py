@@ -102,14 +102,15 @@ class SRPO(Algorithm):
         self.critic_target = frozen_copy(self.critic)
         self.actor = DeterministicActor(s, a, [cfg.policy_hidden] * cfg.policy_layers, spec.max_action)
         self.to(self.device)
-        self.optimizers["behaviour"] = torch.optim.AdamW(
-            self.behaviour.parameters(), lr=cfg.behaviour_lr, weight_decay=cfg.behaviour_weight_decay)
-        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self.optimizers["value"] = torch.optim.Adam(self.value.parameters(), lr=cfg.critic_lr)
-        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.policy_lr)
+        self.optimizers["behaviour"] = self.adam(
+            self.behaviour.parameters(), torch.optim.AdamW, lr=cfg.behaviour_lr,
+            weight_decay=cfg.behaviour_weight_decay)
+        self.optimizers["critic"] = self.adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.optimizers["value"] = self.adam(self.value.parameters(), lr=cfg.critic_lr)
+        self.optimizers["actor"] = self.adam(self.actor.parameters(), lr=cfg.policy_lr)
         self.schedulers["actor"] = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizers["actor"], cfg.steps)
         if cfg.awr_monitor:
-            self.optimizers["awr_actor"] = torch.optim.Adam(self.awr_actor.parameters(), lr=3e-4)
+            self.optimizers["awr_actor"] = self.adam(self.awr_actor.parameters(), lr=3e-4)
             self.schedulers["awr_actor"] = torch.optim.lr_scheduler.CosineAnnealingLR(
                 self.optimizers["awr_actor"], cfg.critic_steps)
 

@@ -46,8 +46,8 @@ class TD3BC(Algorithm):
         self.actor_target = frozen_copy(self.actor)
         self.critic_target = frozen_copy(self.critic)
         self.to(self.device)
-        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.optimizers["actor"] = self.adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.optimizers["critic"] = self.adam(self.critic.parameters(), lr=cfg.critic_lr)
 
     def stages(self) -> list[Stage]:
         modules = ("actor", "critic", "actor_target", "critic_target")

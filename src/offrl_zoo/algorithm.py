@@ -26,10 +26,11 @@ EPISODE_SPLITS = ("gap", "fixed_1000")
 
 @dataclass
 class BaseConfig:
-    """Fields every algorithm config has: how its data is prepared (ALGORITHMS.md §1.1–1.2).
+    """Fields every algorithm config has: how its data is prepared (ALGORITHMS.md §1.1–1.2), and the
+    speed switch.
 
-    These are applied once to the whole dataset by ``offrl_zoo.data.transforms``, never inside an
-    algorithm, so that the same dataset preparation is one piece of code for every method.
+    The data fields are applied once to the whole dataset by ``offrl_zoo.data.transforms``, never inside
+    an algorithm, so that the same dataset preparation is one piece of code for every method.
     """
 
     # Standardise observations with the dataset's per-dimension mean/std (+ obs_norm_eps on the std).
@@ -51,6 +52,9 @@ class BaseConfig:
     # Fraction of transitions held out of training, drawn from the seed after every other transform
     # (IDQL's 95/5 split); the trainer logs ``Algorithm.validation_metrics`` on them. 0 keeps all.
     holdout_fraction: float = 0.0
+    # The fast path: fused Adam/AdamW kernels and torch.compile of every stage's update and of act.
+    # Same maths, equal losses to float tolerance (tests/test_fast_path.py); off is the eager reference.
+    fast: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.top_fraction <= 1:
@@ -112,6 +116,16 @@ class Stage:
     shared: dict[str, Any] | None = None
 
 
+def compile_for_speed(fn: Callable) -> Callable:
+    """``torch.compile(fn)`` with ATen's random ops kept (inductor's ``fallback_random``): the compiled
+    function draws the very random numbers the eager one draws, so losses match and resume stays exact.
+    The setting is process-wide; it only changes how compiled code draws random numbers."""
+    import torch._inductor.config
+
+    torch._inductor.config.fallback_random = True
+    return torch.compile(fn)
+
+
 def derived_seed(*parts: object, nbytes: int = 8) -> int:
     """A seed drawn from ``parts`` alone (SHA-256 of "p1/p2/..."), below 2⁶³; ``nbytes`` = 4 keeps it below 2³²
     (NumPy's limit). One home for every derived random stream: stage starts, shared-module init, held-out rows."""
@@ -169,6 +183,17 @@ class Algorithm(nn.Module):
         self.register_buffer("action_high", high)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, Any] = {}
+        self._compiled_act: Callable[[torch.Tensor, bool], torch.Tensor] | None = None
+
+    def adam(self, params: Any, optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
+             **kwargs: Any) -> torch.optim.Optimizer:
+        """``optimizer(params, **kwargs)`` (Adam or AdamW), with the fused kernel on the fast path."""
+        fused = self.cfg.fast and self.device.type in ("cpu", "cuda")
+        return optimizer(params, fused=True if fused else None, **kwargs)
+
+    def compiled_update(self, stage: Stage) -> UpdateFn:
+        """``stage.update``, compiled on the fast path."""
+        return compile_for_speed(stage.update) if self.cfg.fast else stage.update
 
     # -- to implement -----------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
@@ -199,8 +224,13 @@ class Algorithm(nn.Module):
             raise ValueError(f"act: expected observations of shape (B, {self.spec.obs_dim}), got {tuple(obs.shape)}")
         was_training = self.training
         self.eval()  # dropout etc. off while acting
+        act = self._act
+        if self.cfg.fast:
+            if self._compiled_act is None:
+                self._compiled_act = compile_for_speed(self._act)
+            act = self._compiled_act
         try:
-            action = self._act((obs - self.obs_loc) / self.obs_scale, deterministic)
+            action = act((obs - self.obs_loc) / self.obs_scale, deterministic)
         finally:
             self.train(was_training)
         return torch.maximum(torch.minimum(action, self.action_high), self.action_low)

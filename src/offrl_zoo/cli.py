@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from offrl_zoo.cli_args import positive_int, seed_int
+from offrl_zoo.cli_args import add_fast_flag, positive_int, seed_int
 from offrl_zoo.cli_compare import add_compare_parsers
 from offrl_zoo.cli_data import add_data_parser
 
@@ -32,6 +32,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", help="named preset of the algorithm, e.g. iql's `corl`")
     p.add_argument("--config", dest="config_file", help="YAML file of algorithm config values")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="algorithm config values, applied last")
+    add_fast_flag(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:
         args.overrides = list(args.overrides) + extra
+    if getattr(args, "fast", False):
+        args.overrides = list(args.overrides) + ["fast=true"]
     try:
         return args.func(args)
     except TrainingDiverged as err:

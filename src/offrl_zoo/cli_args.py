@@ -1,4 +1,4 @@
-"""Argument types for the CLI: a bad number is refused by argparse with the option's name, before any work."""
+"""CLI argument types and shared flags: a bad number is refused by argparse with the option's name, before any work."""
 
 from __future__ import annotations
 
@@ -24,3 +24,8 @@ def _int(text: str) -> int:
         return int(text.replace("_", ""))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected an integer") from None
+
+
+def add_fast_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fast", action="store_true",
+                   help="the fast path, same as fast=true: fused Adam and torch.compile (compiles for ~1 min first)")

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from offrl_zoo.cli_args import positive_int
+from offrl_zoo.cli_args import add_fast_flag, positive_int
 
 COMPARE_EXAMPLES = """\
 examples:
@@ -47,6 +47,7 @@ def add_compare_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan and the estimate, train nothing")
     p.add_argument("--no-estimate", action="store_true", help="skip the warm-up timing")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config values applied to every algorithm")
+    add_fast_flag(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("report", help="rebuild a comparison report from a results store")

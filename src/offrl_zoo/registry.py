@@ -6,7 +6,7 @@ import difflib
 import importlib
 from importlib.metadata import entry_points
 
-from offrl_zoo.algorithm import Algorithm
+from offrl_zoo.algorithm import Algorithm, BaseConfig
 from offrl_zoo.errors import UnknownNameError
 
 ENTRY_POINT_GROUP = "offrl_zoo.algorithms"
@@ -74,3 +74,5 @@ def _check_class(cls: object, origin: str) -> None:
     for attr in ("name", "Config"):
         if not hasattr(cls, attr):
             raise TypeError(f"{origin}: algorithm class lacks the class attribute {attr!r}")
+    if not (isinstance(cls.Config, type) and issubclass(cls.Config, BaseConfig)):
+        raise TypeError(f"{origin}: {cls.__name__}.Config must be a dataclass subclassing offrl_zoo.BaseConfig")

@@ -8,7 +8,7 @@ import time
 import torch
 from tensordict import TensorDict
 
-from offrl_zoo.algorithm import Stage
+from offrl_zoo.algorithm import Stage, UpdateFn
 from offrl_zoo.data.buffer import make_replay_buffer
 from offrl_zoo.spec import DataSpec
 from offrl_zoo.train.cost import sync
@@ -28,14 +28,17 @@ def synthetic_data(spec: DataSpec, n: int, device: torch.device | str = "cpu") -
     }, batch_size=[n]).to(device)
 
 
-def seconds_per_update(stage: Stage, data: TensorDict, warmup: int, steps: int, device: torch.device) -> float:
-    """Mean wall time of one ``stage.update`` (batches sampled from a TorchRL buffer, as in training)."""
+def seconds_per_update(stage: Stage, data: TensorDict, warmup: int, steps: int, device: torch.device,
+                       update: UpdateFn | None = None) -> float:
+    """Mean wall time of one ``update`` (default ``stage.update``; e.g. its compiled form), on batches
+    sampled from a TorchRL buffer as in training."""
+    update = update or stage.update
     rb = make_replay_buffer(data, stage.batch_size, stage.sampling, torch.Generator(device=device).manual_seed(0))
     for step in range(warmup):
-        stage.update(rb.sample(), step)
+        update(rb.sample(), step)
     sync(device)
     start = time.perf_counter()
     for step in range(warmup, warmup + steps):
-        stage.update(rb.sample(), step)
+        update(rb.sample(), step)
     sync(device)
     return (time.perf_counter() - start) / steps

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from offrl_zoo.diffusion.embeddings import GaussianFourierEmbedding, LearnableFourierEmbedding, SinusoidalEmbedding
+from offrl_zoo.nets.activations import Mish
 
 
 def _per_row(t: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
@@ -30,7 +31,7 @@ class EDMScoreNet(nn.Module):
         self.embed = SinusoidalEmbedding(time_dim)
         layers: list[nn.Module] = [nn.Linear(action_dim + obs_dim + time_dim, hidden)]
         for _ in range(hidden_layers - 1):
-            layers += [nn.Linear(hidden, hidden), nn.Mish()]
+            layers += [nn.Linear(hidden, hidden), Mish()]
         layers.append(nn.Linear(hidden, action_dim))
         self.net = nn.Sequential(*layers)
 
@@ -45,9 +46,9 @@ class DQLNoiseNet(nn.Module):
         super().__init__()
         self.embed = SinusoidalEmbedding(time_dim)
         self.net = nn.Sequential(
-            nn.Linear(action_dim + time_dim + obs_dim, hidden), nn.Mish(),
-            nn.Linear(hidden, hidden), nn.Mish(),
-            nn.Linear(hidden, hidden), nn.Mish(),
+            nn.Linear(action_dim + time_dim + obs_dim, hidden), Mish(),
+            nn.Linear(hidden, hidden), Mish(),
+            nn.Linear(hidden, hidden), Mish(),
             nn.Linear(hidden, action_dim),
         )
 
@@ -83,7 +84,7 @@ class ResNetNoiseNet(nn.Module):
         super().__init__()
         if style not in ("idql", "srpo"):
             raise ValueError(f"ResNetNoiseNet style {style!r}: expected 'idql' or 'srpo'")
-        act = nn.SiLU if style == "idql" else nn.Mish
+        act = nn.SiLU if style == "idql" else Mish
         self.embed: nn.Module = LearnableFourierEmbedding() if style == "idql" else GaussianFourierEmbedding()
         self.inp = nn.Linear(action_dim + obs_dim + self.embed.out_dim, hidden)
         self.blocks = nn.Sequential(*(ResidualBlock(hidden, act, dropout) for _ in range(blocks)))

@@ -49,7 +49,7 @@ class EnsembleLayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight + self.bias
+        return torch.addcmul(self.bias, nn.functional.layer_norm(x, x.shape[-1:], eps=self.eps), self.weight)
 
 
 class EnsembleMLP(nn.Module):

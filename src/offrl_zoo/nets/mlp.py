@@ -8,7 +8,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "mish": nn.Mish, "silu": nn.SiLU, "tanh": nn.Tanh}
+from offrl_zoo.nets.activations import Mish
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "mish": Mish, "silu": nn.SiLU, "tanh": nn.Tanh}
 
 
 def activation(name: str) -> nn.Module:

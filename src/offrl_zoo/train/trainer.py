@@ -190,8 +190,9 @@ class Trainer:
         window_start, window_steps = time.perf_counter(), 0
         started = time.perf_counter() - elapsed
         self.algo.train()
+        update = self.algo.compiled_update(stage)
         for step in range(first, steps):
-            metrics = stage.update(rb.sample(), step)
+            metrics = update(rb.sample(), step)
             for key, value in metrics.items():
                 sums[key] = sums[key] + value if key in sums else value.detach().clone()
                 counts[key] = counts.get(key, 0) + 1

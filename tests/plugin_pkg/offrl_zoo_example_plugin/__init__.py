@@ -40,7 +40,7 @@ class MLBC(Algorithm):
         super().__init__(spec, cfg, device)
         self.policy = GaussianPolicy(spec.obs_dim, spec.action_dim, cfg.hidden, init="torch")
         self.to(self.device)
-        self.optimizers["policy"] = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr)
+        self.optimizers["policy"] = self.adam(self.policy.parameters(), lr=cfg.lr)
 
     def stages(self) -> list[Stage]:
         return [Stage("train", self.cfg.steps, self.cfg.batch_size, self.update, modules=("policy",))]

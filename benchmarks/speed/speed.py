@@ -1,0 +1,178 @@
+"""Training and acting speed of every registered algorithm, eager and fast path, at a task's shapes.
+
+For each algorithm and each path (``eager``: the reference; ``fast``: ``fast=true``, i.e. fused
+optimisers and torch.compile), in a fresh subprocess so that peak memory and compile caches are its own:
+seconds per 1 000 gradient updates of each stage (batches drawn from a TorchRL replay buffer over
+100 000 synthetic transitions, as in training, after a warm-up that includes compilation), the cost of
+drawing one batch, action latency for 1 and 16 observations, network evaluations per action and peak
+memory. Official batch and network sizes. Writes JSON and Markdown under benchmarks/results/speed/.
+
+    python benchmarks/speed/speed.py --obs-dim 11 --action-dim 3 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "speed"
+# Figures quoted by the project's speed issue for the official implementations (and CORL's IQL), measured
+# on a machine of this kind at hopper shapes, one thread; not re-measured here.
+REFERENCE_S_PER_1000 = {("dtql", "train"): 78.9, ("dtql", "pretrain"): 62.8, ("srpo", "policy"): 40.5,
+                        ("srpo", "critic"): 27.8, ("iql", "train"): 16.4}
+REFERENCE_ACT_MS = {"dtql": 23.7}
+
+
+def measure(name: str, path: str, args: argparse.Namespace) -> dict:
+    """One algorithm on one path, in this process."""
+    import torch
+
+    from offrl_zoo import registry
+    from offrl_zoo.bench.timing import seconds_per_update, synthetic_data
+    from offrl_zoo.data.buffer import make_replay_buffer
+    from offrl_zoo.spec import DataSpec
+    from offrl_zoo.train.cost import network_evaluations_per_action, peak_memory, seconds_per_act, sync
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    spec = DataSpec(args.obs_dim, args.action_dim, (-1.0,) * args.action_dim, (1.0,) * args.action_dim)
+    data = synthetic_data(spec, 100_000, device)
+    cls = registry.get(name)
+    torch.manual_seed(0)
+    algo = cls(spec, cls.Config(fast=path == "fast"), device)
+    stages = []
+    for stage in algo.stages():
+        started = time.perf_counter()
+        update = algo.compiled_update(stage)
+        update_s = seconds_per_update(stage, data, args.warmup, args.steps, device, update)
+        warmup_s = time.perf_counter() - started - update_s * args.steps
+        rb = make_replay_buffer(data, stage.batch_size, stage.sampling, torch.Generator(device=device).manual_seed(1))
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            rb.sample()
+        sync(device)
+        sample_s = (time.perf_counter() - t0) / args.steps
+        stages.append({"stage": stage.name, "batch_size": stage.batch_size, "s_per_1000": 1000 * update_s,
+                       "sample_ms": 1000 * sample_s, "warmup_s": warmup_s})
+    started = time.perf_counter()
+    for b in (1, 16):  # first calls: compilation on the fast path
+        algo.act(torch.zeros(b, spec.obs_dim, device=device))
+    sync(device)
+    act = {"act_first_calls_s": time.perf_counter() - started}
+    act |= {f"act_ms_{b}": 1000 * seconds_per_act(algo, b, warmup=10, repeats=args.act_repeats) for b in (1, 16)}
+    if path == "eager":  # forward hooks count evaluations; compiled code would not call them
+        act["nfe_per_action"] = network_evaluations_per_action(algo)
+    return {"algorithm": name, "path": path, "stages": stages, **act, **peak_memory()}
+
+
+def run_child(name: str, path: str, argv: list[str], threads: int) -> dict:
+    cmd = [sys.executable, __file__, "--one", name, "--path", path, *argv]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"{name} ({path}) failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--algorithms", nargs="*", default=None, help="default: every registered algorithm")
+    p.add_argument("--paths", nargs="*", default=["eager", "fast"], choices=["eager", "fast"])
+    p.add_argument("--obs-dim", type=int, default=11)  # hopper
+    p.add_argument("--action-dim", type=int, default=3)
+    p.add_argument("--steps", type=int, default=300, help="timed updates per stage")
+    p.add_argument("--warmup", type=int, default=30, help="untimed updates first (compilation happens here)")
+    p.add_argument("--act-repeats", type=int, default=100)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--tag", default="", help="suffix of the result file names")
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--path", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def git_sha() -> str:
+    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    return sha + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def _f(value: float | None, digits: int = 1) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(meta: dict, results: list[dict]) -> str:
+    by = {(r["algorithm"], r["path"]): r for r in results}
+    names = sorted({r["algorithm"] for r in results})
+    lines = [f"# Speed, {meta['date']} ({meta['device']}, {meta['threads']} thread(s), torch {meta['torch']}, "
+             f"git {meta['git_sha']})", "", f"Command: `{meta['command']}`", "",
+             f"Shapes obs={meta['obs_dim']}, action={meta['action_dim']}; {meta['timed_steps']} timed updates per "
+             f"stage after {meta['warmup']} warm-up updates; official batch and network sizes. `eager` is the "
+             "reference path, `fast` is `fast=true` (fused Adam/AdamW, torch.compile of update and act). "
+             "`official` are the figures of the official implementations quoted by the speed issue (same "
+             "machine kind), not re-measured here.", "",
+             "| algorithm | stage | batch | eager s/1k | fast s/1k | eager/fast | official s/1k "
+             "| sampling, % of eager step | compile + warm-up (s) |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        eager, fast = by.get((name, "eager")), by.get((name, "fast"))
+        base = eager or fast
+        for i, stage in enumerate(base["stages"]):
+            e = eager["stages"][i] if eager else None
+            f = fast["stages"][i] if fast else None
+            ratio = e["s_per_1000"] / f["s_per_1000"] if e and f else None
+            share = 100 * e["sample_ms"] / e["s_per_1000"] if e else None
+            lines.append(f"| {name} | {stage['stage']} | {stage['batch_size']} | {_f(e and e['s_per_1000'])} | "
+                         f"{_f(f and f['s_per_1000'])} | {_f(ratio, 2)} | "
+                         f"{_f(REFERENCE_S_PER_1000.get((name, stage['stage'])))} | {_f(share)} | "
+                         f"{_f(f and f['warmup_s'])} |")
+    lines += ["", "| algorithm | act 1 obs eager (ms) | fast (ms) | act 16 obs eager (ms) | fast (ms) "
+              "| official 1 obs (ms) | NFE / action | peak RSS eager (MB) | fast (MB) |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        eager, fast = by.get((name, "eager")), by.get((name, "fast"))
+        lines.append(f"| {name} | {_f(eager and eager['act_ms_1'], 2)} | {_f(fast and fast['act_ms_1'], 2)} | "
+                     f"{_f(eager and eager['act_ms_16'], 2)} | {_f(fast and fast['act_ms_16'], 2)} | "
+                     f"{_f(REFERENCE_ACT_MS.get(name))} | {eager.get('nfe_per_action', '') if eager else ''} | "
+                     f"{_f(eager and eager['peak_rss_mb'], 0)} | {_f(fast and fast['peak_rss_mb'], 0)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    args = parse()
+    if args.one:
+        print(json.dumps(measure(args.one, args.path, args)))
+        return
+    import torch
+
+    from offrl_zoo import registry
+
+    results = []
+    for name in args.algorithms or sorted(registry.available()):
+        for path in args.paths:
+            result = run_child(name, path, sys.argv[1:], args.threads)
+            results.append(result)
+            stages = ", ".join(f"{s['stage']} {s['s_per_1000']:.1f}" for s in result["stages"])
+            print(f"{name:8s} {path:5s} s/1000: {stages}; act {result['act_ms_1']:.2f} / {result['act_ms_16']:.2f} ms",
+                  flush=True)
+    meta = {"date": dt.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "device": args.device, "threads": args.threads, "torch": torch.__version__,
+            "git_sha": git_sha(), "obs_dim": args.obs_dim, "action_dim": args.action_dim,
+            "timed_steps": args.steps, "warmup": args.warmup,
+            "command": "python benchmarks/speed/speed.py " + " ".join(sys.argv[1:])}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = f"{meta['date']}-speed-{torch.device(args.device).type}{'-' + args.tag if args.tag else ''}"
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    (RESULTS / f"{stem}.md").write_text(markdown(meta, results))
+    print(f"wrote {RESULTS / stem}.json/.md")
+
+
+if __name__ == "__main__":
+    main()
