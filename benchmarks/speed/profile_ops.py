@@ -1,8 +1,8 @@
 """Where one algorithm's update (or act) spends its time: torch.profiler's operators by self CPU time,
 grouped into matrix products, activations, normalisation, optimiser and the rest.
 
-    python benchmarks/speed/profile.py dtql --stage train --path eager --steps 30
-    python benchmarks/speed/profile.py dtql --act 1
+    python benchmarks/speed/profile_ops.py dtql --stage train --path eager --steps 30
+    python benchmarks/speed/profile_ops.py dtql --act 1
 """
 
 from __future__ import annotations
