@@ -36,8 +36,9 @@ def network_evaluations_per_action(algo: Algorithm, deterministic: bool = True) 
         for layer in _leaf_layers(net):
             counts[id(layer)] = 0
             handles.append(layer.register_forward_hook(lambda m, i, o: counts.__setitem__(id(m), counts[id(m)] + 1)))
-    try:
-        algo.act(torch.zeros(1, algo.spec.obs_dim, device=algo.obs_loc.device), deterministic=deterministic)
+    try:  # eager even on the fast path: compiled code need not call the hooks
+        with torch.compiler.set_stance("force_eager"):
+            algo.act(torch.zeros(1, algo.spec.obs_dim, device=algo.obs_loc.device), deterministic=deterministic)
     finally:
         for handle in handles:
             handle.remove()
