@@ -18,6 +18,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
+from offrl_zoo.nets.losses import adam
 from offrl_zoo.spec import DataSpec
 
 REWARD_TRANSFORMS = ("raw", "return_range", "minus_one", "dql_antmaze", "standardize")
@@ -188,8 +189,7 @@ class Algorithm(nn.Module):
     def adam(self, params: Any, optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
              **kwargs: Any) -> torch.optim.Optimizer:
         """``optimizer(params, **kwargs)`` (Adam or AdamW), with the fused kernel on the fast path."""
-        fused = self.cfg.fast and self.device.type in ("cpu", "cuda")
-        return optimizer(params, fused=True if fused else None, **kwargs)
+        return adam(params, self.cfg.fast, optimizer, **kwargs)
 
     def compiled_update(self, stage: Stage) -> UpdateFn:
         """``stage.update``, compiled on the fast path."""

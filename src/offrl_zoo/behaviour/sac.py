@@ -15,7 +15,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from offrl_zoo.nets import QEnsemble, TanhGaussianPolicy, frozen, frozen_copy, polyak_update_
-from offrl_zoo.nets.losses import not_done, step_optimizer
+from offrl_zoo.nets.losses import adam, not_done, step_optimizer
 
 
 @dataclass
@@ -66,11 +66,10 @@ class SAC(nn.Module):
         initial = 0.0 if cfg.fixed_alpha is None else math.log(cfg.fixed_alpha)
         self.log_alpha = nn.Parameter(torch.full((), initial), requires_grad=cfg.fixed_alpha is None)
         self.target_entropy = -float(action_dim)
-        adam = dict(lr=cfg.lr, fused=True) if cfg.fused_adam else dict(lr=cfg.lr)
         self.optimizers = {
-            "actor": torch.optim.Adam(self.actor.parameters(), **adam),
-            "critic": torch.optim.Adam(self.critic.parameters(), **adam),
-            "alpha": torch.optim.Adam([self.log_alpha], **adam),
+            "actor": adam(self.actor.parameters(), cfg.fused_adam, lr=cfg.lr),
+            "critic": adam(self.critic.parameters(), cfg.fused_adam, lr=cfg.lr),
+            "alpha": adam([self.log_alpha], cfg.fused_adam, lr=cfg.lr),
         }
 
     def update(self, batch: TensorDict) -> TensorDict:

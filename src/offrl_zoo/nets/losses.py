@@ -16,6 +16,15 @@ def not_done(batch) -> torch.Tensor:
     return 1.0 - batch["next", "terminated"].reshape(-1).float()
 
 
+def adam(params, fused: bool, optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
+         **kwargs) -> torch.optim.Optimizer:
+    """``optimizer(params, **kwargs)`` (Adam or AdamW); with ``fused``, its fused kernel where the parameters'
+    device has one (CPU, CUDA). Same maths as the default per-tensor loop, to float rounding."""
+    params = list(params)
+    fused = fused and bool(params) and params[0].device.type in ("cpu", "cuda")
+    return optimizer(params, fused=True if fused else None, **kwargs)
+
+
 def step_optimizer(
     optimizer: torch.optim.Optimizer, loss: torch.Tensor, scheduler=None, max_grad_norm: float | None = None
 ) -> torch.Tensor | None:
