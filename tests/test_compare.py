@@ -31,8 +31,8 @@ def test_only_runs_that_can_share_a_stage_wait_for_each_other():
 
     runs = {r.algorithm: r for r in plan(["dtql", "dtql-kl", "iql"], None, ["hopper-medium-v2"], 1, "paper").runs}
     assert runs["dtql"].shared_kinds == runs["dtql-kl"].shared_kinds == ("dtql-pretrain/1",)
-    assert shares_stages(runs["dtql"], runs["dtql-kl"])
-    assert not shares_stages(runs["dtql"], runs["iql"])
+    assert shares_stages((runs["dtql"],), (runs["dtql-kl"],))
+    assert not shares_stages((runs["dtql"],), (runs["iql"],))
 
 
 def test_store_refuses_other_settings_and_foreign_folders(tmp_path):
@@ -78,3 +78,23 @@ def test_estimate_counts_a_shared_stage_once_per_task_and_seed():
     compute, saved = sweep_compute(runs, estimates)
     assert saved == 2 * 10.0  # dtql-kl reuses dtql's pretraining, once per seed
     assert compute == 2 * (35.0 + 45.0 + 21.0) - saved
+
+
+def test_vectorized_seeds_train_each_group_in_one_process(tmp_path):
+    from offrl_zoo.bench.executors import run_local, seed_groups
+
+    store = tmp_path / "store"
+    sweep = plan(["td3bc", "bc"], None, TASKS[:1], 3, "40", ["hidden=[32,32]"])
+    record_sweep(store, sweep)
+    todo = [s for s in sweep.runs if not (s.algorithm == "bc" and s.seed == 1)]  # a gap splits bc's seeds
+    groups = seed_groups(todo, vectorize=True)
+    assert sorted(tuple(s.seed for s in g) for g in groups) == [(0,), (0, 1, 2), (2,)]
+    settings = TrainSettings(eval_episodes=20, eval_every=40, vectorize_seeds=True)
+    results = run_local(todo, store, settings, jobs=1, log=lambda m: None)
+    assert set(results.values()) == {"done"} and len(results) == len(todo)
+    td3bc = [s for s in todo if s.algorithm == "td3bc"]
+    for spec in td3bc:
+        provenance = json.loads((spec.run_dir(store) / "provenance.json").read_text())
+        assert provenance["vectorized_seeds"] == [0, 1, 2]
+    logs = {(s.run_dir(store) / "train.log").stat().st_ino for s in td3bc}
+    assert len(logs) == 1  # one process, one log, linked into each run directory

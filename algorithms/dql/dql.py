@@ -15,7 +15,15 @@ from tensordict import TensorDict
 
 from offrl_zoo.algorithm import Algorithm, BaseConfig, Stage, check_choice, check_positive, check_unit_interval
 from offrl_zoo.diffusion import DQLNoiseNet, VPSchedule
-from offrl_zoo.nets import QEnsemble, describe_selection, frozen, frozen_copy, polyak_update_, select_candidates
+from offrl_zoo.nets import (
+    QEnsemble,
+    describe_selection,
+    frozen,
+    frozen_copy,
+    polyak_update_,
+    seed_batch,
+    select_candidates,
+)
 from offrl_zoo.nets.losses import not_done, step_optimizer
 
 OFFICIAL_LR_STEP_EVERY = 50_000  # the official scheduler steps once per train() call: eval_freq 50 epochs × 1000
@@ -147,7 +155,7 @@ class DQL(Algorithm):
         bc_loss = self.diffusion.eps_loss(self.actor, batch["action"], obs)
         with frozen(self.critic):  # gradients reach the action, not the critic (updated already this step)
             q = self.critic(obs, self.sample(self.actor, obs))
-        order = torch.randperm(2, device=obs.device)  # the random head, from torch's RNG (exact resume)
+        order = seed_batch.randperm(2, device=obs.device)  # the random head, from torch's RNG (exact resume)
         scale = None
         if cfg.q_norm == "dataset":
             with torch.no_grad():

@@ -16,7 +16,7 @@ from tensordict import TensorDict
 
 from offrl_zoo.algorithm import check_choice, check_positive
 from offrl_zoo.diffusion import EDMScoreNet, dmd_distillation_loss
-from offrl_zoo.nets import frozen
+from offrl_zoo.nets import frozen, seed_batch
 from offrl_zoo.nets.losses import step_optimizer
 
 
@@ -55,7 +55,7 @@ class DTQLKL(DTQL):
 
     def sample_actions(self, obs: torch.Tensor) -> torch.Tensor:
         sigma = self.cfg.generation_sigma
-        z = sigma * torch.randn(obs.shape[0], self.spec.action_dim, device=obs.device)
+        z = sigma * seed_batch.randn(obs.shape[0], self.spec.action_dim, device=obs.device)
         return self.generator(z, obs, sigma)  # no preconditioning, no clip: the raw network output
 
     @torch.no_grad()

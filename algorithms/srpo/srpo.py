@@ -25,7 +25,7 @@ from offrl_zoo.algorithm import (
 )
 from offrl_zoo.diffusion import ResNetNoiseNet, vp_sde_alpha_sigma
 from offrl_zoo.diffusion.vp_sde import vp_sde_eps_loss
-from offrl_zoo.nets import DeterministicActor, EnsembleMLP, QEnsemble, frozen_copy, polyak_update_
+from offrl_zoo.nets import DeterministicActor, EnsembleMLP, QEnsemble, frozen_copy, polyak_update_, seed_batch
 from offrl_zoo.nets.losses import expectile_loss, not_done, step_optimizer
 
 BEHAVIOUR_T_MIN = 1e-3  # behaviour loss: t ~ U(1e-3, 1)
@@ -183,21 +183,23 @@ class SRPO(Algorithm):
             weight = alpha / sigma
         else:
             weight = torch.ones_like(sigma)
-        probe = action.detach().requires_grad_(True)  # the target critic is frozen: no weight gradients
-        heads = self.critic_target(obs, probe)
-        q = heads.mean(0) if cfg.q_reduce == "mean" else heads.min(0).values
-        (g,) = torch.autograd.grad(q.sum(), probe)
+
+        def q_sum(a: torch.Tensor) -> torch.Tensor:  # the target critic is frozen: no weight gradients
+            heads = self.critic_target(obs, a)
+            return (heads.mean(0) if cfg.q_reduce == "mean" else heads.min(0).values).sum()
+
+        g, q_total = seed_batch.input_grad(q_sum, action.detach())
         if cfg.regq:
             g = g / g.pow(2).mean(-1, keepdim=True).sqrt()
         loss = (weight * (eps * action).sum(-1) - cfg.beta * (g * action).sum(-1)).mean()
-        return loss, q.detach().mean()
+        return loss, q_total.detach() / action.shape[0]
 
     def policy_update(self, batch: TensorDict, step: int) -> TensorDict:
         obs = batch["observation"]
         action = self.actor(obs)
         low, high = POLICY_T_RANGE
-        t = torch.rand(obs.shape[0], device=obs.device) * (high - low) + low
-        loss, q = self.policy_loss(obs, action, t, torch.randn_like(action))
+        t = seed_batch.rand(obs.shape[0], device=obs.device) * (high - low) + low
+        loss, q = self.policy_loss(obs, action, t, seed_batch.randn_like(action))
         step_optimizer(self.optimizers["actor"], loss, self.schedulers["actor"])
         return TensorDict({"policy_loss": loss.detach(), "q_policy": q})
 

@@ -8,7 +8,7 @@ import torch
 from tensordict import TensorDict
 
 from offrl_zoo.algorithm import Algorithm, BaseConfig, Stage, check_positive, check_unit_interval
-from offrl_zoo.nets import DeterministicActor, QEnsemble, frozen, frozen_copy, polyak_update_
+from offrl_zoo.nets import DeterministicActor, QEnsemble, frozen, frozen_copy, polyak_update_, seed_batch
 from offrl_zoo.nets.losses import not_done, step_optimizer
 
 
@@ -57,7 +57,7 @@ class TD3BC(Algorithm):
         cfg, a_max = self.cfg, self.max_action
         obs, action, next_obs = batch["observation"], batch["action"], batch["next", "observation"]
         with torch.no_grad():
-            noise = (torch.randn_like(action) * cfg.policy_noise * a_max).clamp(
+            noise = (seed_batch.randn_like(action) * cfg.policy_noise * a_max).clamp(
                 -cfg.noise_clip * a_max, cfg.noise_clip * a_max
             )
             next_action = (self.actor_target(next_obs) + noise).clamp(-a_max, a_max)

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from offrl_zoo.cli_args import add_fast_flag, positive_int, seed_int
+from offrl_zoo.cli_args import add_fast_flag, add_vectorize_flag, positive_int, seed_int
 from offrl_zoo.cli_compare import add_compare_parsers
 from offrl_zoo.cli_data import add_data_parser
 
@@ -57,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_config_args(p)
-    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0, help="the run's seed (the first one with --seeds)")
+    p.add_argument("--seeds", type=positive_int, default=1,
+                   help="train seeds SEED..SEED+N-1, one after another (each as its own run)")
+    add_vectorize_flag(p)
     p.add_argument("--steps", type=positive_int, help="cap every training stage at this many gradient steps (recorded)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--out", default="runs", help="results root; the run goes to OUT/ALGO/TASK/seedN")
@@ -132,9 +135,13 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import torch
 
+    from offrl_zoo.config import ConfigError
     from offrl_zoo.train.run import RunRequest, train
+    from offrl_zoo.train.run_seeds import train_seed_batch
 
     torch.set_num_threads(args.threads)
     request = RunRequest(
@@ -145,13 +152,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, transitions=args.transitions, download=not args.offline,
         data_source=args.data_source,
     )
-    run_dir = train(request, out=args.out, run_dir=args.run_dir, progress=not args.no_progress,
-                    stage_cache=args.stage_cache)
-    summary = json.loads((run_dir / "done").read_text())
-    final = summary.get("final_eval") or {}
-    score = f"score {final['score_mean']:.1f} ± {final['score_std']:.1f}" if "score_mean" in final else ""
-    ret = f"return {final['return_mean']:.2f} ± {final['return_std']:.2f}" if final else "no evaluation"
-    print(f"{run_dir}: {ret} {score} ({summary.get('elapsed_s')} s of training)")
+    requests = [dataclasses.replace(request, seed=args.seed + i) for i in range(args.seeds)]
+    if args.run_dir and len(requests) > 1:
+        raise ConfigError("--run-dir names one run; with --seeds use --out (runs go to OUT/ALGO/TASK/seedN)")
+    progress = not args.no_progress
+    if args.vectorize_seeds:
+        run_dirs = train_seed_batch(requests, out=args.out, progress=progress, stage_cache=args.stage_cache)
+    else:
+        run_dirs = [train(r, out=args.out, run_dir=args.run_dir, progress=progress, stage_cache=args.stage_cache)
+                    for r in requests]
+    for run_dir in run_dirs:
+        summary = json.loads((run_dir / "done").read_text())
+        final = summary.get("final_eval") or {}
+        score = f"score {final['score_mean']:.1f} ± {final['score_std']:.1f}" if "score_mean" in final else ""
+        ret = f"return {final['return_mean']:.2f} ± {final['return_std']:.2f}" if final else "no evaluation"
+        print(f"{run_dir}: {ret} {score} ({summary.get('elapsed_s')} s of training)")
     return 0
 
 

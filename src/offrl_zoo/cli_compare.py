@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from offrl_zoo.cli_args import add_fast_flag, positive_int
+from offrl_zoo.cli_args import add_fast_flag, add_vectorize_flag, positive_int
 
 COMPARE_EXAMPLES = """\
 examples:
@@ -30,6 +30,7 @@ def add_compare_parsers(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--suite", help="named task suite (offrl-zoo list suites)")
     where.add_argument("--tasks", nargs="+", help="explicit task ids instead of a suite")
     p.add_argument("--seeds", type=positive_int, default=3, help="seeds 0..N-1 (default 3)")
+    add_vectorize_flag(p)
     p.add_argument("--budget", default="quick",
                    help="paper (official steps), quick (capped, CPU-friendly; default) or a step cap per stage")
     p.add_argument("--out", help="results store (default results/<suite>-<budget>)")
@@ -119,7 +120,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     store.mkdir(parents=True, exist_ok=True)
     record_sweep(store, sweep)
     settings = executors.TrainSettings(device=args.device, threads=args.threads, eval_every=eval_every,
-                                       eval_episodes=args.eval_episodes, data_source=args.data_source)
+                                       eval_episodes=args.eval_episodes, data_source=args.data_source,
+                                       vectorize_seeds=args.vectorize_seeds)
     if args.executor == "ray":
         results = executors.run_ray(todo, store, settings, args.ray_address)
     else:

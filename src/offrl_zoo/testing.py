@@ -132,7 +132,45 @@ def check_state_dict_is_safe(algo_cls: type[Algorithm]) -> None:
         assert torch.equal(a, b), f"{k} differs after load_state_dict"
 
 
-CHECKS = (check_act, check_update_touches_declared_modules, check_resume, check_state_dict_is_safe)
+# Vectorised seeds against seeds run alone, after ``steps`` updates of every stage: batched matmuls and
+# reductions round differently, and Adam's first steps amplify that, so the tolerance is loose (a wrong
+# RNG stream or a gradient leaking between seeds gives differences of order 1).
+VECTOR_RTOL, VECTOR_ATOL = 1e-3, 1e-4
+# Weights: Adam turns a rounding difference in a near-zero gradient into up to one lr-sized step (3e-4)
+# in a few single elements; a leak or a wrong stream moves every element.
+WEIGHT_MEAN_ATOL, WEIGHT_MAX_ATOL = 1e-6, 1e-3
+
+
+def check_vectorized_seeds(algo_cls: type[Algorithm], n: int = 2, steps: int = 3) -> None:
+    """N seeds trained as one batched model (``--vectorize-seeds``) compute what each seed computes alone:
+    the same metrics at every step and the same weights after every stage. An update that draws random
+    numbers with ``torch.rand*`` directly, instead of ``offrl_zoo.nets.seed_batch``, fails here."""
+    from offrl_zoo.train.seed_batch_model import SeedBatch
+
+    generators = [torch.Generator().manual_seed(1000 + i) for i in range(n)]
+    batch = SeedBatch([make(algo_cls, seed=i) for i in range(n)], generators)
+    alone = [make(algo_cls, seed=i) for i in range(n)]
+    rng = [torch.Generator().manual_seed(1000 + i).get_state() for i in range(n)]
+    for index, stage in enumerate(batch.stages()):
+        batched = [batch.update(stage, torch.stack([random_batch(tiny_spec(), seed=100 * i + 10 * index + step)
+                                                    for i in range(n)]), step) for step in range(steps)]
+        for i, algo in enumerate(alone):
+            torch.set_rng_state(rng[i])
+            own = algo.stages()[index]
+            for step in range(steps):
+                metrics = own.update(random_batch(tiny_spec(), seed=100 * i + 10 * index + step), step)
+                for key, value in metrics.items():
+                    torch.testing.assert_close(batched[step][key][i], value, rtol=VECTOR_RTOL, atol=VECTOR_ATOL,
+                                               msg=f"{stage.name} seed {i} step {step} {key}")
+            rng[i] = torch.get_rng_state()
+            for (name, p), (_, q) in zip(batch.unstack(i).named_parameters(), algo.named_parameters(), strict=True):
+                diff = (p - q).abs()
+                assert diff.mean() <= WEIGHT_MEAN_ATOL and diff.max() <= WEIGHT_MAX_ATOL, (
+                    f"after {stage.name}, seed {i}, {name}: mean |Δ| {diff.mean():.2e}, max |Δ| {diff.max():.2e}")
+
+
+CHECKS = (check_act, check_update_touches_declared_modules, check_resume, check_state_dict_is_safe,
+          check_vectorized_seeds)
 
 
 def check_all(algo_cls: type[Algorithm]) -> None:

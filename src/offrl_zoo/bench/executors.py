@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import json
 import os
 import signal
@@ -35,14 +36,50 @@ class TrainSettings:
     checkpoint_every: int = 10_000
     log_every: int = 1000
     data_source: str = "auto"
+    vectorize_seeds: bool = False  # consecutive seeds of one algorithm and task as one batched process
 
 
-def train_command(spec: RunSpec, store: Path, s: TrainSettings) -> list[str]:
+Group = tuple[RunSpec, ...]  # runs trained by one process: one run, or seeds batched with --vectorize-seeds
+
+
+def seed_groups(runs: list[RunSpec], vectorize: bool) -> list[Group]:
+    """One group per run; with ``vectorize``, the runs that differ only in consecutive seeds form one group
+    (one ``train --seeds K --vectorize-seeds`` process)."""
+    if not vectorize:
+        return [(r,) for r in runs]
+    by_rest: dict[RunSpec, list[RunSpec]] = {}
+    for run in runs:
+        by_rest.setdefault(dataclasses.replace(run, seed=0), []).append(run)
+    groups: list[Group] = []
+    for members in by_rest.values():
+        members.sort(key=lambda r: r.seed)
+        chunk = [members[0]]
+        for run in members[1:]:
+            if run.seed != chunk[-1].seed + 1:
+                groups.append(tuple(chunk))
+                chunk = []
+            chunk.append(run)
+        groups.append(tuple(chunk))
+    return groups
+
+
+def label(group: Group) -> str:
+    if len(group) == 1:
+        return group[0].label()
+    return f"{group[0].algorithm} {group[0].task} seeds {group[0].seed}-{group[-1].seed} (vectorised)"
+
+
+def train_command(group: Group, store: Path, s: TrainSettings, vectorize: bool = False) -> list[str]:
+    spec = group[0]
     cmd = [sys.executable, "-m", "offrl_zoo.cli", "train", spec.algorithm, "--task", spec.task,
-           "--seed", str(spec.seed), "--run-dir", str(spec.run_dir(store)), "--stage-cache", str(store / "stages"),
+           "--seed", str(spec.seed), "--stage-cache", str(store / "stages"),
            "--device", s.device, "--threads", str(s.threads), "--eval-every", str(s.eval_every),
            "--checkpoint-every", str(s.checkpoint_every), "--log-every", str(s.log_every),
            "--data-source", s.data_source, "--no-progress"]
+    if vectorize:
+        cmd += ["--seeds", str(len(group)), "--vectorize-seeds", "--out", str(store / "runs")]
+    else:
+        cmd += ["--run-dir", str(spec.run_dir(store))]
     if spec.preset:
         cmd += ["--preset", spec.preset]
     if (budget_file := spec.budget_file(store)) is not None:
@@ -60,13 +97,18 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
 
 
-def launch(spec: RunSpec, store: Path, settings: TrainSettings) -> subprocess.Popen:
-    run_dir = spec.run_dir(store)
-    run_dir.mkdir(parents=True, exist_ok=True)
+def launch(group: Group, store: Path, settings: TrainSettings) -> subprocess.Popen:
+    """The training process of ``group``; its output goes to each run's ``train.log`` (one file, linked)."""
+    logs = [spec.run_dir(store) / TRAIN_LOG for spec in group]
+    for path in logs:
+        path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(settings.threads))  # no OpenMP oversubscription
-    with open(run_dir / TRAIN_LOG, "a") as log:  # the child holds its own copy of the descriptor
-        return subprocess.Popen(train_command(spec, store, settings), stdout=log, stderr=subprocess.STDOUT,
-                                preexec_fn=_die_with_parent, env=env)
+    with open(logs[0], "a") as log:  # the child holds its own copy of the descriptor
+        for path in logs[1:]:
+            path.unlink(missing_ok=True)
+            os.link(logs[0], path)
+        return subprocess.Popen(train_command(group, store, settings, vectorize=settings.vectorize_seeds),
+                                stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, env=env)
 
 
 def outcome(spec: RunSpec, store: Path) -> str:
@@ -91,11 +133,12 @@ def summary_line(spec: RunSpec, store: Path, status: str, seconds: float) -> str
     return text
 
 
-def shares_stages(a: RunSpec, b: RunSpec) -> bool:
+def shares_stages(a: Group, b: Group) -> bool:
     """Runs that may reuse each other's shared stages (same task, seed and stage kind, e.g. DTQL and
     DTQL-KL pretraining) are not run side by side, so the second one finds the first one's finished
     stage in the cache instead of training it again."""
-    return a.task == b.task and a.seed == b.seed and bool(set(a.shared_kinds) & set(b.shared_kinds))
+    return any(x.task == y.task and x.seed == y.seed and bool(set(x.shared_kinds) & set(y.shared_kinds))
+               for x in a for y in b)
 
 
 LOCKED_RETRY_S = 5.0  # how often a run trained by another process (another sweep on the store) is checked
@@ -107,33 +150,34 @@ def run_local(runs: list[RunSpec], store: Path, settings: TrainSettings, jobs: i
     sweep on the same store) is left to it and checked again later, so both sweeps share the work and
     each ends with every run finished."""
     results: dict[RunSpec, str] = {}
-    queue = list(runs)
-    active: dict[subprocess.Popen, tuple[RunSpec, float]] = {}
-    not_before: dict[RunSpec, float] = {}  # locked runs: when to look again
+    queue = seed_groups(runs, settings.vectorize_seeds)
+    active: dict[subprocess.Popen, tuple[Group, float]] = {}
+    not_before: dict[Group, float] = {}  # locked runs: when to look again
     total = len(runs)
     try:
         while queue or active:
             while len(active) < jobs:
                 now = time.monotonic()
-                pick = next((r for r in queue if not_before.get(r, 0.0) <= now
-                             and not any(shares_stages(r, a) for a, _ in active.values())), None)
+                pick = next((g for g in queue if not_before.get(g, 0.0) <= now
+                             and not any(shares_stages(g, a) for a, _ in active.values())), None)
                 if pick is None:
                     break
                 queue.remove(pick)
-                if run_status(pick.run_dir(store)) == "running":  # another process holds its lock
+                if any(run_status(spec.run_dir(store)) == "running" for spec in pick):  # another process holds it
                     _wait_for_other(pick, queue, not_before, log)
                     continue
                 active[launch(pick, store, settings)] = (pick, time.perf_counter())
             time.sleep(0.2)
             for proc in [p for p in active if p.poll() is not None]:
-                spec, started = active.pop(proc)
-                status = outcome(spec, store)
-                if status == "locked":
-                    _wait_for_other(spec, queue, not_before, log)
+                group, started = active.pop(proc)
+                statuses = {spec: outcome(spec, store) for spec in group}
+                if "locked" in statuses.values():
+                    _wait_for_other(group, queue, not_before, log)
                     continue
-                results[spec] = status
-                line = summary_line(spec, store, status, time.perf_counter() - started)
-                log(f"[{len(results)}/{total}] {line}")
+                for spec, status in statuses.items():
+                    results[spec] = status
+                    line = summary_line(spec, store, status, time.perf_counter() - started)
+                    log(f"[{len(results)}/{total}] {line}")
     finally:
         for proc in active:  # Ctrl-C: stop the children too (they resume from their checkpoints)
             proc.terminate()
@@ -142,12 +186,12 @@ def run_local(runs: list[RunSpec], store: Path, settings: TrainSettings, jobs: i
     return results
 
 
-def _wait_for_other(spec: RunSpec, queue: list[RunSpec], not_before: dict[RunSpec, float],
+def _wait_for_other(group: Group, queue: list[Group], not_before: dict[Group, float],
                     log: Callable[[str], None]) -> None:
-    if spec not in not_before:
-        log(f"{spec.label()}: being trained by another process; this sweep waits for it")
-    not_before[spec] = time.monotonic() + LOCKED_RETRY_S
-    queue.append(spec)
+    if group not in not_before:
+        log(f"{label(group)}: being trained by another process; this sweep waits for it")
+    not_before[group] = time.monotonic() + LOCKED_RETRY_S
+    queue.append(group)
 
 
 def run_ray(runs: list[RunSpec], store: Path, settings: TrainSettings, address: str | None,
@@ -165,24 +209,25 @@ def run_ray(runs: list[RunSpec], store: Path, settings: TrainSettings, address: 
     gpus = 1 if settings.device.startswith("cuda") else 0
 
     @ray.remote(num_cpus=settings.threads, num_gpus=gpus, max_retries=retries)
-    def train_task(spec: RunSpec) -> tuple[str, float]:
+    def train_task(group: Group) -> tuple[dict[RunSpec, str], float]:
         started = time.perf_counter()
-        proc = launch(spec, store, settings)
+        proc = launch(group, store, settings)
         proc.wait()
-        status = outcome(spec, store)
-        if status == "interrupted":  # the training process was killed: let Ray retry the task
-            raise RuntimeError(f"{spec.label()}: training process exited with {proc.returncode}")
-        return status, time.perf_counter() - started
+        statuses = {spec: outcome(spec, store) for spec in group}
+        if "interrupted" in statuses.values():  # the training process was killed: let Ray retry the task
+            raise RuntimeError(f"{label(group)}: training process exited with {proc.returncode}")
+        return statuses, time.perf_counter() - started
 
-    pending = {train_task.remote(spec): spec for spec in runs}
+    pending = {train_task.remote(group): group for group in seed_groups(runs, settings.vectorize_seeds)}
     results: dict[RunSpec, str] = {}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
-        spec = pending.pop(ready[0])
+        group = pending.pop(ready[0])
         try:
-            status, seconds = ray.get(ready[0])
+            statuses, seconds = ray.get(ready[0])
         except Exception:  # retries exhausted
-            status, seconds = outcome(spec, store), 0.0
-        results[spec] = status
-        log(f"[{len(results)}/{len(runs)}] {summary_line(spec, store, status, seconds)}")
+            statuses, seconds = {spec: outcome(spec, store) for spec in group}, 0.0
+        for spec, status in statuses.items():
+            results[spec] = status
+            log(f"[{len(results)}/{len(runs)}] {summary_line(spec, store, status, seconds)}")
     return results

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from offrl_zoo.diffusion.embeddings import GaussianFourierEmbedding, LearnableFourierEmbedding, SinusoidalEmbedding
+from offrl_zoo.nets import seed_batch
 from offrl_zoo.nets.activations import Mish
 
 
@@ -62,7 +63,7 @@ class ResidualBlock(nn.Module):
     def __init__(self, hidden: int, act: type[nn.Module], dropout: float) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Dropout(dropout), nn.LayerNorm(hidden), nn.Linear(hidden, 4 * hidden), act(),
+            seed_batch.Dropout(dropout), nn.LayerNorm(hidden), nn.Linear(hidden, 4 * hidden), act(),
             nn.Linear(4 * hidden, hidden),
         )
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from offrl_zoo.nets import seed_batch
 from offrl_zoo.nets.mlp import frozen
 
 
@@ -41,7 +42,7 @@ class EDM:
             return 1.0 / (1.0 + math.exp(-(math.log(s) - loc) / scale))
 
         lo, hi = cdf(self.sigma_min), cdf(self.sigma_max)
-        u = torch.rand(n, dtype=torch.float64, device=device) * (hi - lo) + lo
+        u = seed_batch.rand(n, dtype=torch.float64, device=device) * (hi - lo) + lo
         return u.logit().mul(scale).add(loc).exp().float()
 
     def denoise(self, net: nn.Module, x_noisy: torch.Tensor, obs: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -61,7 +62,7 @@ class EDM:
         if sigma is None:
             sigma = self.sample_sigma(x.shape[0], x.device)
         if noise is None:
-            noise = torch.randn_like(x)
+            noise = seed_batch.randn_like(x)
         x_noisy = x + sigma.unsqueeze(-1) * noise
         c_skip, c_out, c_in = (c.unsqueeze(-1) for c in self.scalings(sigma))
         raw = net(c_in * x_noisy, obs, self.c_noise(sigma))
@@ -95,7 +96,7 @@ def dmd_distillation_loss(
     """
     sigma = edm.sample_sigma(action.shape[0], action.device)
     with torch.no_grad():
-        x_noisy = action + sigma.unsqueeze(-1) * torch.randn_like(action)
+        x_noisy = action + sigma.unsqueeze(-1) * seed_batch.randn_like(action)
         d_real = edm.denoise(real, x_noisy, obs, sigma)
         d_fake = edm.denoise(fake, x_noisy, obs, sigma)
         if clip is not None:

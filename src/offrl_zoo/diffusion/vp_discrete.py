@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from offrl_zoo.nets import seed_batch
+
 
 class VPSchedule(nn.Module):
     """β_i = 1 − exp(−b_min/T − ½(b_max − b_min)(2i − 1)/T²), i = 1..T; tables stored as buffers."""
@@ -34,8 +36,8 @@ class VPSchedule(nn.Module):
 
     def eps_loss(self, net: nn.Module, x: torch.Tensor, obs: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
         """‖ε_φ(x_t, s, t) − ε‖² with t ~ U{0..T−1}; ``mean`` over (b, j) (DQL) or ``sum_mean``: Σ_j, mean_b (IDQL)."""
-        t = torch.randint(0, self.steps, (x.shape[0],), device=x.device)
-        noise = torch.randn_like(x)
+        t = seed_batch.randint(self.steps, (x.shape[0],), device=x.device)
+        noise = seed_batch.randn_like(x)
         ab = self.alpha_bars[t].unsqueeze(-1)
         err = (net(ab.sqrt() * x + (1 - ab).sqrt() * noise, obs, t.float()) - noise).pow(2)
         return err.mean() if reduce == "mean" else err.sum(-1).mean()
@@ -45,14 +47,14 @@ class VPSchedule(nn.Module):
 
         Differentiable end to end: DQL's actor loss backpropagates through all T steps.
         """
-        x = torch.randn(obs.shape[0], action_dim, device=obs.device)
+        x = seed_batch.randn(obs.shape[0], action_dim, device=obs.device)
         for t in range(self.steps - 1, -1, -1):
             eps = net(x, obs, float(t))
             ab = self.alpha_bars[t]
             x0 = ((1 / ab).sqrt() * x - (1 / ab - 1).sqrt() * eps).clamp(-clip, clip)
             x = self.coef_x0[t] * x0 + self.coef_xt[t] * x
             if t > 0:
-                x = x + (0.5 * self.posterior_log_var[t]).exp() * torch.randn_like(x)
+                x = x + (0.5 * self.posterior_log_var[t]).exp() * seed_batch.randn_like(x)
         return x.clamp(-clip, clip)
 
     def sample_ancestral(
@@ -64,12 +66,12 @@ class VPSchedule(nn.Module):
         The noise variance is β_t (not β̃_t) and x̂0 is not clipped, as in the official code (bound 1); the
         t = 0 step is repeated ``repeat_last`` extra times (M), then a final clip.
         """
-        x = torch.randn(obs.shape[0], action_dim, device=obs.device)
+        x = seed_batch.randn(obs.shape[0], action_dim, device=obs.device)
         for t in [*range(self.steps - 1, -1, -1), *([0] * repeat_last)]:
             eps = net(x, obs, float(t))
             x = (x - self.betas[t] / (1 - self.alpha_bars[t]).sqrt() * eps) / self.alphas[t].sqrt()
             if t > 0:
-                x = x + self.betas[t].sqrt() * temperature * torch.randn_like(x)
+                x = x + self.betas[t].sqrt() * temperature * seed_batch.randn_like(x)
             if clip:
                 x = x.clamp(-bound, bound)
         return x.clamp(-bound, bound)

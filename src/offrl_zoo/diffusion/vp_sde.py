@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from offrl_zoo.nets import seed_batch
+
 
 def vp_sde_alpha_sigma(t: torch.Tensor, beta_0: float = 0.1, beta_1: float = 20.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(α_t, σ_t) with log α_t = −¼t²(β_1 − β_0) − ½tβ_0 and σ_t = √(1 − α_t²)."""
@@ -14,7 +16,7 @@ def vp_sde_alpha_sigma(t: torch.Tensor, beta_0: float = 0.1, beta_1: float = 20.
 
 def vp_sde_eps_loss(net, x: torch.Tensor, obs: torch.Tensor, t_min: float = 1e-3) -> torch.Tensor:
     """SRPO's behaviour loss mean_b Σ_j (ε_φ(α_t a + σ_t z, s, t) − z)², t ~ U(t_min, 1)."""
-    t = torch.rand(x.shape[0], device=x.device) * (1 - t_min) + t_min
-    z = torch.randn_like(x)
+    t = seed_batch.rand(x.shape[0], device=x.device) * (1 - t_min) + t_min
+    z = seed_batch.randn_like(x)
     alpha, sigma = (v.unsqueeze(-1) for v in vp_sde_alpha_sigma(t))
     return (net(alpha * x + sigma * z, obs, t) - z).pow(2).sum(-1).mean()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from offrl_zoo.nets import seed_batch
+
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
     """mean |τ − 1(diff < 0)| · diff² (IQL's value loss; diff = Q − V)."""
@@ -33,6 +35,8 @@ def step_optimizer(
     With ``max_grad_norm`` > 0 the gradients are clipped first (``clip_grad_norm_``, no host sync) and
     the norm before clipping is returned; otherwise nothing is returned.
     """
+    if seed_batch.is_seed_batched(loss):  # several seeds as one model (--vectorize-seeds)
+        return seed_batch.batched_step(optimizer, loss, scheduler, max_grad_norm)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     norm = None

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from offrl_zoo.nets import seed_batch
 from offrl_zoo.nets.activations import Mish
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "mish": Mish, "silu": nn.SiLU, "tanh": nn.Tanh}
@@ -35,7 +36,7 @@ def mlp(
             layers.append(nn.LayerNorm(width))
         layers.append(activation(act))
         if dropout > 0:
-            layers.append(nn.Dropout(dropout))
+            layers.append(seed_batch.Dropout(dropout))
         in_dim = width
     layers.append(nn.Linear(in_dim, out_dim))
     return nn.Sequential(*layers)
@@ -62,7 +63,9 @@ def init_weights_(module: nn.Module, scheme: str) -> nn.Module:
 @torch.no_grad()
 def polyak_update_(target: nn.Module, source: nn.Module, tau: float) -> None:
     """θ̄ ← τ·θ + (1 − τ)·θ̄ for every parameter, as one fused foreach kernel."""
-    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+    # Elementwise, so under vectorised seeds it runs on the stacked tensors behind the vmapped views.
+    targets = [seed_batch.unbatched(p) for p in target.parameters()]
+    torch._foreach_lerp_(targets, [seed_batch.unbatched(p) for p in source.parameters()], tau)
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:
@@ -82,12 +85,11 @@ class frozen:
     """
 
     def __init__(self, *modules: nn.Module) -> None:
-        self.params = [p for m in modules for p in m.parameters() if p.requires_grad]
+        params = (seed_batch.unbatched(p) for m in modules for p in m.parameters())
+        self.params = [p for p in params if p.requires_grad]
 
     def __enter__(self) -> None:
-        for p in self.params:
-            p.requires_grad_(False)
+        seed_batch.set_requires_grad(self.params, False)
 
     def __exit__(self, *exc: object) -> None:
-        for p in self.params:
-            p.requires_grad_(True)
+        seed_batch.set_requires_grad(self.params, True)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from offrl_zoo.nets import seed_batch
 from offrl_zoo.nets.mlp import init_weights_, mlp, orthogonal_init_
 
 
@@ -51,7 +52,7 @@ class GaussianPolicy(nn.Module):
 
     def forward(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         mean, std = self.mean_std(obs)
-        return mean if deterministic else mean + std * torch.randn_like(mean)
+        return mean if deterministic else mean + std * seed_batch.randn_like(mean)
 
 
 class TanhGaussianPolicy(nn.Module):
@@ -84,7 +85,7 @@ class TanhGaussianPolicy(nn.Module):
     def forward(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         """Reparameterised sample (or a_max·tanh(μ) when ``deterministic``)."""
         mu, std = self.mean_std(obs)
-        z = mu if deterministic else mu + std * torch.randn_like(mu)
+        z = mu if deterministic else mu + std * seed_batch.randn_like(mu)
         return (self.max_action * torch.tanh(z)).clamp(-self.max_action, self.max_action)
 
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:

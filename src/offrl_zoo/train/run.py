@@ -168,6 +168,14 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 
 def _train_locked(request: RunRequest, task: Task, resolved: ResolvedConfig, device: torch.device, run_dir: Path,
                   progress: bool, stage_cache: str | Path | None) -> None:
+    trainer = prepare_trainer(request, task, resolved, device, run_dir, progress, stage_cache)
+    finish_run(trainer, trainer.run())
+
+
+def prepare_trainer(request: RunRequest, task: Task, resolved: ResolvedConfig, device: torch.device, run_dir: Path,
+                    progress: bool, stage_cache: str | Path | None, seed_batch: list[int] | None = None) -> Trainer:
+    """Data, algorithm, claimed run directory and provenance of a run, ready to train. Seeds the global
+    RNGs from the run's seed before building the algorithm, as every run does."""
     (run_dir / FAILED).unlink(missing_ok=True)  # a retry of a failed run starts clean of the marker
     remove_stale_temps(run_dir)  # a kill during a write leaves only a temp file, never a half-written one
     dataset = load_dataset(task, request.dataset, rule=request.transitions, download=request.download,
@@ -194,11 +202,17 @@ def _train_locked(request: RunRequest, task: Task, resolved: ResolvedConfig, dev
         "stages": {s.name: {"planned_steps": s.steps, "run_steps": trainer.planned_steps(s),
                             "batch_size": s.batch_size, "sampling": s.sampling} for s in stages},
         "shortened": request.steps is not None and any(trainer.planned_steps(s) < s.steps for s in stages),
+        "vectorized_seeds": seed_batch,  # the seeds trained with it as one batched model, if any
     })
-    result = trainer.run()
+    return trainer
+
+
+def finish_run(trainer: Trainer, result: dict) -> None:
+    """Cost record and the ``done`` marker of a trained run."""
+    stages = trainer.algo.stages()
     updates = sum(trainer.planned_steps(s) for s in stages)
     reused = sum(r["step"] for r in trainer.metrics_log.read() if "reused_stage" in r)
-    cost = run_cost(algo, updates, reused, result["elapsed"], deterministic)
+    cost = run_cost(trainer.algo, updates, reused, result["elapsed"], trainer.evaluator.deterministic)
     trainer.mark_done({"final_eval": _summary(result["final_eval"]), "elapsed_s": round(result["elapsed"], 2),
                        "cost": cost})
 

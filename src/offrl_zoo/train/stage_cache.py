@@ -40,8 +40,16 @@ def _stage_state(algo: Algorithm, stage: Stage) -> dict:
     }
 
 
+def stage_folder(cache_dir: Path, identity: dict, stage: Stage) -> Path:
+    return Path(cache_dir) / f"{stage.name}-{identity_key(identity)}"
+
+
+def is_cached(cache_dir: Path, identity: dict, stage: Stage) -> bool:
+    return (stage_folder(cache_dir, identity, stage) / "identity.json").is_file()
+
+
 def save_stage(cache_dir: Path, identity: dict, algo: Algorithm, stage: Stage) -> Path:
-    folder = Path(cache_dir) / f"{stage.name}-{identity_key(identity)}"
+    folder = stage_folder(cache_dir, identity, stage)
     save_torch(folder / "stage.pt", _stage_state(algo, stage))
     write_json(folder / "identity.json", identity)  # written last: its presence marks a complete entry
     return folder
@@ -49,8 +57,8 @@ def save_stage(cache_dir: Path, identity: dict, algo: Algorithm, stage: Stage) -
 
 def load_stage(cache_dir: Path, identity: dict, algo: Algorithm, stage: Stage) -> Path | None:
     """Load a cached result of ``stage`` into ``algo``; the entry's folder, or None if there is none."""
-    folder = Path(cache_dir) / f"{stage.name}-{identity_key(identity)}"
-    if not (folder / "identity.json").is_file():
+    folder = stage_folder(cache_dir, identity, stage)
+    if not is_cached(cache_dir, identity, stage):
         return None
     state = load_torch(folder / "stage.pt", map_location="cpu")
     for name, module_state in state["modules"].items():

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from tensordict import TensorDict
+from torchrl.data import ReplayBuffer
 from tqdm.auto import tqdm
 
 from offrl_zoo.algorithm import Algorithm, Stage, derived_seed
@@ -25,7 +27,7 @@ from offrl_zoo.data.dataset import Dataset
 from offrl_zoo.errors import TrainingDiverged
 from offrl_zoo.train.evaluator import Evaluator
 from offrl_zoo.train.io import JsonlLog, load_torch, save_torch, write_json
-from offrl_zoo.train.stage_cache import load_stage, save_stage, stage_identity
+from offrl_zoo.train.stage_cache import is_cached, load_stage, save_stage, stage_folder, stage_identity
 
 CHECKPOINT = "checkpoint.pt"
 DONE = "done"
@@ -42,7 +44,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _rng_state(device: torch.device) -> dict:
+def rng_state(device: torch.device) -> dict:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     numpy_state = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                    "has_gauss": int(has_gauss), "cached": float(cached)}  # plain types: weights_only-safe
@@ -52,13 +54,31 @@ def _rng_state(device: torch.device) -> dict:
     return state
 
 
-def _set_rng_state(state: dict, device: torch.device) -> None:
+def set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     random.setstate(state["python"])
     if "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+@dataclass
+class StageRun:
+    """A stage being trained: where it starts, its batches, and the running sums of its log window."""
+
+    index: int
+    stages: list[Stage]
+    stage: Stage
+    first: int
+    steps: int
+    rb: ReplayBuffer
+    identity: dict | None
+    started: float
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    window_start: float = field(default_factory=time.perf_counter)
+    window_steps: int = 0
 
 
 @dataclass
@@ -87,6 +107,14 @@ class Trainer:
         self.metrics_log = JsonlLog(self.run_dir / "metrics.jsonl")
         self.eval_log = JsonlLog(self.run_dir / "eval.jsonl")
         self.generator = torch.Generator(device=algo.device)
+        self.elapsed = 0.0
+        self.last_eval: dict | None = None
+        self.bar: tqdm | None = None
+        # Called before the algorithm's state is read (evaluation, checkpoint, validation, stage cache);
+        # the seed-batched trainer writes the seed's slice of the batched model into ``algo`` here.
+        self.before_state_use: Callable[[], None] = lambda: None
+        # Whether a cached shared stage (by stage index) may replace training it.
+        self.may_reuse: Callable[[int], bool] = lambda index: True
 
     def planned_steps(self, stage: Stage) -> int:
         cap = self.settings.steps_cap
@@ -99,7 +127,7 @@ class Trainer:
             "algorithm": self.algo.state_dict(),
             "stage_index": stage_index,
             "next_step": next_step,
-            "rng": _rng_state(self.algo.device),
+            "rng": rng_state(self.algo.device),
             "generator": self.generator.get_state(),
             "sampler": sampler_state,
             "metrics_offset": self.metrics_log.offset(),
@@ -131,7 +159,7 @@ class Trainer:
         # Loaded on the CPU: RNG states must stay CPU tensors; load_state_dict copies weights to the device.
         state = load_torch(path, map_location="cpu")
         self.algo.load_state_dict(state["algorithm"])
-        _set_rng_state(state["rng"], self.algo.device)
+        set_rng_state(state["rng"], self.algo.device)
         self.generator.set_state(state["generator"])
         self.metrics_log.truncate(state["metrics_offset"])
         self.eval_log.truncate(state["eval_offset"])
@@ -139,32 +167,49 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self) -> dict:
+        for run in self.stage_runs():
+            update = self.algo.compiled_update(run.stage)
+            for step in range(run.first, run.steps):
+                self.after_step(run, step, update(run.rb.sample(), step))
+        return self.result()
+
+    def stage_runs(self) -> Iterator[StageRun]:
+        """Each stage still to train, ready to step; between them the trainer bookkeeps (and reuses
+        cached shared stages). Whoever iterates calls ``after_step`` once per update."""
         stages = self.algo.stages()
         resume = self.load_checkpoint()
         if resume is None:  # the caller seeded the global RNGs before building the algorithm
             self.generator.manual_seed(self.settings.seed)
+            for log in (self.metrics_log, self.eval_log):  # lines of a process killed before its first checkpoint
+                if log.path.is_file():
+                    log.truncate(0)
         start_stage = resume["stage_index"] if resume else 0
-        elapsed = resume["elapsed"] if resume else 0.0
+        self.elapsed = resume["elapsed"] if resume else 0.0
         total = sum(self.planned_steps(s) for s in stages)
         done_before = sum(self.planned_steps(s) for s in stages[:start_stage]) + (resume["next_step"] if resume else 0)
-        bar = tqdm(total=total, initial=done_before, disable=not self.settings.progress, unit="step",
-                   dynamic_ncols=True, desc=self.algo.name)
-        last_eval: dict | None = None
+        self.bar = tqdm(total=total, initial=done_before, disable=not self.settings.progress, unit="step",
+                        dynamic_ncols=True, desc=self.algo.name)
         try:
             for index in range(start_stage, len(stages)):
                 first = resume["next_step"] if (resume and index == start_stage) else 0
                 sampler = resume["sampler"] if (resume and index == start_stage) else None
-                elapsed, last_eval = self._run_stage(index, stages, first, sampler, elapsed, bar, last_eval)
+                run = self._begin_stage(index, stages, first, sampler)
+                if run is not None:
+                    yield run
+                    self.elapsed = time.perf_counter() - run.started
         finally:
-            bar.close()
+            self.bar.close()
             if self.evaluator is not None:
                 self.evaluator.close()
-        if last_eval is None:  # resumed after the last evaluation: take it from the log
-            evals = self.eval_log.read()
-            last_eval = evals[-1] if evals else None
-        return {"elapsed": elapsed, "final_eval": last_eval}
 
-    def _run_stage(self, index, stages, first, sampler_state, elapsed, bar, last_eval):
+    def result(self) -> dict:
+        if self.last_eval is None:  # resumed after the last evaluation: take it from the log
+            evals = self.eval_log.read()
+            self.last_eval = evals[-1] if evals else None
+        return {"elapsed": self.elapsed, "final_eval": self.last_eval}
+
+    def _begin_stage(self, index: int, stages: list[Stage], first: int, sampler_state: dict | None) -> StageRun | None:
+        """The stage's replay buffer and seeds; None when its result was taken from the stage cache."""
         stage = stages[index]
         steps = self.planned_steps(stage)
         is_last = index == len(stages) - 1
@@ -178,45 +223,55 @@ class Trainer:
         identity = None
         if stage.shared is not None and s.stage_cache is not None:
             identity = stage_identity(stage, self.algo, self.dataset, s.seed, steps)
-            if first == 0 and (folder := load_stage(s.stage_cache, identity, self.algo, stage)) is not None:
+            reuse = first == 0 and self.may_reuse(index)
+            if reuse and load_stage(s.stage_cache, identity, self.algo, stage) is not None:
+                folder = stage_folder(s.stage_cache, identity, stage)
                 self.metrics_log.append({"stage": stage.name, "step": steps, "reused_stage": str(folder)})
-                self.save_checkpoint(index + 1, 0, {}, elapsed)
-                bar.update(steps)
+                self.save_checkpoint(index + 1, 0, {}, self.elapsed)
+                self.bar.update(steps)
                 if is_last and stage.has_policy and self.evaluator is not None:  # the run's final score
-                    last_eval = self._evaluate(stage, steps, elapsed)
-                return elapsed, last_eval
-        sums: dict[str, torch.Tensor] = {}
-        counts: dict[str, int] = {}
-        window_start, window_steps = time.perf_counter(), 0
-        started = time.perf_counter() - elapsed
+                    self.last_eval = self._evaluate(stage, steps, self.elapsed)
+                return None
         self.algo.train()
-        update = self.algo.compiled_update(stage)
-        for step in range(first, steps):
-            metrics = update(rb.sample(), step)
-            for key, value in metrics.items():
-                sums[key] = sums[key] + value if key in sums else value.detach().clone()
-                counts[key] = counts.get(key, 0) + 1
-            window_steps += 1
-            done = step + 1
-            checkpoint_now = done % s.checkpoint_every == 0 or done == steps
-            if done % s.log_every == 0 or checkpoint_now:
-                means = {k: v / counts[k] for k, v in sums.items()} | self._validation(stage, index, done)
-                record = self._log(stage, index, stages, done, means, window_steps,
-                                   time.perf_counter() - window_start, time.perf_counter() - started)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k.endswith("loss") and "/" not in k},
-                                refresh=False)
-                sums, counts, window_start, window_steps = {}, {}, time.perf_counter(), 0
-            eval_now = done % s.eval_every == 0 or (is_last and done == steps)
-            if self.evaluator is not None and stage.has_policy and eval_now:
-                last_eval = self._evaluate(stage, done, time.perf_counter() - started)
-            if identity is not None and done == steps:
-                save_stage(s.stage_cache, identity, self.algo, stage)
-            if checkpoint_now:
-                finished_stage = done == steps
-                self.save_checkpoint(index + 1 if finished_stage else index, 0 if finished_stage else done,
-                                     {} if finished_stage else rb._sampler.state_dict(), time.perf_counter() - started)
-            bar.update(1)
-        return time.perf_counter() - started, last_eval
+        return StageRun(index, stages, stage, first, steps, rb, identity, time.perf_counter() - self.elapsed)
+
+    def stage_is_cached(self, index: int) -> bool:
+        stage = self.algo.stages()[index]
+        if stage.shared is None or self.settings.stage_cache is None:
+            return False
+        identity = stage_identity(stage, self.algo, self.dataset, self.settings.seed, self.planned_steps(stage))
+        return is_cached(self.settings.stage_cache, identity, stage)
+
+    def after_step(self, run: StageRun, step: int, metrics: TensorDict) -> None:
+        """Logs, evaluates, caches and checkpoints as due after update ``step`` of ``run``."""
+        for key, value in metrics.items():
+            run.sums[key] = run.sums[key] + value if key in run.sums else value.detach().clone()
+            run.counts[key] = run.counts.get(key, 0) + 1
+        run.window_steps += 1
+        done, s, stage, steps = step + 1, self.settings, run.stage, run.steps
+        checkpoint_now = done % s.checkpoint_every == 0 or done == steps
+        eval_now = self.evaluator is not None and stage.has_policy and (
+            done % s.eval_every == 0 or (run.index == len(run.stages) - 1 and done == steps))
+        log_now = done % s.log_every == 0 or checkpoint_now
+        if (log_now and self.holdout is not None) or eval_now or checkpoint_now:
+            self.before_state_use()
+        if log_now:
+            means = {k: v / run.counts[k] for k, v in run.sums.items()} | self._validation(stage, run.index, done)
+            record = self._log(stage, run.index, run.stages, done, means, run.window_steps,
+                               time.perf_counter() - run.window_start, time.perf_counter() - run.started)
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k.endswith("loss") and "/" not in k},
+                                 refresh=False)
+            run.sums, run.counts, run.window_start, run.window_steps = {}, {}, time.perf_counter(), 0
+        if eval_now:
+            self.last_eval = self._evaluate(stage, done, time.perf_counter() - run.started)
+        if run.identity is not None and done == steps:
+            save_stage(s.stage_cache, run.identity, self.algo, stage)
+        if checkpoint_now:
+            finished_stage = done == steps
+            self.save_checkpoint(run.index + 1 if finished_stage else run.index, 0 if finished_stage else done,
+                                 {} if finished_stage else run.rb._sampler.state_dict(),
+                                 time.perf_counter() - run.started)
+        self.bar.update(1)
 
     def _validation(self, stage: Stage, index: int, done: int) -> dict[str, torch.Tensor]:
         """``validation_metrics`` on a held-out batch of the stage's size, drawn with replacement (as IDQL

@@ -1,0 +1,187 @@
+"""Several seeds as one batched model (``--vectorize-seeds``): the hooks that let an algorithm's own,
+unchanged ``update`` run under ``torch.vmap`` over a leading seed dimension.
+
+The seed-batched trainer (``offrl_zoo.train.vectorized``) stacks the parameters of N independently
+seeded copies of an algorithm and runs ``update`` once, vmapped over the stack. Three things in an
+update cannot run inside vmap; each has one hook here, and each is an identity outside a seed batch:
+
+- **random draws** (``randn_like``, ``rand``, ...): every seed draws from its own generator, which holds
+  that seed's global RNG state, so seed i gets the very numbers a run of seed i alone draws;
+- **optimiser steps** (``step_optimizer``): backward and ``optimizer.step`` on the stacked parameters
+  happen outside the vmap level. The summed per-seed losses give each seed exactly its own gradient
+  (seeds share no weights) and Adam is elementwise, so one stacked Adam is N independent ones;
+- **in-place updates of whole modules** (Polyak averaging, freezing): applied to the stacked tensors.
+
+The few private ``torch._C._functorch`` calls live here only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+
+import torch
+import torch._C._functorch as functorch
+from torch import nn
+from torch.nn import functional as F
+
+_streams: list[torch.Generator] | None = None  # the per-seed generators while a seed batch updates
+
+
+@contextmanager
+def seed_streams(generators: list[torch.Generator]) -> Iterator[None]:
+    """Inside: random draws of the hooks below come from ``generators[i]`` for seed i."""
+    global _streams
+    previous, _streams = _streams, generators
+    try:
+        yield
+    finally:
+        _streams = previous
+
+
+def _per_seed(draw) -> torch.Tensor:
+    assert _streams is not None
+    level = functorch.maybe_current_level()
+    if level is None:
+        return torch.stack([draw(g) for g in _streams])
+    with outside_vmap(len(_streams)):  # vmap refuses random ops; these are per-seed draws of our own
+        stacked = torch.stack([draw(g) for g in _streams])
+    return functorch._add_batch_dim(stacked, 0, level)
+
+
+def randn_like(x: torch.Tensor) -> torch.Tensor:
+    if _streams is None:
+        return torch.randn_like(x)
+    return _per_seed(lambda g: torch.randn(x.shape, generator=g, dtype=x.dtype, device=x.device))
+
+
+def randn(*shape: int, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    if _streams is None:
+        return torch.randn(*shape, device=device, dtype=dtype)
+    return _per_seed(lambda g: torch.randn(*shape, generator=g, dtype=dtype, device=device))
+
+
+def rand(*shape: int, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    if _streams is None:
+        return torch.rand(*shape, device=device, dtype=dtype)
+    return _per_seed(lambda g: torch.rand(*shape, generator=g, dtype=dtype, device=device))
+
+
+def randint(high: int, shape: Sequence[int], device: torch.device | str) -> torch.Tensor:
+    if _streams is None:
+        return torch.randint(0, high, tuple(shape), device=device)
+    return _per_seed(lambda g: torch.randint(0, high, tuple(shape), generator=g, device=device))
+
+
+def randperm(n: int, device: torch.device | str) -> torch.Tensor:
+    if _streams is None:
+        return torch.randperm(n, device=device)
+    return _per_seed(lambda g: torch.randperm(n, generator=g, device=device))
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout``; under vectorised seeds, each seed's slice is dropped with that seed's own stream."""
+    if _streams is None or not training or p == 0 or not functorch.is_batchedtensor(x):
+        return F.dropout(x, p, training)
+    level = functorch.maybe_get_level(x)
+    base, bdim = functorch._unwrap_batched(x, level)
+    base = base.movedim(bdim, 0)
+    with outside_vmap(len(_streams)):  # the real op, run with each seed's state in the global generator
+        out = torch.stack([_with_stream(g, lambda i=i: F.dropout(base[i], p, True)) for i, g in enumerate(_streams)])
+    return functorch._add_batch_dim(out, 0, level)
+
+
+def _with_stream(generator: torch.Generator, fn):
+    device = generator.device
+    default = torch.default_generator if device.type == "cpu" else torch.cuda.default_generators[
+        device.index if device.index is not None else torch.cuda.current_device()]
+    saved = default.get_state()
+    default.set_state(generator.get_state())
+    try:
+        return fn()
+    finally:
+        generator.set_state(default.get_state())
+        default.set_state(saved)
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` that also works under vectorised seeds (same arguments, no parameters)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+
+def input_grad(fn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(∇ₓ fn(x), fn(x)) for a scalar ``fn``, with no gradient to anything else (``torch.func`` under vmap,
+    where ``requires_grad_`` is refused; the same numbers)."""
+    if functorch.is_batchedtensor(x):
+        return torch.func.grad_and_value(fn)(x)
+    probe = x.detach().requires_grad_(True)
+    value = fn(probe)
+    (g,) = torch.autograd.grad(value, probe)
+    return g, value
+
+
+def is_seed_batched(t: torch.Tensor) -> bool:
+    return functorch.is_batchedtensor(t)
+
+
+def unbatched(t: torch.Tensor) -> torch.Tensor:
+    """The stacked tensor (seed dim first) behind a vmapped view; ``t`` itself outside a seed batch."""
+    while functorch.is_batchedtensor(t):
+        t, _ = functorch._unwrap_batched(t, functorch.maybe_get_level(t))
+    return t
+
+
+def set_requires_grad(params: list[torch.Tensor], flag: bool) -> None:
+    """``requires_grad_`` on (stacked) parameters; functorch refuses it inside vmap, so it is done outside."""
+    level = functorch.maybe_current_level()
+    with outside_vmap(len(_streams)) if level is not None and _streams is not None else nullcontext():
+        for p in params:
+            p.requires_grad_(flag)
+
+
+@contextmanager
+def outside_vmap(n: int) -> Iterator[None]:
+    """Leave the current vmap level (of batch size ``n``) for the body, and re-enter it after."""
+    functorch._vmap_decrement_nesting()
+    try:
+        yield
+    finally:
+        functorch._vmap_increment_nesting(n, "error")
+
+
+def batched_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, scheduler=None,
+                 max_grad_norm: float | None = None) -> torch.Tensor | None:
+    """``step_optimizer`` for a seed-batched ``loss``: backward of the per-seed sum and one step of the
+    stacked optimiser, outside vmap. Clipping uses each seed's own global norm, as a lone run does."""
+    level = functorch.maybe_get_level(loss)
+    stacked = functorch._remove_batch_dim(loss, level, _batch_size(loss, level), 0)
+    n = stacked.shape[0]
+    norm = None
+    with outside_vmap(n):
+        optimizer.zero_grad(set_to_none=True)
+        stacked.sum().backward()
+        if max_grad_norm is not None and max_grad_norm > 0:
+            norm = _clip_per_seed(optimizer, max_grad_norm)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+    return None if norm is None else functorch._add_batch_dim(norm, 0, level)
+
+
+def _batch_size(t: torch.Tensor, level: int) -> int:
+    base, bdim = functorch._unwrap_batched(t, level)
+    return base.shape[bdim]
+
+
+def _clip_per_seed(optimizer: torch.optim.Optimizer, max_norm: float) -> torch.Tensor:
+    """``clip_grad_norm_`` applied to each seed's slice of the stacked gradients; returns (N,) norms."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    n = grads[0].shape[0]
+    norms = torch.stack([g.reshape(n, -1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.reshape(n, *([1] * (g.ndim - 1))))
+    return norms
+

@@ -1,0 +1,159 @@
+"""N independently seeded copies of one algorithm trained as one batched model (``--vectorize-seeds``).
+
+``SeedBatch`` stacks the copies' parameters, buffers and optimiser states along a leading seed
+dimension inside a template instance of the algorithm, and runs each stage's own ``update`` once per
+step under ``torch.vmap`` (``offrl_zoo.nets.seed_batch`` has the hooks that make that possible). Seed
+i of the batch computes what a run of seed i alone computes, to float rounding: its own batches, its
+own random numbers, its own optimiser state. ``unstack(i)`` writes seed i back into its own algorithm
+instance, which is what the trainer evaluates and checkpoints, so vectorised runs leave ordinary run
+directories behind.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from offrl_zoo.algorithm import Algorithm, Stage
+from offrl_zoo.nets.seed_batch import seed_streams
+
+
+def _set_tensor(root: nn.Module, name: str, value: torch.Tensor) -> None:
+    *path, leaf = name.split(".")
+    module = root.get_submodule(".".join(path))
+    table = module._parameters if leaf in module._parameters else module._buffers
+    table[leaf] = value
+
+
+class SeedBatch:
+    """The algorithms ``algos`` (same class, config and spec; one per seed) as one vmapped model.
+
+    ``generators[i]`` is seed i's random stream for the draws inside ``update``; the trainer keeps it
+    equal to the global RNG state a lone run of seed i would have.
+    """
+
+    def __init__(self, algos: list[Algorithm], generators: list[torch.Generator]) -> None:
+        if len({type(a) for a in algos}) != 1:
+            raise ValueError("a seed batch needs copies of one algorithm")
+        self.algos = algos
+        self.generators = generators
+        self.n = len(algos)
+        self.template = copy.deepcopy(algos[0])
+        self.template._compiled_act = None
+        self.params: dict[str, nn.Parameter] = {}
+        for name, p in self.template.named_parameters():
+            self.params[name] = nn.Parameter(torch.empty((self.n, *p.shape), dtype=p.dtype, device=p.device),
+                                             requires_grad=p.requires_grad)
+            _set_tensor(self.template, name, self.params[name])
+        self.buffers = {name: torch.empty((self.n, *b.shape), dtype=b.dtype, device=b.device)
+                        for name, b in self.template.named_buffers()}
+        for name, b in self.buffers.items():
+            _set_tensor(self.template, name, b)
+        self._rebuild_optimizers()
+        self.stack()
+
+    def _rebuild_optimizers(self) -> None:
+        """The template's optimisers and schedulers, re-pointed at the stacked parameters."""
+        names = {id(p): n for n, p in self.algos[0].named_parameters()}
+        for key, opt in self.algos[0].optimizers.items():
+            groups = [{**{k: v for k, v in g.items() if k != "params"},
+                       "params": [self.params[names[id(p)]] for p in g["params"]]} for g in opt.param_groups]
+            stacked = type(opt)(groups)
+            self.template.optimizers[key] = stacked
+            if key in self.template.schedulers:
+                self.template.schedulers[key].optimizer = stacked
+
+    # -- moving state between the seeds' own algorithms and the stack ----------------------------
+    @torch.no_grad()
+    def stack(self) -> None:
+        """Load every seed's current weights, buffers, optimiser and scheduler states into the stack."""
+        for table, named in ((self.params, "named_parameters"), (self.buffers, "named_buffers")):
+            sources = [dict(getattr(a, named)()) for a in self.algos]
+            for name, stacked in table.items():
+                stacked.copy_(torch.stack([s[name] for s in sources]))
+        for key, opt in self.template.optimizers.items():
+            opt.state.clear()
+            seeds = [_flat_params(a.optimizers[key]) for a in self.algos]
+            for j, p in enumerate(_flat_params(opt)):
+                states = [a.optimizers[key].state.get(own[j]) for a, own in zip(self.algos, seeds, strict=True)]
+                if states[0]:
+                    opt.state[p] = {k: torch.stack([s[k] for s in states]) if _per_seed(k, v) else _copy(v)
+                                    for k, v in states[0].items()}
+            _copy_lrs(opt, self.algos[0].optimizers[key])
+        for key, sched in self.template.schedulers.items():
+            sched.load_state_dict(self.algos[0].schedulers[key].state_dict())
+
+    @torch.no_grad()
+    def unstack(self, i: int) -> Algorithm:
+        """Write seed i's slice of the stack into its own algorithm instance and return that instance."""
+        algo = self.algos[i]
+        for table, named in ((self.params, "named_parameters"), (self.buffers, "named_buffers")):
+            own = dict(getattr(algo, named)())
+            for name, stacked in table.items():
+                own[name].copy_(stacked[i])
+        for key, opt in self.template.optimizers.items():
+            target = algo.optimizers[key]
+            target.state.clear()
+            for p, own in zip(_flat_params(opt), _flat_params(target), strict=True):
+                if opt.state.get(p):
+                    target.state[own] = {k: v[i].clone() if _per_seed(k, v) else _copy(v)
+                                         for k, v in opt.state[p].items()}
+            _copy_lrs(target, opt)
+        for key, sched in self.template.schedulers.items():
+            algo.schedulers[key].load_state_dict(sched.state_dict())
+        return algo
+
+    # -- training ---------------------------------------------------------------------------------
+    def stages(self) -> list[Stage]:
+        return self.template.stages()
+
+    def update(self, stage: Stage, batch: TensorDict, step: int) -> TensorDict:
+        """One step of ``stage`` for every seed: ``batch`` is (N, B), the result's values are (N,)."""
+
+        def one_seed(params: dict, buffers: dict, seed_batch: TensorDict) -> dict:
+            with self._swapped(params, buffers):
+                return dict(stage.update(seed_batch, step).items())
+
+        with seed_streams(self.generators), warnings.catch_warnings():
+            # schedulers were re-pointed at the stacked optimisers, whose step they did not wrap
+            warnings.filterwarnings("ignore", re.escape("Seems like `optimizer.step()` has been overridden"))
+            out = torch.vmap(one_seed, randomness="error")(self.params, self.buffers, batch)
+        return TensorDict(out, batch_size=[self.n])
+
+    @contextmanager
+    def _swapped(self, params: dict, buffers: dict) -> Iterator[None]:
+        """The template computes with one seed's (vmapped) views instead of the stacked tensors."""
+        for table in (params, buffers):
+            for name, value in table.items():
+                _set_tensor(self.template, name, value)
+        try:
+            yield
+        finally:
+            for table in (self.params, self.buffers):
+                for name, value in table.items():
+                    _set_tensor(self.template, name, value)
+
+
+def _flat_params(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for g in opt.param_groups for p in g["params"]]
+
+
+def _per_seed(key: str, value: object) -> bool:
+    """Optimiser state entries with one value per weight (Adam's moments); ``step`` is shared."""
+    return isinstance(value, torch.Tensor) and key != "step"
+
+
+def _copy(value: object) -> object:
+    return value.clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
+
+
+def _copy_lrs(target: torch.optim.Optimizer, source: torch.optim.Optimizer) -> None:
+    for g_target, g_source in zip(target.param_groups, source.param_groups, strict=True):
+        g_target["lr"] = g_source["lr"]

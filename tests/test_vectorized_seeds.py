@@ -1,0 +1,86 @@
+"""``--vectorize-seeds``: seeds trained as one batched model leave the run directories, losses, scores and
+weights that training each seed alone leaves (update-level equality is a conformance check)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from offrl_zoo.cli import main
+from offrl_zoo.train import RunRequest, train
+from offrl_zoo.train.run import load_run
+from offrl_zoo.train.run_seeds import train_seed_batch
+
+TASK = "toy-25_gaussian-near"
+TINY = {
+    "td3bc": ["batch_size=64", "hidden=[32,32]"],
+    "dtql": ["batch_size=64", "pretrain_steps=20", "score_hidden=16", "critic_hidden=16", "actor_hidden=[16]",
+             "candidates=8"],
+}
+RTOL = 1e-3
+
+
+def request(algorithm: str, seed: int, steps: int) -> RunRequest:
+    return RunRequest(algorithm, task=TASK, seed=seed, steps=steps, eval_every=steps // 2, eval_episodes=10,
+                      log_every=10, checkpoint_every=steps // 2, overrides=TINY[algorithm])
+
+
+def records(run_dir, name: str) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / name).read_text().splitlines()]
+
+
+def assert_same_run(vectorized, alone) -> None:
+    for name in ("metrics.jsonl", "eval.jsonl"):
+        a, b = records(vectorized, name), records(alone, name)
+        assert len(a) == len(b), name
+        for x, y in zip(a, b, strict=True):
+            for key, value in y.items():
+                if key in ("time", "updates_per_s"):
+                    continue
+                if isinstance(value, float) or (isinstance(value, list) and isinstance(value[0], float)):
+                    assert x[key] == pytest.approx(value, rel=RTOL, abs=1e-4), (name, x["step"], key)
+                else:
+                    assert x[key] == value, (name, key)
+    algo_a, _, _ = load_run(vectorized)
+    algo_b, _, _ = load_run(alone)
+    for (key, p), (_, q) in zip(algo_a.named_parameters(), algo_b.named_parameters(), strict=True):
+        assert (p - q).abs().mean() < 1e-5, key
+
+
+@pytest.mark.parametrize(("algorithm", "steps"), [("td3bc", 200), ("dtql", 30)])
+def test_seed_batch_equals_seeds_alone(tmp_path, algorithm, steps):
+    requests = [request(algorithm, seed, steps) for seed in (0, 1, 2)]
+    dirs = train_seed_batch(requests, out=tmp_path / "batched", progress=False)
+    for req, run_dir in zip(requests, dirs, strict=True):
+        alone = train(req, out=tmp_path / "alone", progress=False)
+        assert_same_run(run_dir, alone)
+        provenance = json.loads((run_dir / "provenance.json").read_text())
+        assert provenance["vectorized_seeds"] == [0, 1, 2]
+
+
+def test_finished_seeds_are_skipped_and_the_rest_batched(tmp_path):
+    done = train(request("td3bc", 0, 40), out=tmp_path, progress=False)
+    before = (done / "metrics.jsonl").read_text()
+    dirs = train_seed_batch([request("td3bc", s, 40) for s in (0, 1)], out=tmp_path, progress=False)
+    assert (done / "metrics.jsonl").read_text() == before
+    assert json.loads((dirs[1] / "provenance.json").read_text())["vectorized_seeds"] == [1]
+    assert_same_run(dirs[1], train(request("td3bc", 1, 40), out=tmp_path / "alone", progress=False))
+
+
+def test_runs_differing_in_more_than_the_seed_are_refused(tmp_path):
+    a = request("td3bc", 0, 20)
+    b = dataclasses.replace(request("td3bc", 1, 20), steps=30)
+    with pytest.raises(Exception, match="differ in their seed only"):
+        train_seed_batch([a, b], out=tmp_path, progress=False)
+
+
+def test_cli_trains_seeds_vectorized(tmp_path, capsys):
+    args = ["train", "td3bc", "--task", TASK, "--seeds", "2", "--vectorize-seeds", "--steps", "20", "--out",
+            str(tmp_path), "--eval-every", "20", "--eval-episodes", "5", "--no-progress", *TINY["td3bc"]]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "seed0" in out and "seed1" in out
+    assert torch.load(tmp_path / "td3bc" / TASK / "seed1" / "checkpoint.pt", weights_only=True)["next_step"] == 0
