@@ -122,6 +122,35 @@ def input_grad(fn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return g, value
 
 
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear`` with a seed-batched weight as one ``baddbmm`` on the stacked tensors; vmap's own rule
+    for linear with batched weights is ≈ 1.5× slower on the CPU. Other cases go to ``F.linear``."""
+    level = functorch.maybe_get_level(weight) if functorch.is_batchedtensor(weight) else None
+    if level is None or not functorch.is_batchedtensor(x) or functorch.maybe_get_level(x) != level:
+        return F.linear(x, weight, bias)
+    w, w_dim = functorch._unwrap_batched(weight, level)
+    xs, x_dim = functorch._unwrap_batched(x, level)
+    w, xs = w.movedim(w_dim, 0), xs.movedim(x_dim, 0)
+    n, lead = w.shape[0], xs.shape[1:-1]
+    flat = xs.reshape(n, -1, xs.shape[-1])
+    if bias is None:
+        out = torch.bmm(flat, w.transpose(1, 2))
+    else:
+        b, b_dim = functorch._unwrap_batched(bias, level)
+        out = torch.baddbmm(b.movedim(b_dim, 0).unsqueeze(1), flat, w.transpose(1, 2))
+    return functorch._add_batch_dim(out.reshape(n, *lead, out.shape[-1]), 0, level)
+
+
+def elementwise(fn, x: torch.Tensor) -> torch.Tensor:
+    """``fn(x)`` for an elementwise ``fn``, applied to the stacked tensor behind a seed-batched ``x``, so that
+    custom autograd functions and in-place kernels run as they do for one seed."""
+    level = functorch.maybe_get_level(x)
+    base, dim = functorch._unwrap_batched(x, level)
+    with outside_vmap(base.shape[dim]):  # autograd.Functions refuse to run under a functorch transform
+        out = fn(base)
+    return functorch._add_batch_dim(out, dim, level)
+
+
 def is_seed_batched(t: torch.Tensor) -> bool:
     return functorch.is_batchedtensor(t)
 
