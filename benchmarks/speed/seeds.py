@@ -12,16 +12,13 @@ after another costs N×. Each algorithm runs in a fresh subprocess.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parents[1] / "results" / "speed"
+from _results import machine_meta, write_results
 
 
 def measure(name: str, args: argparse.Namespace) -> dict:
@@ -108,8 +105,6 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(args.one, args)))
         return
-    import torch
-
     from offrl_zoo import registry
 
     results = []
@@ -122,17 +117,9 @@ def main() -> None:
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(name, ", ".join(f"{s['stage']} {s['one_s_per_1000']:.1f} → {s['batched_s_per_1000']:.1f} "
                               f"({s['ratio']:.2f}×)" for s in results[-1]["stages"]), flush=True)
-    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    meta = {"date": dt.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
-            "device": args.device, "threads": args.threads, "torch": torch.__version__, "git_sha": sha,
-            "seeds": args.seeds, "obs_dim": args.obs_dim, "action_dim": args.action_dim, "timed_steps": args.steps,
-            "warmup": args.warmup, "command": "python benchmarks/speed/seeds.py " + " ".join(sys.argv[1:])}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = f"{meta['date']}-seeds{args.seeds}-{torch.device(args.device).type}{'-' + args.tag if args.tag else ''}"
-    (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-    (RESULTS / f"{stem}.md").write_text(markdown(meta, results))
-    print(f"wrote {RESULTS / stem}.json/.md")
-
+    meta = machine_meta(args.device, args.threads, seeds=args.seeds, obs_dim=args.obs_dim,
+                        action_dim=args.action_dim, timed_steps=args.steps, warmup=args.warmup)
+    write_results(f"seeds{args.seeds}", args.tag, meta, results, markdown(meta, results))
 
 if __name__ == "__main__":
     main()

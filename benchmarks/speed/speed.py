@@ -13,16 +13,14 @@ memory. Official batch and network sizes. Writes JSON and Markdown under benchma
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parents[1] / "results" / "speed"
+from _results import machine_meta, write_results
+
 # Figures quoted by the project's speed issue for the official implementations (and CORL's IQL), measured
 # on a machine of this kind at hopper shapes, one thread; not re-measured here.
 REFERENCE_S_PER_1000 = {("dtql", "train"): 78.9, ("dtql", "pretrain"): 62.8, ("srpo", "policy"): 40.5,
@@ -99,12 +97,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def git_sha() -> str:
-    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
-    return sha + ("-dirty" if dirty.stdout.strip() else "")
-
-
 def _f(value: float | None, digits: int = 1) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
@@ -150,7 +142,6 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(args.one, args.path, args)))
         return
-    import torch
 
     from offrl_zoo import registry
 
@@ -162,16 +153,9 @@ def main() -> None:
             stages = ", ".join(f"{s['stage']} {s['s_per_1000']:.1f}" for s in result["stages"])
             print(f"{name:8s} {path:5s} s/1000: {stages}; act {result['act_ms_1']:.2f} / {result['act_ms_16']:.2f} ms",
                   flush=True)
-    meta = {"date": dt.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "device": args.device, "threads": args.threads, "torch": torch.__version__,
-            "git_sha": git_sha(), "obs_dim": args.obs_dim, "action_dim": args.action_dim,
-            "timed_steps": args.steps, "warmup": args.warmup,
-            "command": "python benchmarks/speed/speed.py " + " ".join(sys.argv[1:])}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = f"{meta['date']}-speed-{torch.device(args.device).type}{'-' + args.tag if args.tag else ''}"
-    (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-    (RESULTS / f"{stem}.md").write_text(markdown(meta, results))
-    print(f"wrote {RESULTS / stem}.json/.md")
+    meta = machine_meta(args.device, args.threads, obs_dim=args.obs_dim, action_dim=args.action_dim,
+                        timed_steps=args.steps, warmup=args.warmup)
+    write_results("speed", args.tag, meta, results, markdown(meta, results))
 
 
 if __name__ == "__main__":

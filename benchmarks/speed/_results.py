@@ -1,0 +1,42 @@
+"""What every speed script records next to its numbers, and where it writes them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "speed"
+
+
+def git_sha() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent).stdout
+
+    sha = git("rev-parse", "--short", "HEAD").strip()
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return sha + ("-dirty" if dirty.strip() else "")
+
+
+def machine_meta(device: str, threads: int, **extra: object) -> dict:
+    """Date, machine, torch version, git sha, thread count and the command that ran."""
+    import torch
+
+    return {"date": dt.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "device": device, "threads": threads, "torch": torch.__version__,
+            "git_sha": git_sha(), **extra, "command": " ".join(["python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}
+
+
+def write_results(kind: str, tag: str, meta: dict, results: list[dict], markdown: str) -> None:
+    """``benchmarks/results/speed/<date>-<kind>-<device type>[-tag].{json,md}``."""
+    import torch
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = f"{meta['date']}-{kind}-{torch.device(meta['device']).type}{'-' + tag if tag else ''}"
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    (RESULTS / f"{stem}.md").write_text(markdown)
+    print(f"wrote {RESULTS / stem}.json/.md")
