@@ -84,3 +84,26 @@ def test_cli_trains_seeds_vectorized(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "seed0" in out and "seed1" in out
     assert torch.load(tmp_path / "td3bc" / TASK / "seed1" / "checkpoint.pt", weights_only=True)["next_step"] == 0
+
+
+def test_a_diverging_seed_leaves_the_batch_and_the_others_finish(tmp_path, monkeypatch):
+    from offrl_zoo.errors import TrainingDiverged
+    from offrl_zoo.train.trainer import Trainer
+
+    after_step = Trainer.after_step
+
+    def diverge_seed_1(self, run, step, metrics):
+        if self.settings.seed == 1 and step == 25:
+            raise TrainingDiverged("critic_loss became nan (test)")
+        after_step(self, run, step, metrics)
+
+    monkeypatch.setattr(Trainer, "after_step", diverge_seed_1)
+    requests = [request("td3bc", seed, 60) for seed in (0, 1, 2)]
+    with pytest.raises(TrainingDiverged, match="seed 1"):
+        train_seed_batch(requests, out=tmp_path / "batched", progress=False)
+    dirs = [tmp_path / "batched" / "td3bc" / TASK / f"seed{s}" for s in (0, 1, 2)]
+    assert json.loads((dirs[1] / "failed").read_text())["kind"] == "diverged"
+    monkeypatch.setattr(Trainer, "after_step", after_step)
+    for seed in (0, 2):  # finished, and as they would have alone
+        assert (dirs[seed] / "done").is_file() and not (dirs[seed] / "failed").exists()
+        assert_same_run(dirs[seed], train(requests[seed], out=tmp_path / "alone", progress=False))

@@ -104,9 +104,10 @@ def launch(group: Group, store: Path, settings: TrainSettings) -> subprocess.Pop
         path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(settings.threads))  # no OpenMP oversubscription
     with open(logs[0], "a") as log:  # the child holds its own copy of the descriptor
-        for path in logs[1:]:
-            path.unlink(missing_ok=True)
-            os.link(logs[0], path)
+        for path in logs[1:]:  # the other seeds' logs become this one (a file system without links: no copy)
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+                os.link(logs[0], path)
         return subprocess.Popen(train_command(group, store, settings, vectorize=settings.vectorize_seeds),
                                 stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, env=env)
 

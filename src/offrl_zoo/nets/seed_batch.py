@@ -173,6 +173,10 @@ def set_requires_grad(params: list[torch.Tensor], flag: bool) -> None:
 @contextmanager
 def outside_vmap(n: int) -> Iterator[None]:
     """Leave the current vmap level (of batch size ``n``) for the body, and re-enter it after."""
+    top = functorch.peek_interpreter_stack()
+    if top is None or top.key() != functorch.TransformType.Vmap:
+        raise RuntimeError("vectorised seeds: random draws, optimiser steps, Mish, dropout and `frozen` cannot run "
+                           "inside another functorch transform (torch.func.grad, jvp, ...) within the seed batch")
     functorch._vmap_decrement_nesting()
     try:
         yield

@@ -85,61 +85,113 @@ def train_seed_batch(requests: list[RunRequest], out: str | Path = "runs", progr
         for _, run_dir in todo:
             locks.enter_context(run_lock(run_dir))
         todo = [(r, d) for r, d in todo if not (d / DONE).is_file()]  # finished meanwhile by another process
+        if not todo:
+            return dirs
         streams = SeedStreams(device)
-        trainers = []
+        trainers: list[Trainer] = []
         seeds = [r.seed for r, _ in todo]
-        for request, run_dir in todo:
-            trainers.append(prepare_trainer(request, task, resolved, device, run_dir, progress and not trainers,
-                                            stage_cache, seed_batch=seeds))
-            streams.add_current()
         try:
-            results = _train(trainers, streams)
+            for request, run_dir in todo:
+                trainers.append(prepare_trainer(request, task, resolved, device, run_dir, progress and not trainers,
+                                                stage_cache, seed_batch=seeds))
+                trainers[-1].vectorized = True
+                streams.add_current()
+            driver = _Driver(trainers, streams)
+            driver.train()
         except Exception as err:
-            kind = "diverged" if isinstance(err, TrainingDiverged) else "error"
-            for trainer in trainers:
-                with contextlib.suppress(OSError):
-                    write_json(trainer.run_dir / FAILED, {"kind": kind, "error": f"{type(err).__name__}: {err}"})
+            for _, run_dir in todo:
+                _mark_failed(run_dir, err)
             raise
-        for trainer, result in zip(trainers, results, strict=True):
-            finish_run(trainer, result)
+        for i, trainer in enumerate(trainers):
+            if i in driver.failed:
+                _mark_failed(trainer.run_dir, driver.failed[i])
+            else:
+                finish_run(trainer, trainer.result())
+    if driver.failed:  # the other seeds finished; the command fails as a lone run that diverged does
+        i, err = next(iter(driver.failed.items()))
+        raise TrainingDiverged(f"seed {trainers[i].settings.seed}: {err}") from err
     return dirs
 
 
-def _train(trainers: list[Trainer], streams: SeedStreams) -> list[dict]:
-    batch = SeedBatch([t.algo for t in trainers], streams.generators)
-    for i, trainer in enumerate(trainers):
-        trainer.before_state_use = lambda i=i: batch.unstack(i)
-        # a cached shared stage is taken only when every seed has it, so the seeds stay in step
-        trainer.may_reuse = lambda index: all(t.stage_is_cached(index) for t in trainers)
-    stage_runs = [t.stage_runs() for t in trainers]
-    with contextlib.ExitStack() as closing:
-        for it in stage_runs:
-            closing.callback(it.close)
-        while True:
-            runs: list[StageRun | None] = []
-            for i, it in enumerate(stage_runs):
-                with streams.use(i):
-                    runs.append(next(it, None))
-            if all(r is None for r in runs):
-                break
-            if len({(r.index, r.first) if r else None for r in runs}) != 1:
-                # seeds killed at different points: finish each alone (same results, not batched)
-                for i, (run, it) in enumerate(zip(runs, stage_runs, strict=True)):
-                    _finish_alone(trainers[i], streams, i, run, it)
-                break
-            _train_stage(batch, trainers, streams, runs)
-    return [t.result() for t in trainers]
+def _mark_failed(run_dir: Path, err: Exception) -> None:
+    kind = "diverged" if isinstance(err, TrainingDiverged) else "error"
+    with contextlib.suppress(OSError):  # a full disk that broke the run: its own error matters more
+        write_json(run_dir / FAILED, {"kind": kind, "error": f"{type(err).__name__}: {err}"})
 
 
-def _train_stage(batch: SeedBatch, trainers: list[Trainer], streams: SeedStreams, runs: list[StageRun]) -> None:
-    batch.stack()
-    batch.template.train()
-    stage = batch.stages()[runs[0].index]
-    for step in range(runs[0].first, runs[0].steps):
-        metrics = batch.update(stage, torch.stack([r.rb.sample() for r in runs]), step)
-        for i, (trainer, run) in enumerate(zip(trainers, runs, strict=True)):
-            with streams.use(i):
-                trainer.after_step(run, step, metrics[i])
+class _Driver:
+    """Steps the seeds' trainers in lockstep through one ``SeedBatch``. A seed that diverges is marked
+    failed and leaves the batch; the others go on without it (as they would have alone)."""
+
+    def __init__(self, trainers: list[Trainer], streams: SeedStreams) -> None:
+        self.trainers, self.streams = trainers, streams
+        self.alive = list(range(len(trainers)))
+        self.failed: dict[int, TrainingDiverged] = {}
+        self.iterators = [t.stage_runs() for t in trainers]
+        for trainer in trainers:
+            # a cached shared stage is taken only when every seed has it, so the seeds stay in step
+            trainer.may_reuse = lambda index: all(self.trainers[i].stage_is_cached(index) for i in self.alive)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self.batch = SeedBatch([self.trainers[i].algo for i in self.alive],
+                               [self.streams.generators[i] for i in self.alive])
+        for k, i in enumerate(self.alive):
+            self.trainers[i].before_state_use = lambda k=k: self.batch.unstack(k)
+
+    def train(self) -> None:
+        try:
+            while self.alive:
+                runs: list[StageRun | None] = []
+                for i in self.alive:
+                    with self.streams.use(i):
+                        runs.append(next(self.iterators[i], None))
+                if all(r is None for r in runs):
+                    return
+                if len({(r.index, r.first) if r else None for r in runs}) != 1:
+                    # seeds killed at different points: finish each alone (same results, not batched)
+                    for i, run in zip(self.alive, runs, strict=True):
+                        try:
+                            _finish_alone(self.trainers[i], self.streams, i, run, self.iterators[i])
+                        except TrainingDiverged as err:
+                            self.failed[i] = err
+                    return
+                self._train_stage(runs)
+        finally:
+            for it in self.iterators:
+                it.close()
+
+    def _train_stage(self, runs: list[StageRun]) -> None:
+        self.batch.stack()
+        self.batch.template.train()
+        first, steps, index = runs[0].first, runs[0].steps, runs[0].index
+        for step in range(first, steps):
+            stage = self.batch.stages()[index]
+            metrics = self.batch.update(stage, torch.stack([r.rb.sample() for r in runs]), step)
+            diverged = []
+            for k, (i, run) in enumerate(zip(self.alive, runs, strict=True)):
+                try:
+                    with self.streams.use(i):
+                        self.trainers[i].after_step(run, step, metrics[k])
+                except TrainingDiverged as err:
+                    diverged.append(k)
+                    self.failed[i] = err
+            if diverged:
+                self._drop(diverged, runs)
+                if not self.alive:
+                    return
+
+    def _drop(self, positions: list[int], runs: list[StageRun]) -> None:
+        keep = [k for k in range(len(self.alive)) if k not in positions]
+        for k in keep:
+            self.batch.unstack(k)
+        for k in positions:
+            self.iterators[self.alive[k]].close()
+        self.alive = [self.alive[k] for k in keep]
+        runs[:] = [runs[k] for k in keep]
+        if self.alive:
+            self._rebuild()
+            self.batch.template.train()
 
 
 def _finish_alone(trainer: Trainer, streams: SeedStreams, i: int, run: StageRun | None, rest: Iterator) -> None:

@@ -115,6 +115,7 @@ class Trainer:
         self.before_state_use: Callable[[], None] = lambda: None
         # Whether a cached shared stage (by stage index) may replace training it.
         self.may_reuse: Callable[[int], bool] = lambda index: True
+        self.vectorized = False  # trained in a seed batch: its float rounding differs, so do its cached stages
 
     def planned_steps(self, stage: Stage) -> int:
         cap = self.settings.steps_cap
@@ -222,7 +223,7 @@ class Trainer:
             self.generator.manual_seed(stage_seed(s.seed, index, stage))
         identity = None
         if stage.shared is not None and s.stage_cache is not None:
-            identity = stage_identity(stage, self.algo, self.dataset, s.seed, steps)
+            identity = stage_identity(stage, self.algo, self.dataset, s.seed, steps, self.vectorized)
             reuse = first == 0 and self.may_reuse(index)
             if reuse and load_stage(s.stage_cache, identity, self.algo, stage) is not None:
                 folder = stage_folder(s.stage_cache, identity, stage)
@@ -239,7 +240,8 @@ class Trainer:
         stage = self.algo.stages()[index]
         if stage.shared is None or self.settings.stage_cache is None:
             return False
-        identity = stage_identity(stage, self.algo, self.dataset, self.settings.seed, self.planned_steps(stage))
+        identity = stage_identity(stage, self.algo, self.dataset, self.settings.seed, self.planned_steps(stage),
+                                  self.vectorized)
         return is_cached(self.settings.stage_cache, identity, stage)
 
     def after_step(self, run: StageRun, step: int, metrics: TensorDict) -> None:
