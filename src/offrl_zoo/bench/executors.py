@@ -69,14 +69,14 @@ def label(group: Group) -> str:
     return f"{group[0].algorithm} {group[0].task} seeds {group[0].seed}-{group[-1].seed} (vectorised)"
 
 
-def train_command(group: Group, store: Path, s: TrainSettings, vectorize: bool = False) -> list[str]:
+def train_command(group: Group, store: Path, s: TrainSettings) -> list[str]:
     spec = group[0]
     cmd = [sys.executable, "-m", "offrl_zoo.cli", "train", spec.algorithm, "--task", spec.task,
            "--seed", str(spec.seed), "--stage-cache", str(store / "stages"),
            "--device", s.device, "--threads", str(s.threads), "--eval-every", str(s.eval_every),
            "--checkpoint-every", str(s.checkpoint_every), "--log-every", str(s.log_every),
            "--data-source", s.data_source, "--no-progress"]
-    if vectorize:
+    if s.vectorize_seeds:
         cmd += ["--seeds", str(len(group)), "--vectorize-seeds", "--out", str(store / "runs")]
     else:
         cmd += ["--run-dir", str(spec.run_dir(store))]
@@ -108,7 +108,7 @@ def launch(group: Group, store: Path, settings: TrainSettings) -> subprocess.Pop
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
                 os.link(logs[0], path)
-        return subprocess.Popen(train_command(group, store, settings, vectorize=settings.vectorize_seeds),
+        return subprocess.Popen(train_command(group, store, settings),
                                 stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, env=env)
 
 

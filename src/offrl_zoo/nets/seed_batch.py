@@ -1,7 +1,7 @@
 """Several seeds as one batched model (``--vectorize-seeds``): the hooks that let an algorithm's own,
 unchanged ``update`` run under ``torch.vmap`` over a leading seed dimension.
 
-The seed-batched trainer (``offrl_zoo.train.vectorized``) stacks the parameters of N independently
+``SeedBatch`` (``offrl_zoo.train.seed_batch_model``) stacks the parameters of N independently
 seeded copies of an algorithm and runs ``update`` once, vmapped over the stack. Three things in an
 update cannot run inside vmap; each has one hook here, and each is an identity outside a seed batch:
 
@@ -49,34 +49,33 @@ def _per_seed(draw) -> torch.Tensor:
     return functorch._add_batch_dim(stacked, 0, level)
 
 
-def randn_like(x: torch.Tensor) -> torch.Tensor:
+def _draw(fn, *args, **kwargs) -> torch.Tensor:
+    """``fn(*args, **kwargs)`` (a torch sampling function); in a seed batch, one draw per seed from its stream."""
     if _streams is None:
+        return fn(*args, **kwargs)
+    return _per_seed(lambda g: fn(*args, generator=g, **kwargs))
+
+
+def randn_like(x: torch.Tensor) -> torch.Tensor:
+    if _streams is None:  # keeps x's memory layout, as a lone run always did
         return torch.randn_like(x)
-    return _per_seed(lambda g: torch.randn(x.shape, generator=g, dtype=x.dtype, device=x.device))
+    return _draw(torch.randn, x.shape, dtype=x.dtype, device=x.device)
 
 
 def randn(*shape: int, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    if _streams is None:
-        return torch.randn(*shape, device=device, dtype=dtype)
-    return _per_seed(lambda g: torch.randn(*shape, generator=g, dtype=dtype, device=device))
+    return _draw(torch.randn, shape, device=device, dtype=dtype)
 
 
 def rand(*shape: int, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    if _streams is None:
-        return torch.rand(*shape, device=device, dtype=dtype)
-    return _per_seed(lambda g: torch.rand(*shape, generator=g, dtype=dtype, device=device))
+    return _draw(torch.rand, shape, device=device, dtype=dtype)
 
 
 def randint(high: int, shape: Sequence[int], device: torch.device | str) -> torch.Tensor:
-    if _streams is None:
-        return torch.randint(0, high, tuple(shape), device=device)
-    return _per_seed(lambda g: torch.randint(0, high, tuple(shape), generator=g, device=device))
+    return _draw(torch.randint, 0, high, tuple(shape), device=device)
 
 
 def randperm(n: int, device: torch.device | str) -> torch.Tensor:
-    if _streams is None:
-        return torch.randperm(n, device=device)
-    return _per_seed(lambda g: torch.randperm(n, generator=g, device=device))
+    return _draw(torch.randperm, n, device=device)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -124,7 +123,7 @@ def input_grad(fn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``F.linear`` with a seed-batched weight as one ``baddbmm`` on the stacked tensors; vmap's own rule
-    for linear with batched weights is ≈ 1.5× slower on the CPU. Other cases go to ``F.linear``."""
+    for linear with batched weights is ≈ 1.6× slower on the CPU. Other cases go to ``F.linear``."""
     level = functorch.maybe_get_level(weight) if functorch.is_batchedtensor(weight) else None
     if level is None or not functorch.is_batchedtensor(x) or functorch.maybe_get_level(x) != level:
         return F.linear(x, weight, bias)
@@ -189,7 +188,8 @@ def batched_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, scheduler
     """``step_optimizer`` for a seed-batched ``loss``: backward of the per-seed sum and one step of the
     stacked optimiser, outside vmap. Clipping uses each seed's own global norm, as a lone run does."""
     level = functorch.maybe_get_level(loss)
-    stacked = functorch._remove_batch_dim(loss, level, _batch_size(loss, level), 0)
+    base, dim = functorch._unwrap_batched(loss, level)
+    stacked = base.movedim(dim, 0)
     n = stacked.shape[0]
     norm = None
     with outside_vmap(n):
@@ -201,11 +201,6 @@ def batched_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, scheduler
         if scheduler is not None:
             scheduler.step()
     return None if norm is None else functorch._add_batch_dim(norm, 0, level)
-
-
-def _batch_size(t: torch.Tensor, level: int) -> int:
-    base, bdim = functorch._unwrap_batched(t, level)
-    return base.shape[bdim]
 
 
 def _clip_per_seed(optimizer: torch.optim.Optimizer, max_norm: float) -> torch.Tensor:

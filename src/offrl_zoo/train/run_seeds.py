@@ -165,8 +165,8 @@ class _Driver:
         self.batch.stack()
         self.batch.template.train()
         first, steps, index = runs[0].first, runs[0].steps, runs[0].index
+        stage = self.batch.stages()[index]
         for step in range(first, steps):
-            stage = self.batch.stages()[index]
             metrics = self.batch.update(stage, torch.stack([r.rb.sample() for r in runs]), step)
             diverged = []
             for k, (i, run) in enumerate(zip(self.alive, runs, strict=True)):
@@ -180,6 +180,7 @@ class _Driver:
                 self._drop(diverged, runs)
                 if not self.alive:
                     return
+                stage = self.batch.stages()[index]  # bound to the rebuilt batch's template
 
     def _drop(self, positions: list[int], runs: list[StageRun]) -> None:
         keep = [k for k in range(len(self.alive)) if k not in positions]

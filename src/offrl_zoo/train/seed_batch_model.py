@@ -88,7 +88,7 @@ class SeedBatch:
             for j, p in enumerate(_flat_params(opt)):
                 states = [a.optimizers[key].state.get(own[j]) for a, own in zip(self.algos, seeds, strict=True)]
                 if states[0]:
-                    opt.state[p] = {k: torch.stack([s[k] for s in states]) if _per_seed(k, v) else _copy(v)
+                    opt.state[p] = {k: torch.stack([s[k] for s in states]) if _per_seed_state(k, v) else _copy(v)
                                     for k, v in states[0].items()}
             _copy_lrs(opt, self.algos[0].optimizers[key])
         for key, sched in self.template.schedulers.items():
@@ -107,7 +107,7 @@ class SeedBatch:
             target.state.clear()
             for p, own in zip(_flat_params(opt), _flat_params(target), strict=True):
                 if opt.state.get(p):
-                    target.state[own] = {k: v[i].clone() if _per_seed(k, v) else _copy(v)
+                    target.state[own] = {k: v[i].clone() if _per_seed_state(k, v) else _copy(v)
                                          for k, v in opt.state[p].items()}
             _copy_lrs(target, opt)
         for key, sched in self.template.schedulers.items():
@@ -149,7 +149,7 @@ def _flat_params(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [p for g in opt.param_groups for p in g["params"]]
 
 
-def _per_seed(key: str, value: object) -> bool:
+def _per_seed_state(key: str, value: object) -> bool:
     """Optimiser state entries with one value per weight (Adam's moments); ``step`` is shared."""
     return isinstance(value, torch.Tensor) and key != "step"
 
