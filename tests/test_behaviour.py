@@ -16,7 +16,13 @@ from offrl_zoo.behaviour import online
 from offrl_zoo.behaviour.online import BehaviourRun, train_behaviour
 from offrl_zoo.behaviour.rollout import rollout, uniform_policy
 from offrl_zoo.behaviour.sac import SACConfig
-from offrl_zoo.behaviour.shipped import ENV_IDS, PACKAGE_POLICIES, export_policies, shipped_policies
+from offrl_zoo.behaviour.shipped import (
+    ENV_IDS,
+    EXPERT_CANDIDATES,
+    PACKAGE_POLICIES,
+    export_policies,
+    shipped_policies,
+)
 from offrl_zoo.data.sources import sha256_file
 from offrl_zoo.nets import TanhGaussianPolicy
 from offrl_zoo.train.io import load_torch
@@ -106,8 +112,11 @@ def test_export_picks_medium_expert_and_replay(tmp_path):
     returns = [r["stochastic"]["mean"] for r in records]
     chosen = export_policies(run, "hopper", tmp_path / "pol", medium_range=(min(returns) - 1, max(returns) + 1),
                              recheck_episodes=3)
-    assert chosen["expert"][1] == max(returns)  # the expert is chosen on the training-time evaluations
-    assert shipped_policies("hopper", tmp_path / "pol")["medium"].meta["eval_episodes"] == 3  # medium re-checked
+    shipped = shipped_policies("hopper", tmp_path / "pol")
+    assert shipped["medium"].meta["eval_episodes"] == shipped["expert"].meta["eval_episodes"] == 3  # re-checked
+    top = sorted(records, key=lambda r: r["stochastic"]["mean"])[-EXPERT_CANDIDATES:]
+    assert chosen["expert"][0] in {r["step"] for r in top}  # among the best training-time evaluations
+    assert chosen["expert"][1] == shipped["expert"].meta["return_stochastic"]["mean"]
     assert chosen["medium"][0] == max(s for n, (s, _) in chosen.items() if n.startswith("replay_"))
     for policy in shipped_policies("hopper", tmp_path / "pol").values():
         assert policy.meta["sha256"] == sha256_file(policy.path)

@@ -27,6 +27,7 @@ ENV_IDS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "
 MEDIUM_RANGES = {"hopper": (1200.0, 1600.0), "halfcheetah": (4500.0, 4800.0), "walker2d": (2800.0, 3200.0)}
 REPLAY_SNAPSHOTS = 10  # training snapshots kept per env for medium-replay (package size)
 RECHECK_EPISODES = 50  # a training snapshot's 10 episodes are too few to place a hopper policy in its range
+EXPERT_CANDIDATES = 5  # best training-time returns re-checked before the expert is chosen
 
 
 def policy_root() -> Path:
@@ -101,8 +102,10 @@ def export_policies(
     return within ``expert_max_step`` steps; replay: up to ``REPLAY_SNAPSHOTS`` snapshots evenly spaced
     over the steps up to the medium one (the medium snapshot last). Only ``roles`` are (re)written, so
     the expert can be exported after the medium data, once the run has trained long enough.
-    ``recheck_episodes``: before medium is chosen, the snapshots whose training-time return lies within
-    one range width of the range are evaluated again with this many episodes (0: no re-check).
+    ``recheck_episodes``: the choices are made on returns evaluated again with this many episodes (0: no
+    re-check): for medium, of the snapshots whose training-time return lies within one range width of the
+    range; for expert, of the ``EXPERT_CANDIDATES`` best training-time returns, since the maximum of many
+    10-episode means overstates the policy it picks.
     """
     import mujoco
 
@@ -115,37 +118,37 @@ def export_policies(
     if not records:
         raise DatasetError(f"{run_dir}: no evaluated snapshots yet")
     low, high = medium_range or MEDIUM_RANGES[domain]
-    middle = (low + high) / 2
     env = gym.make(config["env_id"])
     dims = {"obs_dim": env.observation_space.shape[0], "action_dim": env.action_space.shape[0]}
     env.close()
-    candidates = records  # medium is chosen on re-checked returns; expert and replay on the training-time ones
-    if "medium" in roles and recheck_episodes > 0:
-        candidates = _recheck(run_dir, config, dims, records, (low, high), recheck_episodes)
-    in_range = [r for r in candidates if low <= r["stochastic"]["mean"] <= high]
-    if not in_range:
-        near = sorted(candidates, key=lambda r: abs(r["stochastic"]["mean"] - middle))[:3]
-        seen = ", ".join(f"step {r['step']}: {r['stochastic']['mean']:.0f} ({len(r['stochastic']['returns'])} episodes)"
-                         for r in near)
-        raise DatasetError(f"{run_dir}: no snapshot has a stochastic return in [{low:g}, {high:g}] (nearest: {seen}); "
-                           "train on, or retrain with a smaller --snapshot-every")
-    medium = min(in_range, key=lambda r: abs(r["stochastic"]["mean"] - middle))
-    early = [r for r in records if r["step"] <= medium["step"]]
-    stride = max(1, -(-len(early) // REPLAY_SNAPSHOTS))
-    replay = early[::-1][::stride][::-1]  # evenly spaced, always ending with the medium snapshot
-    eligible = [r for r in records if r["step"] <= expert_max_step]
-    expert = max(eligible, key=lambda r: r["stochastic"]["mean"])
-
     unknown = set(roles) - set(ROLES)
     if unknown:
         raise ValueError(f"roles {sorted(unknown)}: expected some of {', '.join(ROLES)}")
+    wants_medium = bool({"medium", "replay"} & set(roles))  # the replay sequence ends at the medium snapshot
+    width = high - low
+    near_medium = {r["step"] for r in records if low - width <= r["stochastic"]["mean"] <= high + width}
+    eligible = [r for r in records if r["step"] <= expert_max_step]
+    top = {r["step"] for r in sorted(eligible, key=lambda r: r["stochastic"]["mean"])[-EXPERT_CANDIDATES:]}
+    recheck = (near_medium if wants_medium else set()) | (top if "expert" in roles else set())
+    candidates = records  # replay snapshots keep their training-time returns
+    if recheck and recheck_episodes > 0:
+        candidates = _recheck(run_dir, config, dims, records, recheck, recheck_episodes)
+    chosen = {}
+    if wants_medium:
+        medium = _closest_in_range(run_dir, candidates, (low, high))
+        early = [r for r in records if r["step"] <= medium["step"]]
+        stride = max(1, -(-len(early) // REPLAY_SNAPSHOTS))
+        replay = early[::-1][::stride][::-1]  # evenly spaced, always ending with the medium snapshot
+        chosen = {"medium": medium, **{f"replay_{r['step']:07d}": r for r in replay}}
+    if "expert" in roles:
+        chosen["expert"] = max((r for r in candidates if r["step"] in top), key=lambda r: r["stochastic"]["mean"])
+    chosen = {name: record for name, record in chosen.items() if _role(name) in roles}
+
     out = (dest or PACKAGE_POLICIES) / domain
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*"):
         if _role(old.stem) in roles:
             old.unlink()
-    chosen = {"medium": medium, "expert": expert, **{f"replay_{r['step']:07d}": r for r in replay}}
-    chosen = {name: record for name, record in chosen.items() if _role(name) in roles}
     last_step = records[-1]["step"]
     for name, record in chosen.items():
         weights = out / f"{name}.pt"
@@ -157,23 +160,41 @@ def export_policies(
             "training_steps": record["step"], "trained_steps_of_run": last_step, "seed": config["seed"],
             "return_stochastic": {k: record["stochastic"][k] for k in ("mean", "std")},
             "return_deterministic": {k: record["deterministic"][k] for k in ("mean", "std")},
-            "eval_episodes": len(record["stochastic"]["returns"]),
+            "eval_episodes": len(record["stochastic"]["returns"]), "selected_by": _SELECTION[role],
             "sac": config["sac"], **dims, "sha256": sha256_file(weights),
         })
     return {name: (r["step"], r["stochastic"]["mean"]) for name, r in chosen.items()}
 
 
-def _recheck(run_dir: Path, config: dict, dims: dict, records: list[dict], medium_range: tuple[float, float],
+_SELECTION = {
+    "medium": "stochastic return closest to the middle of D4RL's medium range, after the re-check",
+    "expert": f"best re-checked stochastic return of the {EXPERT_CANDIDATES} best training-time evaluations",
+    "replay": "evenly spaced training snapshots up to the medium one; training-time returns",
+}
+
+
+def _closest_in_range(run_dir: Path, records: list[dict], medium_range: tuple[float, float]) -> dict:
+    low, high = medium_range
+    middle = (low + high) / 2
+    in_range = [r for r in records if low <= r["stochastic"]["mean"] <= high]
+    if not in_range:
+        near = sorted(records, key=lambda r: abs(r["stochastic"]["mean"] - middle))[:3]
+        seen = ", ".join(f"step {r['step']}: {r['stochastic']['mean']:.0f} ({len(r['stochastic']['returns'])} episodes)"
+                         for r in near)
+        raise DatasetError(f"{run_dir}: no snapshot has a stochastic return in [{low:g}, {high:g}] (nearest: {seen}); "
+                           "train on, or retrain with a smaller --snapshot-every")
+    return min(in_range, key=lambda r: abs(r["stochastic"]["mean"] - middle))
+
+
+def _recheck(run_dir: Path, config: dict, dims: dict, records: list[dict], steps: set[int],
              episodes: int) -> list[dict]:
-    """The snapshot records, those near ``medium_range`` re-evaluated with ``episodes`` episodes per mode."""
+    """The snapshot records, those at ``steps`` re-evaluated with ``episodes`` episodes per mode."""
     from offrl_zoo.behaviour.online import evaluate_actor
 
-    low, high = medium_range
-    width = high - low
     sac = SACConfig(**{k: v for k, v in config["sac"].items() if k in SACConfig.__dataclass_fields__})
     out = []
     for record in records:
-        if low - width <= record["stochastic"]["mean"] <= high + width:
+        if record["step"] in steps:
             actor = make_actor(dims["obs_dim"], dims["action_dim"], sac)
             actor.load_state_dict(load_torch(run_dir / "snapshots" / record["path"]))
             returns = evaluate_actor(config["env_id"], actor.eval(), episodes, seed=10_000 + record["step"])
