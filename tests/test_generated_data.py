@@ -68,6 +68,18 @@ def test_medium_expert_is_medium_then_expert(env):
         np.testing.assert_array_equal(fh["observations"][()], np.concatenate([m["observations"], e["observations"]]))
 
 
+def test_default_medium_expert_reuses_the_cached_medium_and_expert_files(env, monkeypatch):
+    """At D4RL's sizes medium-expert is built from the medium and expert files a user already made."""
+    monkeypatch.setattr(generated, "SIZES", {"random": SIZE, "medium": SIZE, "expert": SIZE})
+    made = {k: generated.ensure_generated(f"hopper-{k}-v2", progress=False, log=lambda m: None)
+            for k in ("medium", "expert")}
+    messages: list[str] = []
+    generated.ensure_generated("hopper-medium-expert-v2", progress=False, log=messages.append)
+    assert not any("hopper-medium-v2" in m or "hopper-expert-v2" in m for m in messages), messages
+    assert sorted(p.name for p in env.glob("generated/*.hdf5")) == sorted(
+        [made["medium"].name, made["expert"].name, "hopper-medium-expert-v2.hdf5"])
+
+
 def test_corrupt_cache_is_detected_and_regenerated(env):
     messages: list[str] = []
     path = generated.ensure_generated("hopper-random-v2", size=SIZE, progress=False, log=messages.append)

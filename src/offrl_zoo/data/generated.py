@@ -94,9 +94,10 @@ def generated_path(task_id: str, seed: int = 0, size: int | None = None, cache: 
     from offrl_zoo.data.sources import checked_id
 
     checked_id(task_id)
-    if (seed, size) == (0, None):
+    size = size or _default_size(*parse_task(task_id))
+    if (seed, size) == (0, _default_size(*parse_task(task_id))):  # medium-expert asks for its halves by size
         return generated_dir(cache) / f"{task_id}.hdf5"
-    return generated_dir(cache) / f"{task_id}-seed{seed}-n{size or recipe(task_id)['size']}.hdf5"
+    return generated_dir(cache) / f"{task_id}-seed{seed}-n{size}.hdf5"
 
 
 def ensure_generated(
