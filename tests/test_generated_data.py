@@ -65,7 +65,13 @@ def test_medium_expert_is_medium_then_expert(env):
     half = {k: generated.ensure_generated(f"hopper-{k}-v2", size=SIZE // 2, progress=False, log=lambda m: None)
             for k in ("medium", "expert")}
     with h5py.File(path) as fh, h5py.File(half["medium"]) as m, h5py.File(half["expert"]) as e:
-        np.testing.assert_array_equal(fh["observations"][()], np.concatenate([m["observations"], e["observations"]]))
+        ends = np.flatnonzero(m["terminals"][()] | m["timeouts"][()])
+        assert ends[-1] < SIZE // 2 - 1  # the medium half ends with a cut episode, so the join is exercised
+        keep = ends[-1] + 1  # as D4RL, that cut episode is not glued onto the first expert episode
+        for key in ("observations", "rewards", "terminals", "timeouts"):
+            np.testing.assert_array_equal(fh[key][()], np.concatenate([m[key][:keep], e[key]]), err_msg=key)
+    assert describe_file(path)["episodes"] == describe_file(half["medium"])["episodes"] + describe_file(
+        half["expert"])["episodes"]
 
 
 def test_default_medium_expert_reuses_the_cached_medium_and_expert_files(env, monkeypatch):

@@ -1,7 +1,8 @@
 """D4RL-style locomotion datasets generated on this machine from the shipped behaviour policies.
 
 What D4RL did, with Gymnasium's v5 envs: ``random`` = uniform actions, ``medium``/``expert`` = stochastic
-rollouts of one SAC snapshot, ``medium-expert`` = medium followed by expert, ``medium-replay`` =
+rollouts of one SAC snapshot, ``medium-expert`` = medium's complete
+episodes followed by expert, ``medium-replay`` =
 rollouts of the run's training snapshots up to the medium one, each taking the share of rows that its
 stretch of training took in the replay buffer (the first ``start_steps`` rows uniform random, as the
 SAC run explored). The last one approximates D4RL's replay buffer (a buffer mixes every policy
@@ -32,6 +33,9 @@ SIZES = {"random": 1_000_000, "medium": 1_000_000, "expert": 1_000_000}
 REPLAY_SIZES = {"hopper": 402_000, "halfcheetah": 202_000, "walker2d": 302_000}
 NUM_ENVS = 16
 FORMAT_VERSION = 1
+# D4RL's medium-expert counts exactly the complete-episode rows of its medium and expert files (hopper
+# 999 906 + 999 494 = 1 999 400): the medium file's cut last episode is not glued onto the first expert one.
+MEDIUM_EXPERT_JOIN = "medium's complete episodes, then the whole expert file"
 
 
 def parse_task(task_id: str) -> tuple[str, str]:
@@ -64,6 +68,8 @@ def recipe(task_id: str, seed: int = 0, size: int | None = None) -> dict:
               "size": size or _default_size(domain, kind), "policies": {}}
     for policy in policies_for(domain, kind):
         recipe["policies"][policy.name] = policy.meta["sha256"]
+    if kind == "medium-expert":
+        recipe["join"] = MEDIUM_EXPERT_JOIN
     return recipe
 
 
@@ -137,9 +143,10 @@ def generate(
     log(f"generating {task_id} ({n:,} transitions in {env_id}) → {path}")
     if kind == "medium-expert":  # D4RL: the medium file followed by the expert file
         half = {k: (seed, None if size is None else n // 2) for k in ("medium", "expert")}
-        parts = [_read_all(ensure_generated(f"{domain}-{k}-v2", cache, s, m, progress, log)) for k, (s, m) in
-                 half.items()]
-        arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        medium, expert = (_read_all(ensure_generated(f"{domain}-{k}-v2", cache, s, m, progress, log))
+                          for k, (s, m) in half.items())
+        keep = _complete_rows(medium)
+        arrays = {k: np.concatenate([medium[k][:keep], expert[k]]) for k in medium}
         policy_meta = None
     else:
         arrays, policy_meta = _roll(domain, kind, env_id, n, seed, progress, task_id)
@@ -231,6 +238,12 @@ def _bar(enabled: bool, total: int, label: str):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=f"generate {label}", unit="step", smoothing=0.05)
+
+
+def _complete_rows(arrays: dict[str, np.ndarray]) -> int:
+    """Rows up to the last episode end: D4RL's medium-expert leaves out the medium file's cut last episode."""
+    ends = np.flatnonzero(arrays["terminals"] | arrays["timeouts"])
+    return int(ends[-1]) + 1 if len(ends) else 0
 
 
 def _read_all(path: Path) -> dict[str, np.ndarray]:
