@@ -85,3 +85,15 @@ def test_locomotion_tasks_record_returns_measured_in_v5_next_to_d4rl_constants()
     protocol = Evaluator(task, 10, 0, True).protocol(make(registry.get("bc")))
     assert protocol["reference_returns"]["min"] == task.ref_min
     assert protocol["reference_returns"]["measured_in_eval_env"]["random"] == random
+
+
+@pytest.mark.parametrize("domain", ["hopper", "halfcheetah", "walker2d"])
+def test_every_shipped_expert_has_its_v5_return_recorded(domain):
+    from offrl_zoo.behaviour.shipped import PACKAGE_POLICIES, shipped_policies
+
+    policies = shipped_policies(domain, PACKAGE_POLICIES)
+    refs = get_task(f"{domain}-expert-v2").measured_refs
+    assert ("expert" in refs) == ("expert" in policies)
+    if "expert" in policies:
+        assert refs["expert"]["return_mean"] > policies["medium"].meta["return_stochastic"]["mean"]
+        assert refs["expert"]["episodes"] >= 1000  # measured on the generated 1 M-step expert file
