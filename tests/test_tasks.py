@@ -97,3 +97,14 @@ def test_every_shipped_expert_has_its_v5_return_recorded(domain):
     if "expert" in policies:
         assert refs["expert"]["return_mean"] > policies["medium"].meta["return_stochastic"]["mean"]
         assert refs["expert"]["episodes"] >= 1000  # measured on the generated 1 M-step expert file
+
+
+def test_mujoco_deprecation_noise_is_dropped_and_other_warnings_pass(capfd):
+    import mujoco
+
+    from offrl_zoo.envs.make import make
+
+    make("HalfCheetah-v5").close()  # Gymnasium's half_cheetah.xml sets the deprecated settotalmass
+    assert "settotalmass" not in capfd.readouterr().err
+    mujoco.get_mju_user_warning()("some other MuJoCo warning")
+    assert "WARNING: some other MuJoCo warning" in capfd.readouterr().err

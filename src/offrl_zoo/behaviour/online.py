@@ -30,6 +30,7 @@ from torchrl.data.replay_buffers import RandomSampler
 from offrl_zoo.algorithm import derived_seed
 from offrl_zoo.behaviour.rollout import actor_policy, rollout
 from offrl_zoo.behaviour.sac import SAC, SACConfig
+from offrl_zoo.envs.make import make
 from offrl_zoo.train.io import JsonlLog, load_torch, save_torch, write_json
 
 BUFFER_KEYS = ("observation", "action", "reward", "next_observation", "terminated")
@@ -48,7 +49,7 @@ class BehaviourRun:
 
 
 def _make_env(env_id: str) -> gym.Env:
-    return gym.make(env_id)
+    return make(env_id)
 
 
 def evaluate_actor(env_id: str, actor: torch.nn.Module, episodes: int, seed: int) -> dict:

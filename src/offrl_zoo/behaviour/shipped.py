@@ -17,6 +17,7 @@ from pathlib import Path
 import gymnasium as gym
 
 from offrl_zoo.behaviour.sac import SACConfig, make_actor
+from offrl_zoo.envs.make import make
 from offrl_zoo.errors import DatasetError
 from offrl_zoo.nets import TanhGaussianPolicy
 from offrl_zoo.train.io import load_torch, write_json
@@ -118,7 +119,7 @@ def export_policies(
     if not records:
         raise DatasetError(f"{run_dir}: no evaluated snapshots yet")
     low, high = medium_range or MEDIUM_RANGES[domain]
-    env = gym.make(config["env_id"])
+    env = make(config["env_id"])
     dims = {"obs_dim": env.observation_space.shape[0], "action_dim": env.action_space.shape[0]}
     env.close()
     unknown = set(roles) - set(ROLES)

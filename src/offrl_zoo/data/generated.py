@@ -179,11 +179,10 @@ def _describe(domain: str, kind: str) -> str:
 
 
 def _roll(domain: str, kind: str, env_id: str, n: int, seed: int, progress: bool, label: str):
-    import gymnasium as gym
-
     from offrl_zoo.algorithm import derived_seed
+    from offrl_zoo.envs.make import make
 
-    make_env = lambda: gym.make(env_id)  # noqa: E731
+    make_env = lambda: make(env_id)  # noqa: E731
     bar = _bar(progress, n, label)
     if kind == "random":
         env = make_env()
@@ -213,7 +212,7 @@ def _roll(domain: str, kind: str, env_id: str, n: int, seed: int, progress: bool
 
 
 def _replay_segments(domain: str, env_id: str, n: int) -> list:
-    import gymnasium as gym
+    from offrl_zoo.envs.make import make
 
     sequence = replay_sequence(domain)
     start_steps = int(sequence[0].meta["sac"]["start_steps"])
@@ -225,7 +224,7 @@ def _replay_segments(domain: str, env_id: str, n: int) -> list:
     total = sum(length for _, length in stretches)
     rows = [int(n * length // total) for _, length in stretches]
     rows[-1] += n - sum(rows)  # rounding goes to the medium snapshot
-    env = gym.make(env_id)
+    env = make(env_id)
     random_policy = uniform_policy(env.action_space.low, env.action_space.high)
     env.close()
     pairs = zip(stretches, rows, strict=True)

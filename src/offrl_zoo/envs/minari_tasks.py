@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import gymnasium as gym
 import numpy as np
 
+from offrl_zoo.envs.make import filter_mujoco_warnings
 from offrl_zoo.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ def make_eval_env(task: Task) -> gym.Env:
     dataset_id = task.source_id.removeprefix("minari:")
     ds = load_minari_dataset(dataset_id)
     _register_robotics()
+    filter_mujoco_warnings()
     try:
         env = ds.recover_environment(eval_env=True, max_episode_steps=task.horizon, **dict(task.env_kwargs))
     except Exception as err:  # e.g. FrankaKitchen-v1 fails to compile its model with mujoco 4.x

@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 
 from offrl_zoo.envs import minari_tasks, toy
+from offrl_zoo.envs.make import make
 from offrl_zoo.registry import suggest
 
 
@@ -36,7 +37,7 @@ class Task:
     def make_env(self) -> gym.Env:
         if self.env_id.startswith("minari:"):  # the env recorded in the task's Minari dataset
             return minari_tasks.make_eval_env(self)
-        return gym.make(self.env_id, max_episode_steps=self.horizon, **dict(self.env_kwargs))
+        return make(self.env_id, max_episode_steps=self.horizon, **dict(self.env_kwargs))
 
     def normalized_score(self, returns: np.ndarray) -> np.ndarray | None:
         """D4RL score ×100 of each return, or None when the task has no reference scores."""
