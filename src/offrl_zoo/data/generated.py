@@ -140,7 +140,8 @@ def generate(
     n = want["size"]
     env_id = ENV_IDS[domain]
     start = time.perf_counter()
-    log(f"generating {task_id} ({n:,} transitions in {env_id}) → {path}")
+    at_most = "up to " if kind == "medium-expert" else ""  # medium's cut last episode is left out
+    log(f"generating {task_id} ({at_most}{n:,} transitions in {env_id}) → {path}")
     if kind == "medium-expert":  # D4RL: the medium file followed by the expert file
         half = {k: (seed, None if size is None else n // 2) for k in ("medium", "expert")}
         medium, expert = (_read_all(ensure_generated(f"{domain}-{k}-v2", cache, s, m, progress, log))
