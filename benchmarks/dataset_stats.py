@@ -16,14 +16,13 @@ import argparse
 import json
 from pathlib import Path
 
-import offrl_zoo.envs
 from offrl_zoo.data.generated import generated_path, parse_task
 from offrl_zoo.data.inspect import describe_file
 from offrl_zoo.envs import get_task
+from offrl_zoo.envs.tasks import V5_REFERENCES
 from offrl_zoo.train.io import write_json
 
 PUBLISHED = Path(__file__).parent / "d4rl_published_stats.json"
-V5_REFERENCES = Path(offrl_zoo.envs.__file__).parent / "v5_references.json"
 
 
 def main() -> None:

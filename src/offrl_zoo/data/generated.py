@@ -1,12 +1,11 @@
 """D4RL-style locomotion datasets generated on this machine from the shipped behaviour policies.
 
 What D4RL did, with Gymnasium's v5 envs: ``random`` = uniform actions, ``medium``/``expert`` = stochastic
-rollouts of one SAC snapshot, ``medium-expert`` = medium's complete
-episodes followed by expert, ``medium-replay`` =
-rollouts of the run's training snapshots up to the medium one, each taking the share of rows that its
-stretch of training took in the replay buffer (the first ``start_steps`` rows uniform random, as the
-SAC run explored). The last one approximates D4RL's replay buffer (a buffer mixes every policy
-between snapshots; here each stretch is played by the snapshot that ends it).
+rollouts of one SAC snapshot, ``medium-expert`` = medium's complete episodes followed by expert,
+``medium-replay`` = rollouts of the run's training snapshots up to the medium one, each taking the share
+of rows that its stretch of training took in the replay buffer (the first ``start_steps`` rows uniform
+random, as the SAC run explored). The last one approximates D4RL's replay buffer (a buffer mixes every
+policy between snapshots; here each stretch is played by the snapshot that ends it).
 
 Files are written in D4RL's HDF5 layout to ``<cache>/generated/<task>.hdf5`` with a sidecar
 ``<task>.json`` (SHA-256, recipe); a file whose hash or recipe does not match is generated again.
@@ -100,8 +99,9 @@ def generated_path(task_id: str, seed: int = 0, size: int | None = None, cache: 
     from offrl_zoo.data.sources import checked_id
 
     checked_id(task_id)
-    size = size or _default_size(*parse_task(task_id))
-    if (seed, size) == (0, _default_size(*parse_task(task_id))):  # medium-expert asks for its halves by size
+    default = _default_size(*parse_task(task_id))
+    size = size or default
+    if (seed, size) == (0, default):  # the default recipe asked for by its size (medium-expert's halves)
         return generated_dir(cache) / f"{task_id}.hdf5"
     return generated_dir(cache) / f"{task_id}-seed{seed}-n{size}.hdf5"
 

@@ -2,8 +2,8 @@
 
 Gymnasium's ``half_cheetah.xml`` uses a compiler attribute that MuJoCo 3.3+ calls deprecated, and MuJoCo
 prints that to stderr (and MUJOCO_LOG.TXT) for every env it compiles: 16 times per vector env, thousands
-of lines per dataset. Users cannot act on it, so it is dropped; every other MuJoCo warning is printed as
-MuJoCo prints it.
+of lines per dataset. Users cannot act on it, so it is dropped; every other MuJoCo warning goes to stderr
+in MuJoCo's own format (but no longer to MUJOCO_LOG.TXT).
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ an approximation and are labelled so in every protocol record.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -97,11 +99,11 @@ D4RL_LOCOMOTION = {
 D4RL_GYM_DATASETS = ("random", "medium", "medium-replay", "medium-expert", "expert", "full-replay")
 
 
-def _measured_v5_references() -> dict:
-    import json
-    from pathlib import Path
+V5_REFERENCES = Path(__file__).parent / "v5_references.json"  # written by benchmarks/dataset_stats.py
 
-    return json.loads((Path(__file__).parent / "v5_references.json").read_text())
+
+def _measured_v5_references() -> dict:
+    return json.loads(V5_REFERENCES.read_text())
 
 
 def _register_builtin_tasks() -> None:
