@@ -16,11 +16,11 @@ import argparse
 import json
 from pathlib import Path
 
-from offrl_zoo.data.generated import generated_path, parse_task
+from offrl_zoo.data.generation.datasets import generated_path, parse_task
 from offrl_zoo.data.inspect import describe_file
 from offrl_zoo.envs import get_task
 from offrl_zoo.envs.tasks import V5_REFERENCES
-from offrl_zoo.train.io import write_json
+from offrl_zoo.io import write_json
 
 PUBLISHED = Path(__file__).parent / "d4rl_published_stats.json"
 

@@ -27,7 +27,7 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from offrl_zoo.envs.toy import toy_data, toy_metrics  # noqa: E402
-from offrl_zoo.train.io import write_json, write_text  # noqa: E402
+from offrl_zoo.io import write_json, write_text  # noqa: E402
 from offrl_zoo.train.run import RunRequest, load_run, train  # noqa: E402
 
 TOYS = ["toy-25_gaussian-far", "toy-25_gaussian-near", "toy-25_gaussian-hard", "toy-swiss_roll_2D-far",

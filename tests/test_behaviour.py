@@ -12,11 +12,11 @@ import torch
 from torch.distributions import Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
 
-from offrl_zoo.behaviour import online
-from offrl_zoo.behaviour.online import BehaviourRun, train_behaviour
-from offrl_zoo.behaviour.rollout import rollout, uniform_policy
-from offrl_zoo.behaviour.sac import SACConfig
-from offrl_zoo.behaviour.shipped import (
+from offrl_zoo.data.generation import online
+from offrl_zoo.data.generation.online import BehaviourRun, train_behaviour
+from offrl_zoo.data.generation.rollout import rollout, uniform_policy
+from offrl_zoo.data.generation.sac import SACConfig
+from offrl_zoo.data.generation.shipped import (
     ENV_IDS,
     EXPERT_CANDIDATES,
     PACKAGE_POLICIES,
@@ -24,8 +24,8 @@ from offrl_zoo.behaviour.shipped import (
     shipped_policies,
 )
 from offrl_zoo.data.sources import sha256_file
+from offrl_zoo.io import load_torch
 from offrl_zoo.nets import TanhGaussianPolicy
-from offrl_zoo.train.io import load_torch
 
 TINY_SAC = SACConfig(hidden=(32, 32), start_steps=100, batch_size=64)
 
@@ -142,7 +142,7 @@ def test_shipped_metadata_matches_the_weights(domain):
 
 
 def test_fixed_temperature_is_not_trained():
-    from offrl_zoo.behaviour.sac import SAC
+    from offrl_zoo.data.generation.sac import SAC
     from offrl_zoo.testing import random_batch, tiny_spec
 
     spec = tiny_spec()

@@ -7,11 +7,11 @@ import h5py
 import numpy as np
 import pytest
 
-from offrl_zoo.behaviour.online import BehaviourRun, train_behaviour
-from offrl_zoo.behaviour.sac import SACConfig
-from offrl_zoo.behaviour.shipped import export_policies
 from offrl_zoo.cli import main
-from offrl_zoo.data import generated
+from offrl_zoo.data.generation import datasets as generated
+from offrl_zoo.data.generation.online import BehaviourRun, train_behaviour
+from offrl_zoo.data.generation.sac import SACConfig
+from offrl_zoo.data.generation.shipped import export_policies
 from offrl_zoo.data.inspect import describe_file
 from offrl_zoo.data.loading import load_dataset
 from offrl_zoo.data.sources import load_d4rl_file, sha256_file

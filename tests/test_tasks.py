@@ -89,7 +89,7 @@ def test_locomotion_tasks_record_returns_measured_in_v5_next_to_d4rl_constants()
 
 @pytest.mark.parametrize("domain", ["hopper", "halfcheetah", "walker2d"])
 def test_every_shipped_expert_has_its_v5_return_recorded(domain):
-    from offrl_zoo.behaviour.shipped import PACKAGE_POLICIES, shipped_policies
+    from offrl_zoo.data.generation.shipped import PACKAGE_POLICIES, shipped_policies
 
     policies = shipped_policies(domain, PACKAGE_POLICIES)
     refs = get_task(f"{domain}-expert-v2").measured_refs

@@ -9,7 +9,8 @@ from tensordict import TensorDict
 
 from offrl_zoo.algorithm import Algorithm, BaseConfig, Stage, check_positive
 from offrl_zoo.nets import DeterministicActor
-from offrl_zoo.nets.losses import step_optimizer
+from offrl_zoo.optim import step_optimizer
+from offrl_zoo.spec import DataSpec
 
 
 @dataclass
@@ -25,16 +26,16 @@ class BCConfig(BaseConfig):
         check_positive(self, "steps", "batch_size", "lr")
 
 
-class BC(Algorithm):
+class BC(Algorithm[BCConfig]):
     name = "bc"
     Config = BCConfig
     summary = "behaviour cloning (CORL any_percent_bc; top_fraction=0.1 gives 10%BC)"
 
-    def __init__(self, spec, cfg: BCConfig, device="cpu") -> None:
+    def __init__(self, spec: DataSpec, cfg: BCConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(spec, cfg, device)
         self.actor = DeterministicActor(spec.obs_dim, spec.action_dim, cfg.hidden, spec.max_action)
         self.to(self.device)
-        self.optimizers["actor"] = self.adam(self.actor.parameters(), lr=cfg.lr)
+        self.optimizers["actor"] = self.make_optimizer(self.actor.parameters(), lr=cfg.lr)
 
     def stages(self) -> list[Stage]:
         return [Stage("train", self.cfg.steps, self.cfg.batch_size, self.update, modules=("actor",))]

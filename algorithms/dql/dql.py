@@ -24,7 +24,9 @@ from offrl_zoo.nets import (
     seed_batch,
     select_candidates,
 )
-from offrl_zoo.nets.losses import not_done, step_optimizer
+from offrl_zoo.nets.losses import not_done
+from offrl_zoo.optim import step_optimizer
+from offrl_zoo.spec import DataSpec
 
 OFFICIAL_LR_STEP_EVERY = 50_000  # the official scheduler steps once per train() call: eval_freq 50 epochs × 1000
 
@@ -81,7 +83,7 @@ def backup_value(target_q: torch.Tensor, samples: int) -> torch.Tensor:
     return target_q.reshape(target_q.shape[0], -1, samples).max(-1).values.min(0).values
 
 
-class DQL(Algorithm):
+class DQL(Algorithm[DQLConfig]):
     name = "dql"
     Config = DQLConfig
     summary = "Diffusion-QL (Wang, Hunt, Zhou 2022; official code)"
@@ -92,7 +94,7 @@ class DQL(Algorithm):
             "locomotion)", "grad_norm"),
     }
 
-    def __init__(self, spec, cfg: DQLConfig, device="cpu") -> None:
+    def __init__(self, spec: DataSpec, cfg: DQLConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(spec, cfg, device)
         s, a = spec.obs_dim, spec.action_dim
         self.clip = spec.max_action  # x̂0 and the final sample are clipped to ±a_max
@@ -102,8 +104,8 @@ class DQL(Algorithm):
         self.critic = QEnsemble(s, a, [cfg.critic_hidden] * 3, n=2, act="mish")
         self.critic_target = frozen_copy(self.critic)
         self.to(self.device)
-        self.optimizers["actor"] = self.adam(self.actor.parameters(), lr=cfg.lr)
-        self.optimizers["critic"] = self.adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.optimizers["actor"] = self.make_optimizer(self.actor.parameters(), lr=cfg.lr)
+        self.optimizers["critic"] = self.make_optimizer(self.critic.parameters(), lr=cfg.critic_lr)
         if cfg.lr_schedule != "none":
             t_max = max(1, cfg.steps // 1000) if cfg.lr_schedule == "official" else cfg.steps
             for key, opt in self.optimizers.items():

@@ -34,7 +34,9 @@ from offrl_zoo.nets import (
     polyak_update_,
     select_candidates,
 )
-from offrl_zoo.nets.losses import expectile_loss, not_done, step_optimizer
+from offrl_zoo.nets.losses import expectile_loss, not_done
+from offrl_zoo.optim import step_optimizer
+from offrl_zoo.spec import DataSpec
 
 SELECTIONS = ("softmax", "argmax", "policy")
 
@@ -92,14 +94,14 @@ class DTQLCritic(nn.Module):
         return self.q(obs, action).min(0).values
 
 
-class DTQL(Algorithm):
+class DTQL(Algorithm[DTQLConfig]):
     name = "dtql"
     Config = DTQLConfig
     summary = "Diffusion Trusted Q-Learning (Chen et al. 2024; official code)"
     deterministic_act_is_exact = False  # softmax selection draws candidates even for evaluation
     candidate_noun = "policy"  # what `sample_actions` draws, in the selection rule's words
 
-    def __init__(self, spec, cfg: DTQLConfig, device="cpu") -> None:
+    def __init__(self, spec: DataSpec, cfg: DTQLConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(spec, cfg, device)
         s, a = spec.obs_dim, spec.action_dim
         self.edm = EDM(cfg.sigma_data, cfg.sigma_min, cfg.sigma_max)
@@ -111,10 +113,10 @@ class DTQL(Algorithm):
         self.critic_target = frozen_copy(self.critic)
         self.build_actor()
         self.to(self.device)
-        self.optimizers["behaviour"] = self.adam(self.behaviour.parameters(), lr=cfg.lr)
-        self.optimizers["critic"] = self.adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.optimizers["behaviour"] = self.make_optimizer(self.behaviour.parameters(), lr=cfg.lr)
+        self.optimizers["critic"] = self.make_optimizer(self.critic.parameters(), lr=cfg.critic_lr)
         for name in self.actor_modules():
-            self.optimizers[name] = self.adam(getattr(self, name).parameters(), lr=cfg.lr)
+            self.optimizers[name] = self.make_optimizer(getattr(self, name).parameters(), lr=cfg.lr)
         if cfg.lr_decay:
             for key, opt in self.optimizers.items():
                 self.schedulers[key] = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)

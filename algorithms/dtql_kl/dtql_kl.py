@@ -17,7 +17,7 @@ from tensordict import TensorDict
 from offrl_zoo.algorithm import check_choice, check_positive
 from offrl_zoo.diffusion import EDMScoreNet, dmd_distillation_loss
 from offrl_zoo.nets import frozen, seed_batch
-from offrl_zoo.nets.losses import step_optimizer
+from offrl_zoo.optim import step_optimizer
 
 
 @dataclass
@@ -42,6 +42,7 @@ class DTQLKLConfig(DTQLConfig):
 class DTQLKL(DTQL):
     name = "dtql-kl"
     Config = DTQLKLConfig
+    cfg: DTQLKLConfig  # DTQL's methods read the DTQLConfig fields it extends
     summary = "DTQL with KL/VSD (DMD-style) distillation into an implicit generator (DTQL paper App. D)"
     candidate_noun = "generator"
 

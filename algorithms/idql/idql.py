@@ -19,7 +19,9 @@ from torch import nn
 from offrl_zoo.algorithm import Algorithm, BaseConfig, Stage, check_choice, check_positive, check_unit_interval
 from offrl_zoo.diffusion import ResNetNoiseNet, VPSchedule
 from offrl_zoo.nets import EnsembleLinear, QEnsemble, frozen_copy, mlp, polyak_update_, select_candidates
-from offrl_zoo.nets.losses import expectile_loss, not_done, step_optimizer
+from offrl_zoo.nets.losses import expectile_loss, not_done
+from offrl_zoo.optim import step_optimizer
+from offrl_zoo.spec import DataSpec
 
 SELECTIONS = ("argmax", "resample")
 ACTING_FIELDS = ("candidates", "selection", "clip_sampler", "temperature", "repeat_last")  # not used in training
@@ -81,13 +83,13 @@ def value_net(obs_dim: int, hidden: list[int], layer_norm: str) -> nn.Module:
     return mlp(obs_dim, hidden, 1, layer_norm=layer_norm == "hidden")
 
 
-class IDQL(Algorithm):
+class IDQL(Algorithm[IDQLConfig]):
     name = "idql"
     Config = IDQLConfig
     summary = "Implicit Diffusion Q-Learning (Hansen-Estruch et al. 2023; official code)"
     deterministic_act_is_exact = False  # every action draws fresh diffusion samples
 
-    def __init__(self, spec, cfg: IDQLConfig, device="cpu") -> None:
+    def __init__(self, spec: DataSpec, cfg: IDQLConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(spec, cfg, device)
         s, a = spec.obs_dim, spec.action_dim
         self.a_max = spec.max_action  # the sampler's clip (1 on D4RL, as the official ±1)
@@ -98,11 +100,11 @@ class IDQL(Algorithm):
         self.critic_target = frozen_copy(self.critic)
         self.value = xavier_(value_net(s, cfg.critic_hidden, cfg.value_layer_norm))
         self.to(self.device)
-        self.optimizers["score_net"] = self.adam(
+        self.optimizers["score_net"] = self.make_optimizer(
             self.score_net.parameters(), torch.optim.AdamW, lr=cfg.actor_lr, weight_decay=cfg.weight_decay
         )
-        self.optimizers["value"] = self.adam(self.value.parameters(), lr=cfg.value_lr)
-        self.optimizers["critic"] = self.adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.optimizers["value"] = self.make_optimizer(self.value.parameters(), lr=cfg.value_lr)
+        self.optimizers["critic"] = self.make_optimizer(self.critic.parameters(), lr=cfg.critic_lr)
         if cfg.cosine_decay:
             self.schedulers["score_net"] = torch.optim.lr_scheduler.CosineAnnealingLR(
                 self.optimizers["score_net"], T_max=cfg.steps

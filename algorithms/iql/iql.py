@@ -14,7 +14,9 @@ from torch import nn
 
 from offrl_zoo.algorithm import Algorithm, BaseConfig, Stage, check_choice, check_positive, check_unit_interval
 from offrl_zoo.nets import DeterministicActor, EnsembleMLP, GaussianPolicy, QEnsemble, frozen_copy, polyak_update_
-from offrl_zoo.nets.losses import expectile_loss, not_done, step_optimizer
+from offrl_zoo.nets.losses import expectile_loss, not_done
+from offrl_zoo.optim import step_optimizer
+from offrl_zoo.spec import DataSpec
 
 
 @dataclass
@@ -50,12 +52,12 @@ class IQLConfig(BaseConfig):
             raise ValueError(f"actor_dropout={self.actor_dropout}: expected a value in [0, 1)")
 
 
-class IQL(Algorithm):
+class IQL(Algorithm[IQLConfig]):
     name = "iql"
     Config = IQLConfig
     summary = "Implicit Q-Learning (Kostrikov et al. 2021; original JAX code, CORL as preset)"
 
-    def __init__(self, spec, cfg: IQLConfig, device="cpu") -> None:
+    def __init__(self, spec: DataSpec, cfg: IQLConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(spec, cfg, device)
         s, a = spec.obs_dim, spec.action_dim
         self.critic = QEnsemble(s, a, cfg.hidden, n=2, act="relu")
@@ -71,9 +73,9 @@ class IQL(Algorithm):
             )
         self.critic_target = frozen_copy(self.critic)
         self.to(self.device)
-        self.optimizers["actor"] = self.adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.optimizers["value"] = self.adam(self.value.parameters(), lr=cfg.value_lr)
-        self.optimizers["critic"] = self.adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.optimizers["actor"] = self.make_optimizer(self.actor.parameters(), lr=cfg.actor_lr)
+        self.optimizers["value"] = self.make_optimizer(self.value.parameters(), lr=cfg.value_lr)
+        self.optimizers["critic"] = self.make_optimizer(self.critic.parameters(), lr=cfg.critic_lr)
         if cfg.actor_cosine_decay:
             self.schedulers["actor"] = torch.optim.lr_scheduler.CosineAnnealingLR(
                 self.optimizers["actor"], T_max=cfg.steps

@@ -26,7 +26,9 @@ from offrl_zoo.algorithm import (
 from offrl_zoo.diffusion import ResNetNoiseNet, vp_sde_alpha_sigma
 from offrl_zoo.diffusion.vp_sde import vp_sde_eps_loss
 from offrl_zoo.nets import DeterministicActor, EnsembleMLP, QEnsemble, frozen_copy, polyak_update_, seed_batch
-from offrl_zoo.nets.losses import expectile_loss, not_done, step_optimizer
+from offrl_zoo.nets.losses import expectile_loss, not_done
+from offrl_zoo.optim import step_optimizer
+from offrl_zoo.spec import DataSpec
 
 BEHAVIOUR_T_MIN = 1e-3  # behaviour loss: t ~ U(1e-3, 1)
 POLICY_T_RANGE = (0.02, 0.98)  # policy loss: t ~ U(0.02, 0.98)
@@ -77,7 +79,7 @@ class SRPOConfig(BaseConfig):
             raise ValueError("beta and behaviour_weight_decay must be ≥ 0 and score_dropout in [0, 1)")
 
 
-class SRPO(Algorithm):
+class SRPO(Algorithm[SRPOConfig]):
     name = "srpo"
     Config = SRPOConfig
     summary = "Score-Regularized Policy Optimization (Chen et al. 2023; official code thu-ml/SRPO)"
@@ -89,7 +91,7 @@ class SRPO(Algorithm):
             NO_BETA + " (its table has only the v2 medium, medium-replay, medium-expert and antmaze sets)", "beta"),
     }
 
-    def __init__(self, spec, cfg: SRPOConfig, device="cpu") -> None:
+    def __init__(self, spec: DataSpec, cfg: SRPOConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(spec, cfg, device)
         s, a = spec.obs_dim, spec.action_dim
         with seeded_init("srpo-behaviour"):
@@ -102,15 +104,15 @@ class SRPO(Algorithm):
         self.critic_target = frozen_copy(self.critic)
         self.actor = DeterministicActor(s, a, [cfg.policy_hidden] * cfg.policy_layers, spec.max_action)
         self.to(self.device)
-        self.optimizers["behaviour"] = self.adam(
+        self.optimizers["behaviour"] = self.make_optimizer(
             self.behaviour.parameters(), torch.optim.AdamW, lr=cfg.behaviour_lr,
             weight_decay=cfg.behaviour_weight_decay)
-        self.optimizers["critic"] = self.adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self.optimizers["value"] = self.adam(self.value.parameters(), lr=cfg.critic_lr)
-        self.optimizers["actor"] = self.adam(self.actor.parameters(), lr=cfg.policy_lr)
+        self.optimizers["critic"] = self.make_optimizer(self.critic.parameters(), lr=cfg.critic_lr)
+        self.optimizers["value"] = self.make_optimizer(self.value.parameters(), lr=cfg.critic_lr)
+        self.optimizers["actor"] = self.make_optimizer(self.actor.parameters(), lr=cfg.policy_lr)
         self.schedulers["actor"] = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizers["actor"], cfg.steps)
         if cfg.awr_monitor:
-            self.optimizers["awr_actor"] = self.adam(self.awr_actor.parameters(), lr=3e-4)
+            self.optimizers["awr_actor"] = self.make_optimizer(self.awr_actor.parameters(), lr=3e-4)
             self.schedulers["awr_actor"] = torch.optim.lr_scheduler.CosineAnnealingLR(
                 self.optimizers["awr_actor"], cfg.critic_steps)
 

@@ -9,7 +9,9 @@ from tensordict import TensorDict
 
 from offrl_zoo.algorithm import Algorithm, BaseConfig, Stage, check_positive, check_unit_interval
 from offrl_zoo.nets import DeterministicActor, QEnsemble, frozen, frozen_copy, polyak_update_, seed_batch
-from offrl_zoo.nets.losses import not_done, step_optimizer
+from offrl_zoo.nets.losses import not_done
+from offrl_zoo.optim import step_optimizer
+from offrl_zoo.spec import DataSpec
 
 
 @dataclass
@@ -33,12 +35,12 @@ class TD3BCConfig(BaseConfig):
         check_unit_interval(self, "discount", "tau")
 
 
-class TD3BC(Algorithm):
+class TD3BC(Algorithm[TD3BCConfig]):
     name = "td3bc"
     Config = TD3BCConfig
     summary = "TD3+BC (Fujimoto & Gu 2021; sfujim/TD3_BC)"
 
-    def __init__(self, spec, cfg: TD3BCConfig, device="cpu") -> None:
+    def __init__(self, spec: DataSpec, cfg: TD3BCConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(spec, cfg, device)
         self.max_action = spec.max_action
         self.actor = DeterministicActor(spec.obs_dim, spec.action_dim, cfg.hidden, self.max_action)
@@ -46,8 +48,8 @@ class TD3BC(Algorithm):
         self.actor_target = frozen_copy(self.actor)
         self.critic_target = frozen_copy(self.critic)
         self.to(self.device)
-        self.optimizers["actor"] = self.adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.optimizers["critic"] = self.adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.optimizers["actor"] = self.make_optimizer(self.actor.parameters(), lr=cfg.actor_lr)
+        self.optimizers["critic"] = self.make_optimizer(self.critic.parameters(), lr=cfg.critic_lr)
 
     def stages(self) -> list[Stage]:
         modules = ("actor", "critic", "actor_target", "critic_target")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -15,7 +15,12 @@ _LAZY = {
     "DataSpec": "offrl_zoo.spec",
     "register": "offrl_zoo.registry",
 }
-__all__ = list(_LAZY)
+__all__ = ["Algorithm", "BaseConfig", "DataSpec", "Stage", "register"]  # the keys of _LAZY
+
+if TYPE_CHECKING:  # the same names, eagerly, for type checkers
+    from offrl_zoo.algorithm import Algorithm, BaseConfig, Stage
+    from offrl_zoo.registry import register
+    from offrl_zoo.spec import DataSpec
 
 
 def __getattr__(name: str) -> Any:

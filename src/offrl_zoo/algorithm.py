@@ -12,13 +12,13 @@ import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import torch
 from tensordict import TensorDict
 from torch import nn
 
-from offrl_zoo.nets.losses import adam
+from offrl_zoo.optim import make_optimizer
 from offrl_zoo.spec import DataSpec
 
 REWARD_TRANSFORMS = ("raw", "return_range", "minus_one", "dql_antmaze", "standardize")
@@ -88,6 +88,7 @@ def check_unit_interval(cfg: Any, *keys: str) -> None:
 
 
 UpdateFn = Callable[[TensorDict, int], TensorDict]
+ConfigT = TypeVar("ConfigT", bound=BaseConfig)
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,9 @@ def seeded_init(tag: str) -> Iterator[None]:
         yield
 
 
-class Algorithm(nn.Module):
-    """Base class: subclasses set ``name`` and ``Config`` and implement ``stages`` and ``_act``.
+class Algorithm(nn.Module, Generic[ConfigT]):
+    """Base class, generic over its config: ``class IQL(Algorithm[IQLConfig])`` sets ``name`` and
+    ``Config = IQLConfig`` and implements ``stages`` and ``_act``; ``self.cfg`` is then typed ``IQLConfig``.
 
     Contract:
     - ``__init__(spec, cfg, device)`` builds networks from ``spec`` only (nothing task-specific);
@@ -159,7 +161,7 @@ class Algorithm(nn.Module):
     """
 
     name: ClassVar[str]
-    Config: ClassVar[type[BaseConfig]]
+    Config: ClassVar[type[BaseConfig]]  # the config dataclass; equals the class's type argument
     # One line saying where the algorithm comes from; shown by `offrl-zoo list`.
     summary: ClassVar[str] = ""
     # Whether act(deterministic=True) on a batch equals act row by row (False for selection rules
@@ -170,7 +172,7 @@ class Algorithm(nn.Module):
     # (user YAML or command line), so a missing official value is never silently guessed.
     unsupported_tasks: ClassVar[dict[str, tuple[str, str]]] = {}
 
-    def __init__(self, spec: DataSpec, cfg: BaseConfig, device: torch.device | str = "cpu") -> None:
+    def __init__(self, spec: DataSpec, cfg: ConfigT, device: torch.device | str = "cpu") -> None:
         super().__init__()
         self.spec = spec
         self.cfg = cfg
@@ -186,10 +188,11 @@ class Algorithm(nn.Module):
         self.schedulers: dict[str, Any] = {}
         self._compiled_act: Callable[[torch.Tensor, bool], torch.Tensor] | None = None
 
-    def adam(self, params: Any, optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
-             **kwargs: Any) -> torch.optim.Optimizer:
+    def make_optimizer(
+        self, params: Any, optimizer: type[torch.optim.Optimizer] = torch.optim.Adam, **kwargs: Any
+    ) -> torch.optim.Optimizer:
         """``optimizer(params, **kwargs)`` (Adam or AdamW), with the fused kernel on the fast path."""
-        return adam(params, self.cfg.fast, optimizer, **kwargs)
+        return make_optimizer(params, self.cfg.fast, optimizer, **kwargs)
 
     def compiled_update(self, stage: Stage) -> UpdateFn:
         """``stage.update``, compiled on the fast path."""

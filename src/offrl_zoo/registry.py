@@ -1,27 +1,17 @@
-"""Algorithm registry: built-ins plus third-party plugins from the ``offrl_zoo.algorithms`` entry points."""
+"""Algorithm registry: every algorithm, built-in or plugin, is an entry point of the ``offrl_zoo.algorithms``
+group; the built-ins are those of the offrl-zoo distribution itself (listed in its pyproject.toml)."""
 
 from __future__ import annotations
 
 import difflib
-import importlib
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 from offrl_zoo.algorithm import Algorithm, BaseConfig
 from offrl_zoo.errors import UnknownNameError
 
 ENTRY_POINT_GROUP = "offrl_zoo.algorithms"
-
-# name -> "module:Class"; imported on first use so `offrl-zoo list` stays fast.
-BUILTINS: dict[str, str] = {
-    "bc": "offrl_zoo.algorithms.bc:BC",
-    "td3bc": "offrl_zoo.algorithms.td3bc:TD3BC",
-    "iql": "offrl_zoo.algorithms.iql:IQL",
-    "dtql": "offrl_zoo.algorithms.dtql:DTQL",
-    "dtql-kl": "offrl_zoo.algorithms.dtql_kl:DTQLKL",
-    "dql": "offrl_zoo.algorithms.dql:DQL",
-    "idql": "offrl_zoo.algorithms.idql:IDQL",
-    "srpo": "offrl_zoo.algorithms.srpo:SRPO",
-}
+# The distribution whose entry points are the built-ins (pyproject.toml lists them like any plugin's).
+BUILTIN_DISTRIBUTION = "offrl-zoo"
 
 _registered: dict[str, type[Algorithm]] = {}
 
@@ -33,21 +23,32 @@ def suggest(kind: str, name: str, valid: list[str]) -> UnknownNameError:
 
 
 def register(cls: type[Algorithm]) -> type[Algorithm]:
-    """Register an algorithm class in this process (plugins normally use the entry point instead)."""
+    """Register an algorithm class in this process (packages normally use the entry point instead)."""
     _check_class(cls, origin=f"{cls.__module__}.{cls.__qualname__}")
     _registered[cls.name] = cls
     return cls
 
 
-def _plugin_targets() -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+def _is_builtin(ep: EntryPoint) -> bool:
+    return ep.dist is not None and ep.dist.name == BUILTIN_DISTRIBUTION
+
+
+def _entry_points() -> dict[str, EntryPoint]:
+    """name -> entry point; a built-in wins over a plugin of the same name."""
+    found: dict[str, EntryPoint] = {}
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_is_builtin):
+        found[ep.name] = ep
+    return found
+
+
+def builtins() -> list[str]:
+    """Names of the algorithms shipped with offrl-zoo (its own entry points)."""
+    return sorted(name for name, ep in _entry_points().items() if _is_builtin(ep))
 
 
 def available() -> dict[str, str]:
     """All algorithm names with where they come from ("builtin", "plugin:<module>" or "registered")."""
-    names = {name: "builtin" for name in BUILTINS}
-    for name, target in _plugin_targets().items():
-        names.setdefault(name, f"plugin:{target}")
+    names = {name: "builtin" if _is_builtin(ep) else f"plugin:{ep.value}" for name, ep in _entry_points().items()}
     for name in _registered:
         names.setdefault(name, "registered")
     return names
@@ -56,11 +57,11 @@ def available() -> dict[str, str]:
 def get(name: str) -> type[Algorithm]:
     if name in _registered:
         return _registered[name]
-    target = BUILTINS.get(name) or _plugin_targets().get(name)
-    if target is None:
+    ep = _entry_points().get(name)
+    if ep is None:
         raise suggest("algorithm", name, list(available()))
-    module_name, _, attr = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), attr)
+    target = ep.value
+    cls = ep.load()
     _check_class(cls, origin=target)
     if cls.name != name:
         raise TypeError(f"{target}: registered as {name!r} but its class says name={cls.name!r}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from offrl_zoo.train.io import load_torch
+from offrl_zoo.io import load_torch
 
 TASKS = ["toy-25_gaussian-far", "toy-25_gaussian-hard"]
 SWEEP = ["bc", "--tasks", *TASKS, "--seeds", "2", "--budget", "60", "--jobs", "1", "--no-estimate",

@@ -13,8 +13,8 @@ from offrl_zoo.bench.render import write_report
 from offrl_zoo.bench.report import build_report
 from offrl_zoo.bench.sweep import plan, record_sweep
 from offrl_zoo.errors import TrainingDiverged
+from offrl_zoo.io import load_torch
 from offrl_zoo.train import RunRequest, train
-from offrl_zoo.train.io import load_torch
 
 TASK = "toy-25_gaussian-near"
 

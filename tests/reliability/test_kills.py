@@ -16,11 +16,11 @@ import pytest
 import torch
 from _support import assert_intact, cli, compare, done_markers
 
+from offrl_zoo import io as train_io
 from offrl_zoo.bench.sweep import run_status
 from offrl_zoo.errors import WriteError
+from offrl_zoo.io import load_torch
 from offrl_zoo.train import RunRequest, train
-from offrl_zoo.train import io as train_io
-from offrl_zoo.train.io import load_torch
 
 TASK = "toy-25_gaussian-near"
 TRAIN = dict(algorithm="td3bc", task=TASK, steps=2000, log_every=25, checkpoint_every=25, eval_every=200,

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from offrl_zoo.data import sources
-from offrl_zoo.data.generated import generated_path
+from offrl_zoo.data.generation.datasets import generated_path
 from offrl_zoo.data.loading import load_dataset
 from offrl_zoo.envs.tasks import Task
 from offrl_zoo.errors import DatasetError, UnsafeFileError
+from offrl_zoo.io import load_torch
 from offrl_zoo.train import RunRequest, load_run, train
-from offrl_zoo.train.io import load_torch
 
 
 class Payload:

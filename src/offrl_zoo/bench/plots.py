@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from offrl_zoo.train.io import atomic_write, write_text
+from offrl_zoo.io import atomic_write, write_text
 
 if TYPE_CHECKING:
     from offrl_zoo.bench.report import Report

@@ -19,7 +19,7 @@ from offrl_zoo.bench.report import (
     Report,
     TaskReport,
 )
-from offrl_zoo.train.io import remove_stale_temps, write_json, write_text
+from offrl_zoo.io import remove_stale_temps, write_json, write_text
 
 
 def _plural(n: int, word: str) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from offrl_zoo.train.io import read_jsonl
+from offrl_zoo.io import read_jsonl
 
 DDOF = 1  # std over seeds: sample standard deviation
 DEFAULT_REPS = 2000

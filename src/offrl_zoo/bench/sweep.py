@@ -19,7 +19,7 @@ from offrl_zoo import registry
 from offrl_zoo.config import field_names, presets, resolve
 from offrl_zoo.envs import get_suite, get_task
 from offrl_zoo.errors import ConfigError, UnsupportedTaskError
-from offrl_zoo.train.io import write_json
+from offrl_zoo.io import write_json
 from offrl_zoo.train.run import FAILED, LOCK
 from offrl_zoo.train.trainer import CHECKPOINT, DONE
 
@@ -82,7 +82,7 @@ class RunSpec:
             return None
         import yaml
 
-        from offrl_zoo.train.io import write_text
+        from offrl_zoo.io import write_text
 
         path = store / "budgets" / f"{self.algorithm}.yaml"
         text = yaml.safe_dump(dict(self.budget_config), sort_keys=True)

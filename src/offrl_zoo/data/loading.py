@@ -62,7 +62,7 @@ def _stderr(message: str) -> None:
 
 def _load_d4rl_task(task: Task, rule: str, download: bool, data_source: str, log: Callable[[str], None]) -> Dataset:
     """Real D4RL data when available (per ``data_source``), else offrl-zoo's generated stand-in; says which."""
-    from offrl_zoo.data import generated
+    from offrl_zoo.data.generation import datasets as generated
 
     if data_source not in DATA_SOURCES:
         raise DatasetError(f"data source {data_source!r}: expected one of {', '.join(DATA_SOURCES)}")

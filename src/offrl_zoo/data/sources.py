@@ -122,7 +122,7 @@ def https_url(url: str) -> str:
 
 def pin_file(path: Path, origin: str) -> str:
     """Record the SHA-256 of a file entering the cache (``PATH.sha256.json``); later loads check it."""
-    from offrl_zoo.train.io import write_json  # offrl_zoo.train imports this module
+    from offrl_zoo.io import write_json  # offrl_zoo.train imports this module
 
     digest = sha256_file(path)
     write_json(path.with_name(path.name + ".sha256.json"), {"sha256": digest, "origin": origin})
@@ -159,7 +159,7 @@ def fetch_d4rl(dataset_id: str, root: Path | None = None, download: bool = True)
     url = d4rl_url(dataset_id)
     if not download:
         raise DatasetError(f"{target}: not in the cache and download is disabled (source {url})")
-    from offrl_zoo.train.io import atomic_path  # offrl_zoo.train imports this module
+    from offrl_zoo.io import atomic_path  # offrl_zoo.train imports this module
 
     try:
         with atomic_path(target) as tmp:

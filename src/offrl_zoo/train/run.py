@@ -25,10 +25,10 @@ from offrl_zoo.data import load_dataset, prepare
 from offrl_zoo.data.loading import custom_task
 from offrl_zoo.envs.tasks import Task, get_task
 from offrl_zoo.errors import RunLockedError, TrainingDiverged
+from offrl_zoo.io import load_torch, remove_stale_temps, write_json, write_text
 from offrl_zoo.spec import DataSpec
 from offrl_zoo.train.cost import run_cost
 from offrl_zoo.train.evaluator import Evaluator
-from offrl_zoo.train.io import load_torch, remove_stale_temps, write_json, write_text
 from offrl_zoo.train.trainer import CHECKPOINT, DONE, Trainer, TrainerSettings, seed_everything
 
 FAILED = "failed"  # JSON marker of a run that stopped on an error (a report shows it as failed, never a score)

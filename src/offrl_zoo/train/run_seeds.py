@@ -19,7 +19,7 @@ import torch
 from offrl_zoo import registry
 from offrl_zoo.config import ConfigError, resolve
 from offrl_zoo.errors import TrainingDiverged
-from offrl_zoo.train.io import write_json
+from offrl_zoo.io import write_json
 from offrl_zoo.train.run import (
     DONE,
     FAILED,

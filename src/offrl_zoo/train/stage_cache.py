@@ -16,7 +16,7 @@ from pathlib import Path
 
 from offrl_zoo.algorithm import Algorithm, BaseConfig, Stage
 from offrl_zoo.data.dataset import Dataset
-from offrl_zoo.train.io import load_torch, save_torch, write_json
+from offrl_zoo.io import load_torch, save_torch, write_json
 
 
 def stage_identity(stage: Stage, algo: Algorithm, dataset: Dataset, seed: int, steps: int,

@@ -25,8 +25,8 @@ from offrl_zoo.algorithm import Algorithm, Stage, derived_seed
 from offrl_zoo.data.buffer import make_replay_buffer
 from offrl_zoo.data.dataset import Dataset
 from offrl_zoo.errors import TrainingDiverged
+from offrl_zoo.io import JsonlLog, load_torch, save_torch, write_json
 from offrl_zoo.train.evaluator import Evaluator
-from offrl_zoo.train.io import JsonlLog, load_torch, save_torch, write_json
 from offrl_zoo.train.stage_cache import is_cached, load_stage, save_stage, stage_folder, stage_identity
 
 CHECKPOINT = "checkpoint.pt"

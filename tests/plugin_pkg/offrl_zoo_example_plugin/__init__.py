@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 import torch
 from tensordict import TensorDict
 
-from offrl_zoo import Algorithm, BaseConfig, Stage
+from offrl_zoo import Algorithm, BaseConfig, DataSpec, Stage
 from offrl_zoo.algorithm import check_positive
 from offrl_zoo.nets import GaussianPolicy
-from offrl_zoo.nets.losses import step_optimizer
+from offrl_zoo.optim import step_optimizer
 
 
 @dataclass
@@ -31,16 +31,16 @@ class MLBCConfig(BaseConfig):
         check_positive(self, "steps", "batch_size", "lr")
 
 
-class MLBC(Algorithm):
+class MLBC(Algorithm[MLBCConfig]):
     name = "mlbc"
     Config = MLBCConfig
     summary = "example plugin: maximum-likelihood Gaussian behaviour cloning"
 
-    def __init__(self, spec, cfg: MLBCConfig, device="cpu") -> None:
+    def __init__(self, spec: DataSpec, cfg: MLBCConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(spec, cfg, device)
         self.policy = GaussianPolicy(spec.obs_dim, spec.action_dim, cfg.hidden, init="torch")
         self.to(self.device)
-        self.optimizers["policy"] = self.adam(self.policy.parameters(), lr=cfg.lr)
+        self.optimizers["policy"] = self.make_optimizer(self.policy.parameters(), lr=cfg.lr)
 
     def stages(self) -> list[Stage]:
         return [Stage("train", self.cfg.steps, self.cfg.batch_size, self.update, modules=("policy",))]

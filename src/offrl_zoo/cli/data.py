@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from offrl_zoo.cli_args import positive_int, seed_int
+from offrl_zoo.cli.args import positive_int, seed_int
 
 DATA_EXAMPLES = """\
 examples:
@@ -84,14 +84,14 @@ def run_data(args: argparse.Namespace) -> int:
 
 
 def _gym_tasks():
-    from offrl_zoo.data.generated import can_generate
+    from offrl_zoo.data.generation.datasets import can_generate
     from offrl_zoo.envs import all_tasks
 
     return [t for t in all_tasks().values() if t.source == "d4rl" and can_generate(t.source_id)]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from offrl_zoo.data.generated import generated_path, parse_task, policies_for
+    from offrl_zoo.data.generation.datasets import generated_path, parse_task, policies_for
     from offrl_zoo.data.sources import cache_dir
     from offrl_zoo.errors import DatasetError
 
@@ -128,7 +128,7 @@ def _list_minari_tasks() -> None:
 
 
 def cmd_make(args: argparse.Namespace) -> int:
-    from offrl_zoo.data.generated import KINDS, ensure_generated
+    from offrl_zoo.data.generation.datasets import KINDS, ensure_generated
     from offrl_zoo.envs.tasks import D4RL_LOCOMOTION
 
     tasks = args.tasks
@@ -141,7 +141,7 @@ def cmd_make(args: argparse.Namespace) -> int:
 
 
 def _resolve_target(target: str) -> Path:
-    from offrl_zoo.data.generated import can_generate, generated_path
+    from offrl_zoo.data.generation.datasets import can_generate, generated_path
     from offrl_zoo.data.sources import cache_dir
     from offrl_zoo.errors import DatasetError
 
@@ -201,7 +201,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         dest = sources.d4rl_cache_path(task.source_id)
     else:
         dest = sources.cache_dir() / "imported" / src.name
-    from offrl_zoo.train.io import atomic_path
+    from offrl_zoo.io import atomic_path
 
     with atomic_path(dest) as tmp:
         shutil.copyfile(src, tmp)
@@ -214,8 +214,8 @@ def cmd_train_behaviour(args: argparse.Namespace) -> int:
     import torch
     from omegaconf import OmegaConf
 
-    from offrl_zoo.behaviour.online import BehaviourRun, train_behaviour
-    from offrl_zoo.behaviour.sac import SACConfig
+    from offrl_zoo.data.generation.online import BehaviourRun, train_behaviour
+    from offrl_zoo.data.generation.sac import SACConfig
 
     torch.set_num_threads(args.threads)
     from offrl_zoo.errors import ConfigError
@@ -234,7 +234,7 @@ def cmd_train_behaviour(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from offrl_zoo.behaviour.shipped import export_policies
+    from offrl_zoo.data.generation.shipped import export_policies
 
     chosen = export_policies(Path(args.run_dir), args.domain, Path(args.dest) if args.dest else None,
                              roles=tuple(args.roles), recheck_episodes=args.recheck_episodes)

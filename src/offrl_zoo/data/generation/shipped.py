@@ -16,11 +16,11 @@ from pathlib import Path
 
 import gymnasium as gym
 
-from offrl_zoo.behaviour.sac import SACConfig, make_actor
+from offrl_zoo.data.generation.sac import SACConfig, make_actor
 from offrl_zoo.envs.make import make
 from offrl_zoo.errors import DatasetError
+from offrl_zoo.io import load_torch, write_json
 from offrl_zoo.nets import TanhGaussianPolicy
-from offrl_zoo.train.io import load_torch, write_json
 
 PACKAGE_POLICIES = Path(__file__).parent / "policies"
 ENV_IDS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
@@ -111,7 +111,7 @@ def export_policies(
     import mujoco
 
     from offrl_zoo.data.sources import sha256_file
-    from offrl_zoo.train.io import JsonlLog
+    from offrl_zoo.io import JsonlLog
 
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
@@ -190,7 +190,7 @@ def _closest_in_range(run_dir: Path, records: list[dict], medium_range: tuple[fl
 def _recheck(run_dir: Path, config: dict, dims: dict, records: list[dict], steps: set[int],
              episodes: int) -> list[dict]:
     """The snapshot records, those at ``steps`` re-evaluated with ``episodes`` episodes per mode."""
-    from offrl_zoo.behaviour.online import evaluate_actor
+    from offrl_zoo.data.generation.online import evaluate_actor
 
     sac = SACConfig(**{k: v for k, v in config["sac"].items() if k in SACConfig.__dataclass_fields__})
     out = []

@@ -15,7 +15,8 @@ from tensordict import TensorDict
 from torch import nn
 
 from offrl_zoo.nets import QEnsemble, TanhGaussianPolicy, frozen, frozen_copy, polyak_update_
-from offrl_zoo.nets.losses import adam, not_done, step_optimizer
+from offrl_zoo.nets.losses import not_done
+from offrl_zoo.optim import make_optimizer, step_optimizer
 
 
 @dataclass
@@ -67,9 +68,9 @@ class SAC(nn.Module):
         self.log_alpha = nn.Parameter(torch.full((), initial), requires_grad=cfg.fixed_alpha is None)
         self.target_entropy = -float(action_dim)
         self.optimizers = {
-            "actor": adam(self.actor.parameters(), cfg.fused_adam, lr=cfg.lr),
-            "critic": adam(self.critic.parameters(), cfg.fused_adam, lr=cfg.lr),
-            "alpha": adam([self.log_alpha], cfg.fused_adam, lr=cfg.lr),
+            "actor": make_optimizer(self.actor.parameters(), cfg.fused_adam, lr=cfg.lr),
+            "critic": make_optimizer(self.critic.parameters(), cfg.fused_adam, lr=cfg.lr),
+            "alpha": make_optimizer([self.log_alpha], cfg.fused_adam, lr=cfg.lr),
         }
 
     def update(self, batch: TensorDict) -> TensorDict:

@@ -28,10 +28,10 @@ from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.data.replay_buffers import RandomSampler
 
 from offrl_zoo.algorithm import derived_seed
-from offrl_zoo.behaviour.rollout import actor_policy, rollout
-from offrl_zoo.behaviour.sac import SAC, SACConfig
+from offrl_zoo.data.generation.rollout import actor_policy, rollout
+from offrl_zoo.data.generation.sac import SAC, SACConfig
 from offrl_zoo.envs.make import make
-from offrl_zoo.train.io import JsonlLog, load_torch, save_torch, write_json
+from offrl_zoo.io import JsonlLog, load_torch, save_torch, write_json
 
 BUFFER_KEYS = ("observation", "action", "reward", "next_observation", "terminated")
 

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from offrl_zoo.cli_args import add_fast_flag, add_vectorize_flag, positive_int
+from offrl_zoo.cli.args import add_fast_flag, add_vectorize_flag, positive_int
 
 COMPARE_EXAMPLES = """\
 examples:

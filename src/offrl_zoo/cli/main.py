@@ -7,9 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from offrl_zoo.cli_args import add_fast_flag, add_vectorize_flag, positive_int, seed_int
-from offrl_zoo.cli_compare import add_compare_parsers
-from offrl_zoo.cli_data import add_data_parser
+from offrl_zoo.cli.args import add_fast_flag, add_vectorize_flag, positive_int, seed_int
+from offrl_zoo.cli.compare import add_compare_parsers
+from offrl_zoo.cli.data import add_data_parser
 
 EXAMPLES = """\
 examples:

@@ -21,10 +21,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from offrl_zoo.behaviour.rollout import Rollout, actor_policy, rollout, uniform_policy
-from offrl_zoo.behaviour.shipped import ENV_IDS, ShippedPolicy, get_policy, replay_sequence
+from offrl_zoo.data.generation.rollout import Rollout, actor_policy, rollout, uniform_policy
+from offrl_zoo.data.generation.shipped import ENV_IDS, ShippedPolicy, get_policy, replay_sequence
 from offrl_zoo.errors import DatasetError
-from offrl_zoo.train.io import atomic_path, write_json
+from offrl_zoo.io import atomic_path, write_json
 
 KINDS = ("random", "medium", "medium-replay", "medium-expert", "expert")
 # Rows per file as in D4RL v2 (medium-replay: the size of each env's replay dump).

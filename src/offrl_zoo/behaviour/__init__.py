@@ -1,1 +1,0 @@
-"""Behaviour policies for generated D4RL-style datasets: SAC training, rollouts, the shipped snapshots."""
