@@ -30,8 +30,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="*", default=list(published["datasets"]))
     parser.add_argument("--out", help="also write the Markdown table and a JSON file next to it")
-    parser.add_argument("--v5-references", action="store_true",
-                        help="record the generated random and expert returns as the tasks' v5 references")
+    parser.add_argument(
+        "--v5-references",
+        action="store_true",
+        help="record the generated random and expert returns as the tasks' v5 references",
+    )
     args = parser.parse_args()
     lines = [
         "| dataset | source | rows | episodes | return mean ± std | min | max | normalised mean |",
@@ -46,7 +49,8 @@ def main() -> None:
             lines.append(
                 f"| {task_id} | D4RL (published) | ≥ {ref['samples_in_complete_episodes']:,} | "
                 f"{ref['episodes_at_least']:,}–{ref['episodes_below'] - 1:,} | {ref['return_mean']:.0f} ± "
-                f"{ref['return_std']:.0f} | {ref['return_min']:.0f} | {ref['return_max']:.0f} | {norm:.1f} |")
+                f"{ref['return_std']:.0f} | {ref['return_min']:.0f} | {ref['return_max']:.0f} | {norm:.1f} |"
+            )
         path = generated_path(task_id)
         if not path.is_file():
             lines.append(f"| {task_id} | generated | not generated yet | | | | | |")
@@ -57,7 +61,8 @@ def main() -> None:
         norm = task.normalized_score([r["mean"]])[0]
         lines.append(
             f"| {task_id} | offrl-zoo generated | {info['transitions']:,} | {info['episodes']:,} | "
-            f"{r['mean']:.0f} ± {r['std']:.0f} | {r['min']:.0f} | {r['max']:.0f} | {norm:.1f} |")
+            f"{r['mean']:.0f} ± {r['std']:.0f} | {r['min']:.0f} | {r['max']:.0f} | {norm:.1f} |"
+        )
     table = "\n".join(lines)
     print(table)
     print(f"\nD4RL numbers: {published['source']}")
@@ -78,8 +83,11 @@ def record_v5_references(measured: dict) -> None:
         if kind in ("random", "expert"):
             r = info["return"]
             refs.setdefault(domain, {})[kind] = {
-                "return_mean": round(r["mean"], 2), "return_std": round(r["std"], 2),
-                "episodes": info["episodes"], "dataset_sha256": info["sha256"]}
+                "return_mean": round(r["mean"], 2),
+                "return_std": round(r["std"], 2),
+                "episodes": info["episodes"],
+                "dataset_sha256": info["sha256"],
+            }
     write_json(V5_REFERENCES, refs)
     print(f"wrote {V5_REFERENCES}")
 

@@ -30,8 +30,13 @@ from offrl_zoo.envs.toy import toy_data, toy_metrics  # noqa: E402
 from offrl_zoo.io import write_json, write_text  # noqa: E402
 from offrl_zoo.train.run import RunRequest, load_run, train  # noqa: E402
 
-TOYS = ["toy-25_gaussian-far", "toy-25_gaussian-near", "toy-25_gaussian-hard", "toy-swiss_roll_2D-far",
-        "toy-swiss_roll_2D-near"]
+TOYS = [
+    "toy-25_gaussian-far",
+    "toy-25_gaussian-near",
+    "toy-25_gaussian-hard",
+    "toy-swiss_roll_2D-far",
+    "toy-swiss_roll_2D-near",
+]
 
 
 def samples(run_dir: Path, n: int, seed: int) -> np.ndarray:
@@ -68,8 +73,14 @@ def main() -> None:
     rows = []
     for algorithm in args.algorithms:
         for task in args.tasks:
-            request = RunRequest(algorithm=algorithm, task=task, seed=args.seed, eval_every=10**9,
-                                 preset="quick" if args.budget == "quick" else None, checkpoint_every=250)
+            request = RunRequest(
+                algorithm=algorithm,
+                task=task,
+                seed=args.seed,
+                eval_every=10**9,
+                preset="quick" if args.budget == "quick" else None,
+                checkpoint_every=250,
+            )
             run_dir = Path(args.runs) / args.budget / algorithm / task / f"seed{args.seed}"
             if not (run_dir / "done").is_file():
                 if not args.train:
@@ -80,10 +91,25 @@ def main() -> None:
             actions = samples(run_dir, 1000, args.seed)
             metrics = toy_metrics(actions, distribution, reward)
             cfg = yaml.safe_load((run_dir / "config.yaml").read_text())["algorithm_config"]
-            rows.append({"algorithm": algorithm, "task": task, "budget": args.budget, "seed": args.seed,
-                         "steps": cfg["steps"], "batch_size": cfg["batch_size"], "run_dir": str(run_dir), **metrics})
-            plot(Path(args.figures) / f"{args.budget}-{algorithm}-{task}.png", actions, distribution, reward,
-                 f"{algorithm} on {task} ({args.budget}: {cfg['steps']} steps, batch {cfg['batch_size']})")
+            rows.append(
+                {
+                    "algorithm": algorithm,
+                    "task": task,
+                    "budget": args.budget,
+                    "seed": args.seed,
+                    "steps": cfg["steps"],
+                    "batch_size": cfg["batch_size"],
+                    "run_dir": str(run_dir),
+                    **metrics,
+                }
+            )
+            plot(
+                Path(args.figures) / f"{args.budget}-{algorithm}-{task}.png",
+                actions,
+                distribution,
+                reward,
+                f"{algorithm} on {task} ({args.budget}: {cfg['steps']} steps, batch {cfg['batch_size']})",
+            )
             print(json.dumps(rows[-1]))
     out = Path(args.results)
     write_json(out / f"{args.budget}.json", rows)

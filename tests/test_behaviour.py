@@ -31,8 +31,16 @@ TINY_SAC = SACConfig(hidden=(32, 32), start_steps=100, batch_size=64)
 
 
 def tiny_run(out: Path, steps: int = 400) -> BehaviourRun:
-    return BehaviourRun("Hopper-v5", out, seed=3, total_steps=steps, snapshot_every=200, checkpoint_every=100,
-                        eval_episodes=2, log_every=100)
+    return BehaviourRun(
+        "Hopper-v5",
+        out,
+        seed=3,
+        total_steps=steps,
+        snapshot_every=200,
+        checkpoint_every=100,
+        eval_episodes=2,
+        log_every=100,
+    )
 
 
 def test_sac_log_prob_is_the_tanh_gaussian_density():
@@ -81,8 +89,11 @@ def test_behaviour_training_resumes_exactly(tmp_path, monkeypatch):
 def test_resume_refuses_other_settings(tmp_path):
     train_behaviour(tiny_run(tmp_path / "r", steps=150), TINY_SAC, progress=False)
     with pytest.raises(ValueError, match="other settings"):
-        train_behaviour(tiny_run(tmp_path / "r", steps=150), SACConfig(hidden=(32, 32), start_steps=50,
-                                                                        batch_size=64), progress=False)
+        train_behaviour(
+            tiny_run(tmp_path / "r", steps=150),
+            SACConfig(hidden=(32, 32), start_steps=50, batch_size=64),
+            progress=False,
+        )
 
 
 def test_rollout_layout_and_determinism():
@@ -110,8 +121,9 @@ def test_export_picks_medium_expert_and_replay(tmp_path):
     run = train_behaviour(tiny_run(tmp_path / "run", steps=600), TINY_SAC, progress=False)
     records = [json.loads(x) for x in (run / "snapshots.jsonl").read_text().splitlines()]
     returns = [r["stochastic"]["mean"] for r in records]
-    chosen = export_policies(run, "hopper", tmp_path / "pol", medium_range=(min(returns) - 1, max(returns) + 1),
-                             recheck_episodes=3)
+    chosen = export_policies(
+        run, "hopper", tmp_path / "pol", medium_range=(min(returns) - 1, max(returns) + 1), recheck_episodes=3
+    )
     shipped = shipped_policies("hopper", tmp_path / "pol")
     assert shipped["medium"].meta["eval_episodes"] == shipped["expert"].meta["eval_episodes"] == 3  # re-checked
     top = sorted(records, key=lambda r: r["stochastic"]["mean"])[-EXPERT_CANDIDATES:]
@@ -121,8 +133,14 @@ def test_export_picks_medium_expert_and_replay(tmp_path):
     for policy in shipped_policies("hopper", tmp_path / "pol").values():
         assert policy.meta["sha256"] == sha256_file(policy.path)
         assert policy.load()(torch.zeros(1, 11)).shape == (1, 3)
-    export_policies(run, "hopper", tmp_path / "part", medium_range=(min(returns) - 1, max(returns) + 1),
-                    roles=("medium", "replay"), recheck_episodes=0)
+    export_policies(
+        run,
+        "hopper",
+        tmp_path / "part",
+        medium_range=(min(returns) - 1, max(returns) + 1),
+        roles=("medium", "replay"),
+        recheck_episodes=0,
+    )
     assert "expert" not in shipped_policies("hopper", tmp_path / "part")
 
 

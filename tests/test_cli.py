@@ -78,8 +78,18 @@ def test_config_file_layer(tmp_path):
 
 
 def test_train_then_eval(tmp_path):
-    out = run("train", "bc", "--task", "toy-25_gaussian-near", "--steps", "50", "--out", str(tmp_path),
-              "--no-progress", "hidden=[32,32]")
+    out = run(
+        "train",
+        "bc",
+        "--task",
+        "toy-25_gaussian-near",
+        "--steps",
+        "50",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+        "hidden=[32,32]",
+    )
     assert out.returncode == 0, out.stderr
     run_dir = tmp_path / "bc" / "toy-25_gaussian-near" / "seed0"
     assert (run_dir / "done").is_file()

@@ -12,6 +12,8 @@ from offrl_zoo.bench.sweep import RunSpec, plan, record_sweep, run_status
 from offrl_zoo.errors import ConfigError, UnknownNameError
 
 TASKS = ["toy-25_gaussian-far", "toy-25_gaussian-hard"]
+
+
 def test_plan_checks_names_and_reports_unsupported():
     sweep = plan(["srpo", "bc"], None, ["hopper-random-v2"], 2, "quick")
     assert [(u["algorithm"], u["task"]) for u in sweep.unsupported] == [("srpo", "hopper-random-v2")]
@@ -59,8 +61,7 @@ def test_ray_executor_runs_a_small_sweep(tmp_path):
     sweep = plan(["bc"], None, TASKS[:1], 2, "40", ["hidden=[32,32]"])
     record_sweep(store, sweep)
     try:
-        results = run_ray(sweep.runs, store, TrainSettings(eval_episodes=100, eval_every=40), None,
-                          log=lambda m: None)
+        results = run_ray(sweep.runs, store, TrainSettings(eval_episodes=100, eval_every=40), None, log=lambda m: None)
     finally:
         ray.shutdown()
     assert set(results.values()) == {"done"}
@@ -71,9 +72,11 @@ def test_estimate_counts_a_shared_stage_once_per_task_and_seed():
     from offrl_zoo.bench.estimate import RunEstimate, sweep_compute
 
     kind = "dtql-pretrain/1"
-    estimates = {("dtql", "t"): RunEstimate("dtql", "t", {}, 30.0, 5.0, {kind: 10.0}),
-                 ("dtql-kl", "t"): RunEstimate("dtql-kl", "t", {}, 40.0, 5.0, {kind: 10.0}),
-                 ("iql", "t"): RunEstimate("iql", "t", {}, 20.0, 1.0, {})}
+    estimates = {
+        ("dtql", "t"): RunEstimate("dtql", "t", {}, 30.0, 5.0, {kind: 10.0}),
+        ("dtql-kl", "t"): RunEstimate("dtql-kl", "t", {}, 40.0, 5.0, {kind: 10.0}),
+        ("iql", "t"): RunEstimate("iql", "t", {}, 20.0, 1.0, {}),
+    }
     runs = [RunSpec(a, "t", seed) for seed in (0, 1) for a in ("dtql", "dtql-kl", "iql")]
     compute, saved = sweep_compute(runs, estimates)
     assert saved == 2 * 10.0  # dtql-kl reuses dtql's pretraining, once per seed

@@ -39,14 +39,17 @@ def test_tagged_entries_validate_format():
         tagged_entries({"*": {"beta": 1.0}}, "x", "t.yaml")
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["actr_lr=1"], "unknown key 'actr_lr'.*Did you mean 'actor_lr'"),
-    (["actor_lr=-1"], "actor_lr=-1.0: expected a positive number"),
-    (["expectile=1.0"], r"expectile=1.0: expected a value in the open interval \(0, 1\)"),
-    (["step_order=weird"], "step_order='weird': expected one of original, corl"),
-    (["batch_size=many"], "batch_size"),
-    (["hidden"], "expected key=value"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["actr_lr=1"], "unknown key 'actr_lr'.*Did you mean 'actor_lr'"),
+        (["actor_lr=-1"], "actor_lr=-1.0: expected a positive number"),
+        (["expectile=1.0"], r"expectile=1.0: expected a value in the open interval \(0, 1\)"),
+        (["step_order=weird"], "step_order='weird': expected one of original, corl"),
+        (["batch_size=many"], "batch_size"),
+        (["hidden"], "expected key=value"),
+    ],
+)
 def test_bad_values_are_named(overrides, message):
     with pytest.raises(ConfigError, match=message):
         resolve(IQL, "toy-25_gaussian-far", overrides=overrides)

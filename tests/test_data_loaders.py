@@ -80,6 +80,7 @@ def assert_matches_reference(data, ref: dict) -> None:
 
 # --- D4RL HDF5 ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_d4rl_with_timeouts_matches_qlearning_dataset(tmp_path, dtype):
     arrays = episode_arrays([7, 5, 9, 4], [False, True, False, False], dtype=dtype)
@@ -161,6 +162,7 @@ def test_unknown_transition_rule():
 
 # --- user datasets and Minari ----------------------------------------------------------------------------
 
+
 def test_user_hdf5_is_checked_against_its_env(tmp_path):
     arrays = episode_arrays([12, 8], [False, True])
     path = tmp_path / "mine.hdf5"
@@ -205,6 +207,7 @@ def test_match_env_rejects_wrong_action_width(tmp_path):
 
 
 # --- transforms -----------------------------------------------------------------------------------------
+
 
 def dataset_of(arrays: dict, rule: str = "next_observations") -> Dataset:
     from offrl_zoo.data.dataset import Provenance, spec_from
@@ -268,6 +271,7 @@ def test_clip_actions():
 
 
 # --- replay buffer ---------------------------------------------------------------------------------------
+
 
 def test_replay_buffer_is_reproducible_and_shuffled_covers_each_row_once():
     data = dataset_of(episode_arrays([10, 10], [True, True])).data

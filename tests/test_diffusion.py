@@ -15,7 +15,7 @@ from offrl_zoo.diffusion.vp_sde import vp_sde_alpha_sigma
 def test_edm_scalings_at_known_sigmas():
     c_skip, c_out, c_in = EDM().scalings(torch.tensor([0.5, 1.0]))
     torch.testing.assert_close(c_skip, torch.tensor([0.5, 0.2]))
-    torch.testing.assert_close(c_out, torch.tensor([0.5 / math.sqrt(2) , 0.5 / math.sqrt(1.25)]))
+    torch.testing.assert_close(c_out, torch.tensor([0.5 / math.sqrt(2), 0.5 / math.sqrt(1.25)]))
     torch.testing.assert_close(c_in, torch.tensor([math.sqrt(2), 1 / math.sqrt(1.25)]))
     assert EDM.c_noise(torch.tensor(math.e**4)).item() == pytest.approx(1.0)
 
@@ -34,10 +34,12 @@ def test_loglogistic_sigma_median_and_range():
 def test_vp_schedule_tables():
     s = VPSchedule(steps=5)
     torch.testing.assert_close(s.betas, torch.tensor([0.19587, 0.45882, 0.63578, 0.75488, 0.83503]), atol=1e-5, rtol=0)
-    torch.testing.assert_close(s.alpha_bars, torch.tensor([0.80413, 0.43518, 0.15850, 0.03885, 0.00641]),
-                               atol=1e-5, rtol=0)
-    torch.testing.assert_close(s.posterior_var, torch.tensor([0.0, 0.15911, 0.42674, 0.66091, 0.80777]),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        s.alpha_bars, torch.tensor([0.80413, 0.43518, 0.15850, 0.03885, 0.00641]), atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(
+        s.posterior_var, torch.tensor([0.0, 0.15911, 0.42674, 0.66091, 0.80777]), atol=1e-5, rtol=0
+    )
 
 
 def test_vp_sde_reference_values():

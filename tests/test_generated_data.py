@@ -25,9 +25,19 @@ SIZE = 1200
 def policies(tmp_path_factory):
     """A tiny SAC run on Hopper exported as the 'shipped' hopper policies (any return counts as medium)."""
     root = tmp_path_factory.mktemp("behaviour")
-    run = train_behaviour(BehaviourRun("Hopper-v5", root / "run", seed=1, total_steps=300, snapshot_every=100,
-                                       checkpoint_every=100, eval_episodes=2),
-                          SACConfig(hidden=(32, 32), start_steps=100, batch_size=64), progress=False)
+    run = train_behaviour(
+        BehaviourRun(
+            "Hopper-v5",
+            root / "run",
+            seed=1,
+            total_steps=300,
+            snapshot_every=100,
+            checkpoint_every=100,
+            eval_episodes=2,
+        ),
+        SACConfig(hidden=(32, 32), start_steps=100, batch_size=64),
+        progress=False,
+    )
     export_policies(run, "hopper", root / "policies", medium_range=(-1e9, 1e9))
     return root / "policies"
 
@@ -45,8 +55,18 @@ def test_generation_is_deterministic_and_loads_as_d4rl(env, tmp_path, task):
     second = generated.generate(task, tmp_path / "again.hdf5", size=SIZE, progress=False, log=lambda m: None)
     assert sha256_file(first) == second["sha256"]
     with h5py.File(first) as fh:
-        for key in ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations",
-                    "infos/action_log_probs", "infos/qpos", "infos/qvel", "metadata/algorithm"):
+        for key in (
+            "observations",
+            "actions",
+            "rewards",
+            "terminals",
+            "timeouts",
+            "next_observations",
+            "infos/action_log_probs",
+            "infos/qpos",
+            "infos/qvel",
+            "metadata/algorithm",
+        ):
             assert key in fh, key
         assert len(fh["rewards"]) == SIZE and fh["terminals"].dtype == bool
         assert ("metadata/policy/last_fc_log_std/weight" in fh) == (task == "hopper-medium-v2")
@@ -62,28 +82,35 @@ def test_generation_is_deterministic_and_loads_as_d4rl(env, tmp_path, task):
 
 def test_medium_expert_is_medium_then_expert(env):
     path = generated.ensure_generated("hopper-medium-expert-v2", size=SIZE, progress=False, log=lambda m: None)
-    half = {k: generated.ensure_generated(f"hopper-{k}-v2", size=SIZE // 2, progress=False, log=lambda m: None)
-            for k in ("medium", "expert")}
+    half = {
+        k: generated.ensure_generated(f"hopper-{k}-v2", size=SIZE // 2, progress=False, log=lambda m: None)
+        for k in ("medium", "expert")
+    }
     with h5py.File(path) as fh, h5py.File(half["medium"]) as m, h5py.File(half["expert"]) as e:
         ends = np.flatnonzero(m["terminals"][()] | m["timeouts"][()])
         assert ends[-1] < SIZE // 2 - 1  # the medium half ends with a cut episode, so the join is exercised
         keep = ends[-1] + 1  # as D4RL, that cut episode is not glued onto the first expert episode
         for key in ("observations", "rewards", "terminals", "timeouts"):
             np.testing.assert_array_equal(fh[key][()], np.concatenate([m[key][:keep], e[key]]), err_msg=key)
-    assert describe_file(path)["episodes"] == describe_file(half["medium"])["episodes"] + describe_file(
-        half["expert"])["episodes"]
+    assert (
+        describe_file(path)["episodes"]
+        == describe_file(half["medium"])["episodes"] + describe_file(half["expert"])["episodes"]
+    )
 
 
 def test_default_medium_expert_reuses_the_cached_medium_and_expert_files(env, monkeypatch):
     """At D4RL's sizes medium-expert is built from the medium and expert files a user already made."""
     monkeypatch.setattr(generated, "SIZES", {"random": SIZE, "medium": SIZE, "expert": SIZE})
-    made = {k: generated.ensure_generated(f"hopper-{k}-v2", progress=False, log=lambda m: None)
-            for k in ("medium", "expert")}
+    made = {
+        k: generated.ensure_generated(f"hopper-{k}-v2", progress=False, log=lambda m: None)
+        for k in ("medium", "expert")
+    }
     messages: list[str] = []
     generated.ensure_generated("hopper-medium-expert-v2", progress=False, log=messages.append)
     assert not any("hopper-medium-v2" in m or "hopper-expert-v2" in m for m in messages), messages
     assert sorted(p.name for p in env.glob("generated/*.hdf5")) == sorted(
-        [made["medium"].name, made["expert"].name, "hopper-medium-expert-v2.hdf5"])
+        [made["medium"].name, made["expert"].name, "hopper-medium-expert-v2.hdf5"]
+    )
 
 
 def test_corrupt_cache_is_detected_and_regenerated(env):
@@ -137,8 +164,9 @@ def test_shipped_halfcheetah_policy_generates_a_deterministic_d4rl_file(tmp_path
     monkeypatch.delenv("OFFRL_ZOO_POLICIES", raising=False)
     monkeypatch.setenv("OFFRL_ZOO_CACHE", str(tmp_path / "cache"))
     first = generated.ensure_generated("halfcheetah-medium-v2", size=3000, progress=False, log=lambda m: None)
-    again = generated.generate("halfcheetah-medium-v2", tmp_path / "again.hdf5", size=3000, progress=False,
-                               log=lambda m: None)
+    again = generated.generate(
+        "halfcheetah-medium-v2", tmp_path / "again.hdf5", size=3000, progress=False, log=lambda m: None
+    )
     assert sha256_file(first) == again["sha256"]
     with h5py.File(first) as fh:
         assert np.flatnonzero(fh["timeouts"][()]).tolist() == [999, 1999, 2999]

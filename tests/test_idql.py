@@ -40,9 +40,13 @@ def test_expectile_resampling_weights_and_choice():
 def toy_dataset(n: int = 200) -> Dataset:
     rng = np.random.default_rng(0)
     obs = rng.standard_normal((n + 1, 3)).astype(np.float32)
-    arrays = {"observations": obs, "actions": rng.uniform(-1, 1, (n + 1, 2)).astype(np.float32),
-              "rewards": rng.standard_normal(n + 1).astype(np.float32), "terminals": np.zeros(n + 1, bool),
-              "timeouts": np.zeros(n + 1, bool)}
+    arrays = {
+        "observations": obs,
+        "actions": rng.uniform(-1, 1, (n + 1, 2)).astype(np.float32),
+        "rewards": rng.standard_normal(n + 1).astype(np.float32),
+        "terminals": np.zeros(n + 1, bool),
+        "timeouts": np.zeros(n + 1, bool),
+    }
     data = transitions_from_arrays(arrays, origin="mem")
     data["index"] = torch.arange(len(data))
     return Dataset(data, spec_from(data), Provenance("file", "mem", None, "0" * 64, len(data), 1, "qlearning"))
@@ -66,8 +70,18 @@ def test_holdout_split_is_disjoint_complete_and_follows_the_seed():
 
 
 def request(**kw) -> RunRequest:
-    return RunRequest("idql", task=TASK, steps=30, seed=0, log_every=10, checkpoint_every=10, eval_every=30,
-                      eval_episodes=10, overrides=TINY, **kw)
+    return RunRequest(
+        "idql",
+        task=TASK,
+        steps=30,
+        seed=0,
+        log_every=10,
+        checkpoint_every=10,
+        eval_every=30,
+        eval_episodes=10,
+        overrides=TINY,
+        **kw,
+    )
 
 
 def test_validation_is_logged_without_touching_training(tmp_path, monkeypatch):
@@ -102,13 +116,21 @@ def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
 # Small nets; Q and V at 10× the official lr (at 3e-4 the critic does not yet rank actions after 400 steps
 # and the score falls below random's) and a fast EMA (0.05: the official 0.001 would still act with a
 # nearly untrained net after 400 steps, which on `near` happens to sample close to the best mode).
-SMALL_IDQL = ["score_hidden=64", "score_blocks=2", "critic_hidden=[64,64]", "batch_size=256", "ema_tau=0.05",
-              "critic_lr=3e-3", "value_lr=3e-3"]
+SMALL_IDQL = [
+    "score_hidden=64",
+    "score_blocks=2",
+    "critic_hidden=[64,64]",
+    "batch_size=256",
+    "ema_tau=0.05",
+    "critic_lr=3e-3",
+    "value_lr=3e-3",
+]
 
 
 def test_idql_beats_random_policy(tmp_path):
-    req = RunRequest("idql", task=TASK, steps=400, seed=0, eval_every=400, eval_episodes=100, log_every=100,
-                     overrides=SMALL_IDQL)
+    req = RunRequest(
+        "idql", task=TASK, steps=400, seed=0, eval_every=400, eval_episodes=100, log_every=100, overrides=SMALL_IDQL
+    )
     run_dir = train(req, run_dir=tmp_path / "idql", progress=False)
     final = json.loads((run_dir / "done").read_text())["final_eval"]
     random_score = random_policy_score()
@@ -126,8 +148,10 @@ def test_training_stage_is_reused_across_acting_settings_and_still_scored(tmp_pa
     reused = train(other, run_dir=tmp_path / "n8", progress=False, stage_cache=cache)
     assert any("reused_stage" in json.loads(line) for line in (reused / "metrics.jsonl").read_text().splitlines())
     assert json.loads((reused / "done").read_text())["final_eval"] is not None
-    torch.testing.assert_close(torch.load(first / "checkpoint.pt", weights_only=False)["algorithm"]["modules"],
-                               torch.load(reused / "checkpoint.pt", weights_only=False)["algorithm"]["modules"])
+    torch.testing.assert_close(
+        torch.load(first / "checkpoint.pt", weights_only=False)["algorithm"]["modules"],
+        torch.load(reused / "checkpoint.pt", weights_only=False)["algorithm"]["modules"],
+    )
     changed = dataclasses.replace(base, overrides=[*TINY, "expectile=0.8"])
     not_reused = train(changed, run_dir=tmp_path / "e8", progress=False, stage_cache=cache)
     assert not any("reused_stage" in line for line in (not_reused / "metrics.jsonl").read_text().splitlines())

@@ -19,12 +19,15 @@ gym.register_envs(robotics)
 
 
 def test_suites_are_registered_with_d4rl_reference_scores():
-    assert get_suite("antmaze") == tuple(f"antmaze-{n}-v2" for n in (
-        "umaze", "umaze-diverse", "medium-play", "medium-diverse", "large-play", "large-diverse"))
+    assert get_suite("antmaze") == tuple(
+        f"antmaze-{n}-v2"
+        for n in ("umaze", "umaze-diverse", "medium-play", "medium-diverse", "large-play", "large-diverse")
+    )
     assert get_suite("adroit-pen") == ("pen-human-v1", "pen-cloned-v1", "pen-expert-v1")
     assert get_suite("kitchen") == ("kitchen-complete-v0", "kitchen-partial-v0", "kitchen-mixed-v0")
-    umaze, large, pen, kitchen = (get_task(t) for t in ("antmaze-umaze-v2", "antmaze-large-play-v2",
-                                                         "pen-cloned-v1", "kitchen-mixed-v0"))
+    umaze, large, pen, kitchen = (
+        get_task(t) for t in ("antmaze-umaze-v2", "antmaze-large-play-v2", "pen-cloned-v1", "kitchen-mixed-v0")
+    )
     assert (umaze.horizon, large.horizon, pen.horizon, kitchen.horizon) == (700, 1000, 100, 280)
     assert (umaze.ref_min, umaze.ref_max, kitchen.ref_max) == (0.0, 1.0, 4.0)
     assert (pen.ref_min, pen.ref_max) == (96.262799, 3076.8331017826877)
@@ -38,8 +41,10 @@ def test_missing_data_says_how_to_get_it(record_minari):
 
 
 def test_antmaze_trains_and_evaluates_with_d4rl_success_protocol(record_minari, tmp_path):
-    record_minari("D4RL/antmaze/umaze-v1", gym.make("AntMaze_UMaze-v4", continuing_task=True, reset_target=False,
-                                             max_episode_steps=25))
+    record_minari(
+        "D4RL/antmaze/umaze-v1",
+        gym.make("AntMaze_UMaze-v4", continuing_task=True, reset_target=False, max_episode_steps=25),
+    )
     task = get_task("antmaze-umaze-v2")
     dataset = load_dataset(task, download=False)
     assert len(dataset) == 50 and dataset.spec.obs_dim == 31  # goal (2) + position (2) + ant state (27)
@@ -47,8 +52,15 @@ def test_antmaze_trains_and_evaluates_with_d4rl_success_protocol(record_minari, 
     obs, _ = env.reset(seed=0)
     assert obs.shape == (31,) and env.unwrapped.continuing_task is False and env.spec.max_episode_steps == 700
     env.close()
-    request = RunRequest("bc", task=task.id, steps=5, eval_every=5, eval_episodes=2, download=False,
-                         overrides=["hidden=[16]", "batch_size=32"])
+    request = RunRequest(
+        "bc",
+        task=task.id,
+        steps=5,
+        eval_every=5,
+        eval_episodes=2,
+        download=False,
+        overrides=["hidden=[16]", "batch_size=32"],
+    )
     run = train(request, run_dir=tmp_path / "run", progress=False)
     final = json.loads((run / "done").read_text())["final_eval"]
     assert final["score_mean"] in (0.0, 50.0, 100.0)  # each episode: 0 or 1 (reached the goal)

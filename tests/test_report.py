@@ -36,51 +36,108 @@ BEST_BONUS = {0: 5.0, 1: 0.0, 2: 2.0}  # the first evaluation of seed s scores f
 
 
 def _protocol(task: str, alg: str) -> dict:
-    return {"episodes": 10, "parallel_envs": 10, "env_id": task.split("-")[0], "env_kwargs": {}, "horizon": 1000,
-            "gymnasium": "1.1.1", "mujoco": "3.3.0", "episode_seeds": "100..109", "deterministic": True,
-            "selection": f"{alg} deterministic action", "score": "D4RL normalised score x100", "note": "v5 envs"}
+    return {
+        "episodes": 10,
+        "parallel_envs": 10,
+        "env_id": task.split("-")[0],
+        "env_kwargs": {},
+        "horizon": 1000,
+        "gymnasium": "1.1.1",
+        "mujoco": "3.3.0",
+        "episode_seeds": "100..109",
+        "deterministic": True,
+        "selection": f"{alg} deterministic action",
+        "score": "D4RL normalised score x100",
+        "note": "v5 envs",
+    }
 
 
 def _eval(score: float | None, stage: str, step: int, protocol: dict) -> dict:
-    return {"score_mean": score, "score_std": 1.0, "return_mean": 1000.0 + (score or 0.0), "return_std": 3.0,
-            "returns": [1.0], "lengths": [1], "stage": stage, "step": step, "time": 1.0, "protocol": protocol}
+    return {
+        "score_mean": score,
+        "score_std": 1.0,
+        "return_mean": 1000.0 + (score or 0.0),
+        "return_std": 3.0,
+        "returns": [1.0],
+        "lengths": [1],
+        "stage": stage,
+        "step": step,
+        "time": 1.0,
+        "protocol": protocol,
+    }
 
 
-def _write_run(store: Path, alg: str, task: str, seed: int, status: str, final: float | None = None,
-               cost: bool = True) -> Path:
+def _write_run(
+    store: Path, alg: str, task: str, seed: int, status: str, final: float | None = None, cost: bool = True
+) -> Path:
     run = store / "runs" / alg / task / f"seed{seed}"
     run.mkdir(parents=True)
-    (run / "config.yaml").write_text(yaml.safe_dump({"request": {"algorithm": alg, "task": task, "seed": seed},
-                                                     "task": task, "dataset_sha256": SHA[task]}))
+    (run / "config.yaml").write_text(
+        yaml.safe_dump(
+            {"request": {"algorithm": alg, "task": task, "seed": seed}, "task": task, "dataset_sha256": SHA[task]}
+        )
+    )
     protocol = _protocol(task, alg)
     # iql runs two stages whose names sort against the run order: "warmup" (100 steps) then "policy" (200).
-    stages = ({"warmup": {"planned_steps": 100, "run_steps": 100, "batch_size": 8},
-               "policy": {"planned_steps": 200, "run_steps": 200, "batch_size": 8}} if alg == "iql"
-              else {"train": {"planned_steps": 200, "run_steps": 200, "batch_size": 8}})
+    stages = (
+        {
+            "warmup": {"planned_steps": 100, "run_steps": 100, "batch_size": 8},
+            "policy": {"planned_steps": 200, "run_steps": 200, "batch_size": 8},
+        }
+        if alg == "iql"
+        else {"train": {"planned_steps": 200, "run_steps": 200, "batch_size": 8}}
+    )
     last = "policy" if alg == "iql" else "train"
-    (run / "provenance.json").write_text(json.dumps(
-        {"dataset": {"source": SOURCE[task], "dataset_id": task, "sha256": SHA[task], "extra": {}}, "device": "cpu",
-         "threads": 1, "protocol": protocol, "stages": stages, "shortened": False}, sort_keys=True))
-    metrics = ([{"stage": "warmup", "step": 100, "global_step": 100, "time": 1.0, "updates_per_s": 100.0, "loss": 1.0},
-                {"stage": "policy", "step": 100, "global_step": 200, "time": 2.0, "updates_per_s": 100.0, "loss": 1.0}]
-               if alg == "iql" else [{"stage": "train", "step": 100, "global_step": 100, "time": 1.0, "loss": 1.0}])
+    (run / "provenance.json").write_text(
+        json.dumps(
+            {
+                "dataset": {"source": SOURCE[task], "dataset_id": task, "sha256": SHA[task], "extra": {}},
+                "device": "cpu",
+                "threads": 1,
+                "protocol": protocol,
+                "stages": stages,
+                "shortened": False,
+            },
+            sort_keys=True,
+        )
+    )
+    metrics = (
+        [
+            {"stage": "warmup", "step": 100, "global_step": 100, "time": 1.0, "updates_per_s": 100.0, "loss": 1.0},
+            {"stage": "policy", "step": 100, "global_step": 200, "time": 2.0, "updates_per_s": 100.0, "loss": 1.0},
+        ]
+        if alg == "iql"
+        else [{"stage": "train", "step": 100, "global_step": 100, "time": 1.0, "loss": 1.0}]
+    )
     (run / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
     score = 999.0 if status == "failed" else final
-    evals = [] if score is None else [_eval(score + BEST_BONUS[seed], last, 100, protocol),
-                                      _eval(score, last, 200, protocol)]
+    evals = (
+        []
+        if score is None
+        else [_eval(score + BEST_BONUS[seed], last, 100, protocol), _eval(score, last, 200, protocol)]
+    )
     (run / "eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
     if status == "done":
         final_eval = {k: v for k, v in evals[-1].items() if k not in ("returns", "lengths")}
         done = {"final_eval": final_eval, "elapsed_s": 10.0 + seed}
         if cost:
-            done["cost"] = {"updates": 300 if alg == "iql" else 200, "updates_per_s": 100.0 + seed,
-                            "reused_stage_steps": 100 if alg == "iql" else 0, "act_ms_1": 0.5, "act_ms_16": 0.75,
-                            "nfe_per_action": 1, "peak_rss_mb": 500.0, "peak_cuda_mb": None, "device": "cpu",
-                            "threads": 1}
+            done["cost"] = {
+                "updates": 300 if alg == "iql" else 200,
+                "updates_per_s": 100.0 + seed,
+                "reused_stage_steps": 100 if alg == "iql" else 0,
+                "act_ms_1": 0.5,
+                "act_ms_16": 0.75,
+                "nfe_per_action": 1,
+                "peak_rss_mb": 500.0,
+                "peak_cuda_mb": None,
+                "device": "cpu",
+                "threads": 1,
+            }
         (run / "done").write_text(json.dumps(done))
     elif status == "failed":
-        (run / "failed").write_text(json.dumps({"error": "loss became nan\ntraceback", "kind": "diverged",
-                                                "step": 150}))
+        (run / "failed").write_text(
+            json.dumps({"error": "loss became nan\ntraceback", "kind": "diverged", "step": 150})
+        )
     return run
 
 
@@ -92,9 +149,18 @@ def make_store(root: Path) -> Path:
             _write_run(store, alg, task, seed, "done", value, cost=not no_cost)
     _write_run(store, "iql", "hopper-medium-v2", 1, "failed")
     _write_run(store, "iql", "toy-25_gaussian-far", 2, "unfinished")
-    (store / "sweep.json").write_text(json.dumps({
-        "algorithms": ["iql", "bc"], "suite": "test", "tasks": sorted(SHA), "seeds": SEEDS, "budget": "quick",
-        "unsupported": [{"algorithm": "iql", "task": "walker2d-medium-v2", "reason": "no walker for iql here"}]}))
+    (store / "sweep.json").write_text(
+        json.dumps(
+            {
+                "algorithms": ["iql", "bc"],
+                "suite": "test",
+                "tasks": sorted(SHA),
+                "seeds": SEEDS,
+                "budget": "quick",
+                "unsupported": [{"algorithm": "iql", "task": "walker2d-medium-v2", "reason": "no walker for iql here"}],
+            }
+        )
+    )
     return store
 
 
@@ -166,8 +232,10 @@ def test_probability_of_improvement_by_hand(built):
 
 def test_ci_unavailable_with_one_seed_or_one_task():
     task = rep.TaskReport("t", "score", [], [], [], [], [])
-    runs = [rep.RunResult("a", "t", 0, "x", "done", final_score=1.0), rep.RunResult("b", "t", 0, "y", "done",
-                                                                                   final_score=2.0)]
+    runs = [
+        rep.RunResult("a", "t", 0, "x", "done", final_score=1.0),
+        rep.RunResult("b", "t", 0, "y", "done", final_score=2.0),
+    ]
     agg = rep.aggregate([task], runs, reps=10)
     assert not agg["ci"] and "1 seed" in agg["ci_unavailable"] and "1 common task" in agg["ci_unavailable"]
     assert agg["metrics"]["b"]["IQM"] == {"estimate": 2.0, "ci_low": None, "ci_high": None}
@@ -198,8 +266,14 @@ def test_files_written_and_deterministic(built, tmp_path):
     names = ["report.md", "report.json", "runs.csv", "aggregate.csv"]
     first = {n: (out / n).read_bytes() for n in names}
     figures = sorted(p.name for p in (out / "figures").iterdir())
-    assert {"aggregate.png", "aggregate.csv", "profile.png", "profile.csv", "curves_hopper-medium-v2.png",
-            "curves_hopper-medium-v2.csv"} <= set(figures)
+    assert {
+        "aggregate.png",
+        "aggregate.csv",
+        "profile.png",
+        "profile.csv",
+        "curves_hopper-medium-v2.png",
+        "curves_hopper-medium-v2.csv",
+    } <= set(figures)
     assert (out / "figures" / "profile.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = first["report.md"].decode()
     assert "](figures/aggregate.png)" in md and "](figures/curves_toy-25_gaussian-far.png)" in md

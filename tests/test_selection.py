@@ -14,8 +14,9 @@ def test_select_candidates_rules():
     expected = torch.tensor([[4.0, 5.0], [6.0, 7.0]])
     torch.testing.assert_close(select_candidates(candidates, weights, "weights"), expected)
     torch.manual_seed(0)
-    picks = torch.stack([select_candidates(candidates, torch.tensor([[0.0, 2.0, 0.0]] * 2), "softmax")[0, 0]
-                         for _ in range(4000)])
+    picks = torch.stack(
+        [select_candidates(candidates, torch.tensor([[0.0, 2.0, 0.0]] * 2), "softmax")[0, 0] for _ in range(4000)]
+    )
     share = (picks == 2.0).float().mean().item()  # softmax([0, 2, 0])[1] = e²/(e² + 2)
     assert share == pytest.approx(7.389 / 9.389, abs=0.03)
     with pytest.raises(ValueError, match="rule='best'"):

@@ -9,13 +9,28 @@ import torch
 from offrl_zoo.train import RunRequest, train
 from offrl_zoo.train.run import load_run
 
-TINY = ["batch_size=64", "pretrain_steps=6", "steps=4", "score_hidden=16", "critic_hidden=16",
-        "actor_hidden=[16]", "candidates=8"]
+TINY = [
+    "batch_size=64",
+    "pretrain_steps=6",
+    "steps=4",
+    "score_hidden=16",
+    "critic_hidden=16",
+    "actor_hidden=[16]",
+    "candidates=8",
+]
 
 
 def request(name: str) -> RunRequest:
-    return RunRequest(name, task="toy-25_gaussian-near", seed=3, eval_every=10**6, eval_episodes=10,
-                      overrides=TINY, log_every=2, checkpoint_every=100)
+    return RunRequest(
+        name,
+        task="toy-25_gaussian-near",
+        seed=3,
+        eval_every=10**6,
+        eval_episodes=10,
+        overrides=TINY,
+        log_every=2,
+        checkpoint_every=100,
+    )
 
 
 def metrics(run_dir) -> list[dict]:
@@ -31,8 +46,11 @@ def test_dtql_kl_reuses_dtql_pretraining_exactly(tmp_path):
 
     assert any("reused_stage" in m for m in metrics(reused))
     assert not any("reused_stage" in m for m in metrics(fresh))
-    strip = lambda ms: [{k: v for k, v in m.items() if k not in ("time", "updates_per_s")}  # noqa: E731
-                        for m in ms if m["stage"] == "train"]
+    strip = lambda ms: [
+        {k: v for k, v in m.items() if k not in ("time", "updates_per_s")}  # noqa: E731
+        for m in ms
+        if m["stage"] == "train"
+    ]
     assert strip(metrics(reused)) == strip(metrics(fresh))  # the same losses, step for step
     a, _, _ = load_run(reused)
     b, _, _ = load_run(fresh)

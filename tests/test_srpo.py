@@ -36,12 +36,15 @@ def vp_alpha_sigma(t: float) -> tuple[float, float]:
     return alpha, math.sqrt(1 - alpha**2)
 
 
-@pytest.mark.parametrize("flags", [
-    {},  # the official default: ω = σ_t², mean of the heads, no baseline, no normalisation
-    {"weighting": "stable", "eps_baseline": True},
-    {"weighting": "score", "q_reduce": "min"},
-    {"regq": True},
-])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        {},  # the official default: ω = σ_t², mean of the heads, no baseline, no normalisation
+        {"weighting": "stable", "eps_baseline": True},
+        {"weighting": "score", "q_reduce": "min"},
+        {"regq": True},
+    ],
+)
 def test_policy_loss_gradient_is_weighted_eps_minus_beta_grad_q(flags):
     algo = make(SRPO, critic_hidden=[], beta=0.3, **flags)  # linear Q heads: ∇_a Q_i is the action part of w_i
     s_dim, batch, t_val = tiny_spec().obs_dim, 4, 0.5
@@ -106,7 +109,12 @@ def test_official_task_table():
     assert (hopper.policy_layers, hopper.regq, hopper.expectile) == (2, False, 0.7)
     ant = resolve(SRPO, "antmaze-large-play-v2").config
     assert (ant.beta, ant.reward_transform, ant.regq, ant.policy_layers, ant.expectile) == (
-        0.06, "minus_one", True, 4, 0.9)
+        0.06,
+        "minus_one",
+        True,
+        4,
+        0.9,
+    )
 
 
 @pytest.mark.parametrize("task", ["pen-human-v1", "pen-cloned-v1", "kitchen-mixed-v0", "hopper-random-v2"])
@@ -116,8 +124,18 @@ def test_tasks_without_official_beta_are_refused_unless_beta_is_given(task):
     assert resolve(SRPO, task, overrides=["beta=0.1"]).config.beta == 0.1
 
 
-TINY = ["behaviour_steps=6", "behaviour_batch_size=64", "critic_steps=5", "critic_batch_size=64", "steps=4",
-        "batch_size=64", "score_hidden=16", "score_blocks=1", "critic_hidden=[16]", "policy_hidden=16"]
+TINY = [
+    "behaviour_steps=6",
+    "behaviour_batch_size=64",
+    "critic_steps=5",
+    "critic_batch_size=64",
+    "steps=4",
+    "batch_size=64",
+    "score_hidden=16",
+    "score_blocks=1",
+    "critic_hidden=[16]",
+    "policy_hidden=16",
+]
 
 
 def _metrics(run_dir) -> list[dict]:
@@ -126,23 +144,43 @@ def _metrics(run_dir) -> list[dict]:
 
 def test_behaviour_and_critic_stages_are_reused_across_betas(tmp_path):
     def run(name: str, beta: float, cache=None):
-        req = RunRequest("srpo", task=TASK, seed=2, eval_every=10**6, eval_episodes=10, log_every=2,
-                         overrides=[*TINY, f"beta={beta}"])
+        req = RunRequest(
+            "srpo",
+            task=TASK,
+            seed=2,
+            eval_every=10**6,
+            eval_episodes=10,
+            log_every=2,
+            overrides=[*TINY, f"beta={beta}"],
+        )
         return train(req, run_dir=tmp_path / name, progress=False, stage_cache=cache)
 
     cache = tmp_path / "stages"
     run("a", 0.5, cache)
     reused, fresh = run("b", 2.0, cache), run("c", 2.0)
     assert {m["stage"] for m in _metrics(reused) if "reused_stage" in m} == {"behaviour", "critic"}
-    policy = lambda ms: [{k: v for k, v in m.items() if k not in ("time", "updates_per_s")}  # noqa: E731
-                         for m in ms if m["stage"] == "policy"]
+    policy = lambda ms: [
+        {k: v for k, v in m.items() if k not in ("time", "updates_per_s")}  # noqa: E731
+        for m in ms
+        if m["stage"] == "policy"
+    ]
     assert policy(_metrics(reused)) == policy(_metrics(fresh))
 
 
 # Small nets and short stages; the policy lr is raised because the toy's single state makes the policy a
 # free 2-vector that the official 3e-4 moves only slowly. ~10 s on one thread.
-SMALL = ["behaviour_steps=500", "behaviour_batch_size=256", "score_hidden=64", "score_blocks=2", "critic_steps=300",
-         "critic_hidden=[64,64]", "critic_lr=3e-3", "steps=300", "policy_hidden=64", "policy_lr=3e-3"]
+SMALL = [
+    "behaviour_steps=500",
+    "behaviour_batch_size=256",
+    "score_hidden=64",
+    "score_blocks=2",
+    "critic_steps=300",
+    "critic_hidden=[64,64]",
+    "critic_lr=3e-3",
+    "steps=300",
+    "policy_hidden=64",
+    "policy_lr=3e-3",
+]
 
 
 def test_srpo_beats_random_policy(tmp_path):

@@ -17,8 +17,15 @@ VOLATILE = {"time", "updates_per_s"}
 
 
 def request(algorithm: str, steps: int = 40, **kw) -> RunRequest:
-    defaults = dict(task=TASK, steps=steps, log_every=1, checkpoint_every=10, eval_every=20, eval_episodes=20,
-                    overrides=["hidden=[32,32]"])
+    defaults = dict(
+        task=TASK,
+        steps=steps,
+        log_every=1,
+        checkpoint_every=10,
+        eval_every=20,
+        eval_episodes=20,
+        overrides=["hidden=[32,32]"],
+    )
     defaults.update(kw)
     return RunRequest(algorithm, **defaults)
 
@@ -40,8 +47,12 @@ def test_run_directory_contents(tmp_path):
     assert config["config_sources"]["hidden"] == "command line"
     provenance = json.loads((run_dir / "provenance.json").read_text())
     assert provenance["shortened"] is True
-    assert provenance["stages"]["train"] == {"planned_steps": 1_000_000, "run_steps": 40, "batch_size": 256,
-                                             "sampling": "uniform"}
+    assert provenance["stages"]["train"] == {
+        "planned_steps": 1_000_000,
+        "run_steps": 40,
+        "batch_size": 256,
+        "sampling": "uniform",
+    }
     assert provenance["dataset"]["source"] == "toy" and len(provenance["dataset"]["sha256"]) == 64
     assert provenance["protocol"]["episodes"] == 20
     evals = read_jsonl(run_dir / "eval.jsonl")
@@ -111,5 +122,8 @@ def test_run_from_before_a_new_config_field_still_resumes(tmp_path):
     train(request("bc", steps=10), run_dir=run_dir, progress=False)  # skipped as finished, no error
     (run_dir / "done").unlink()
     with pytest.raises(ConfigError, match="holdout_fraction: '<absent>' != 0.1"):
-        train(request("bc", steps=10, overrides=["holdout_fraction=0.1", "hidden=[32,32]"]), run_dir=run_dir,
-              progress=False)
+        train(
+            request("bc", steps=10, overrides=["holdout_fraction=0.1", "hidden=[32,32]"]),
+            run_dir=run_dir,
+            progress=False,
+        )

@@ -17,15 +17,30 @@ from offrl_zoo.train.run_seeds import train_seed_batch
 TASK = "toy-25_gaussian-near"
 TINY = {
     "td3bc": ["batch_size=64", "hidden=[32,32]"],
-    "dtql": ["batch_size=64", "pretrain_steps=20", "score_hidden=16", "critic_hidden=16", "actor_hidden=[16]",
-             "candidates=8"],
+    "dtql": [
+        "batch_size=64",
+        "pretrain_steps=20",
+        "score_hidden=16",
+        "critic_hidden=16",
+        "actor_hidden=[16]",
+        "candidates=8",
+    ],
 }
 RTOL = 1e-3
 
 
 def request(algorithm: str, seed: int, steps: int) -> RunRequest:
-    return RunRequest(algorithm, task=TASK, seed=seed, steps=steps, eval_every=steps // 2, eval_episodes=10,
-                      log_every=10, checkpoint_every=steps // 2, overrides=TINY[algorithm])
+    return RunRequest(
+        algorithm,
+        task=TASK,
+        seed=seed,
+        steps=steps,
+        eval_every=steps // 2,
+        eval_episodes=10,
+        log_every=10,
+        checkpoint_every=steps // 2,
+        overrides=TINY[algorithm],
+    )
 
 
 def records(run_dir, name: str) -> list[dict]:
@@ -78,8 +93,25 @@ def test_runs_differing_in_more_than_the_seed_are_refused(tmp_path):
 
 
 def test_cli_trains_seeds_vectorized(tmp_path, capsys):
-    args = ["train", "td3bc", "--task", TASK, "--seeds", "2", "--vectorize-seeds", "--steps", "20", "--out",
-            str(tmp_path), "--eval-every", "20", "--eval-episodes", "5", "--no-progress", *TINY["td3bc"]]
+    args = [
+        "train",
+        "td3bc",
+        "--task",
+        TASK,
+        "--seeds",
+        "2",
+        "--vectorize-seeds",
+        "--steps",
+        "20",
+        "--out",
+        str(tmp_path),
+        "--eval-every",
+        "20",
+        "--eval-episodes",
+        "5",
+        "--no-progress",
+        *TINY["td3bc"],
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "seed0" in out and "seed1" in out

@@ -62,8 +62,19 @@ class DQLConfig(BaseConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive(self, "steps", "batch_size", "lr", "critic_lr", "max_q_samples", "ema_every",
-                       "diffusion_steps", "hidden", "critic_hidden", "candidates")
+        check_positive(
+            self,
+            "steps",
+            "batch_size",
+            "lr",
+            "critic_lr",
+            "max_q_samples",
+            "ema_every",
+            "diffusion_steps",
+            "hidden",
+            "critic_hidden",
+            "candidates",
+        )
         check_unit_interval(self, "discount", "tau", "ema_decay")
         check_choice(self, "lr_schedule", ("official", "none", "cosine"))
         check_choice(self, "q_norm", ("other_head", "dataset"))
@@ -90,8 +101,9 @@ class DQL(Algorithm[DQLConfig]):
     deterministic_act_is_exact = False  # softmax selection draws candidates even for evaluation
     unsupported_tasks = {
         "*-random-v2|hopper-expert-v2|halfcheetah-expert-v2|walker2d-expert-v2|*-full-replay-v2": (
-            "the official main.py has no settings for it (its per-task gradient clip gn ranges over 1–9 on "
-            "locomotion)", "grad_norm"),
+            "the official main.py has no settings for it (its per-task gradient clip gn ranges over 1–9 on locomotion)",
+            "grad_norm",
+        ),
     }
 
     def __init__(self, spec: DataSpec, cfg: DQLConfig, device: torch.device | str = "cpu") -> None:
@@ -122,8 +134,15 @@ class DQL(Algorithm[DQLConfig]):
         modules = ("actor", "critic", "critic_target")
         stages = [Stage("pre_ema", split, cfg.batch_size, self.update, modules=modules)] if split else []
         if cfg.steps > split:
-            stages.append(Stage("train", cfg.steps - split, cfg.batch_size,
-                                lambda batch, step: self.update(batch, split + step), modules=(*modules, "actor_ema")))
+            stages.append(
+                Stage(
+                    "train",
+                    cfg.steps - split,
+                    cfg.batch_size,
+                    lambda batch, step: self.update(batch, split + step),
+                    modules=(*modules, "actor_ema"),
+                )
+            )
         return stages
 
     def update(self, batch: TensorDict, step: int) -> TensorDict:

@@ -159,14 +159,28 @@ class DTQL(Algorithm[DTQLConfig]):
         stages = []
         if cfg.pretrain_steps > 0:
             shared = {
-                "kind": "dtql-pretrain/1", "lr": cfg.lr, "critic_lr": cfg.critic_lr, "expectile": cfg.expectile,
-                "discount": cfg.discount, "edm": [cfg.sigma_data, cfg.sigma_min, cfg.sigma_max],
-                "clip": self.clip, "score": [cfg.score_hidden, cfg.score_time_dim, cfg.score_hidden_layers],
+                "kind": "dtql-pretrain/1",
+                "lr": cfg.lr,
+                "critic_lr": cfg.critic_lr,
+                "expectile": cfg.expectile,
+                "discount": cfg.discount,
+                "edm": [cfg.sigma_data, cfg.sigma_min, cfg.sigma_max],
+                "clip": self.clip,
+                "score": [cfg.score_hidden, cfg.score_time_dim, cfg.score_hidden_layers],
                 "critic_hidden": cfg.critic_hidden,
             }
-            stages.append(Stage("pretrain", cfg.pretrain_steps, cfg.batch_size, self.pretrain_update,
-                                modules=("behaviour", "critic"), sampling=cfg.sampling, has_policy=False,
-                                shared=shared))
+            stages.append(
+                Stage(
+                    "pretrain",
+                    cfg.pretrain_steps,
+                    cfg.batch_size,
+                    self.pretrain_update,
+                    modules=("behaviour", "critic"),
+                    sampling=cfg.sampling,
+                    has_policy=False,
+                    shared=shared,
+                )
+            )
         modules = ("behaviour", "critic", "critic_target", *self.actor_modules())
         if cfg.keep_ema:
             modules += ("actor_ema",)

@@ -78,6 +78,9 @@ class DTQLKL(DTQL):
         step_optimizer(self.optimizers["generator"], loss)
         fake_loss = self.edm.loss(self.fake_score, action.detach(), obs, self.clip)
         step_optimizer(self.optimizers["fake_score"], fake_loss)
-        return {"kl_loss": kl_loss.detach(), "q_policy": q.detach().mean(), "actor_loss": loss.detach(),
-                "fake_score_loss": fake_loss.detach()}
-
+        return {
+            "kl_loss": kl_loss.detach(),
+            "q_policy": q.detach().mean(),
+            "actor_loss": loss.detach(),
+            "fake_score_loss": fake_loss.detach(),
+        }

@@ -57,8 +57,17 @@ class IDQLConfig(BaseConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive(self, "steps", "batch_size", "actor_lr", "critic_lr", "value_lr", "candidates",
-                       "diffusion_steps", "temperature")
+        check_positive(
+            self,
+            "steps",
+            "batch_size",
+            "actor_lr",
+            "critic_lr",
+            "value_lr",
+            "candidates",
+            "diffusion_steps",
+            "temperature",
+        )
         check_unit_interval(self, "discount", "tau", "ema_tau", "expectile")
         check_choice(self, "selection", SELECTIONS)
         check_choice(self, "value_layer_norm", VALUE_LAYER_NORMS)
@@ -151,21 +160,37 @@ class IDQL(Algorithm[IDQLConfig]):
         critic_loss, q = self.critic_loss(batch)  # uses the V just updated
         step_optimizer(self.optimizers["critic"], critic_loss)
         polyak_update_(self.critic_target, self.critic, cfg.tau)
-        return TensorDict({"score_loss": score_loss.detach(), "value_loss": value_loss.detach(),
-                           "critic_loss": critic_loss.detach(), "q_mean": q.detach().mean(),
-                           "v_mean": v.detach().mean()})
+        return TensorDict(
+            {
+                "score_loss": score_loss.detach(),
+                "value_loss": value_loss.detach(),
+                "critic_loss": critic_loss.detach(),
+                "q_mean": q.detach().mean(),
+                "v_mean": v.detach().mean(),
+            }
+        )
 
     def validation_metrics(self, batch: TensorDict) -> TensorDict:
-        return TensorDict({"score_loss": self.score_loss(batch), "value_loss": self.value_loss(batch)[0],
-                           "critic_loss": self.critic_loss(batch)[0]})
+        return TensorDict(
+            {
+                "score_loss": self.score_loss(batch),
+                "value_loss": self.value_loss(batch)[0],
+                "critic_loss": self.critic_loss(batch)[0],
+            }
+        )
 
     # -- acting -------------------------------------------------------------------------------------
     def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         cfg, b, n = self.cfg, obs.shape[0], self.cfg.candidates
         repeated = obs.repeat_interleave(n, dim=0)
         candidates = self.schedule.sample_ancestral(
-            self.score_ema, repeated, self.spec.action_dim, clip=cfg.clip_sampler, temperature=cfg.temperature,
-            repeat_last=cfg.repeat_last, bound=self.a_max,
+            self.score_ema,
+            repeated,
+            self.spec.action_dim,
+            clip=cfg.clip_sampler,
+            temperature=cfg.temperature,
+            repeat_last=cfg.repeat_last,
+            bound=self.a_max,
         )
         q = self.critic_target(repeated, candidates).min(0).values.reshape(b, n)
         if cfg.selection == "argmax":

@@ -68,9 +68,23 @@ class SRPOConfig(BaseConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive(self, "behaviour_steps", "behaviour_batch_size", "critic_steps", "critic_batch_size",
-                       "steps", "batch_size", "behaviour_lr", "critic_lr", "policy_lr", "score_hidden",
-                       "score_blocks", "policy_hidden", "policy_layers", "awr_beta")
+        check_positive(
+            self,
+            "behaviour_steps",
+            "behaviour_batch_size",
+            "critic_steps",
+            "critic_batch_size",
+            "steps",
+            "batch_size",
+            "behaviour_lr",
+            "critic_lr",
+            "policy_lr",
+            "score_hidden",
+            "score_blocks",
+            "policy_hidden",
+            "policy_layers",
+            "awr_beta",
+        )
         check_unit_interval(self, "expectile", "discount", "tau")
         check_choice(self, "sampling", ("uniform", "shuffled"))
         check_choice(self, "weighting", ("vds", "stable", "score"))
@@ -88,7 +102,9 @@ class SRPO(Algorithm[SRPOConfig]):
         # The official β table covers only the v2 medium / medium-replay / medium-expert locomotion and v2
         # antmaze datasets; every other dataset (user data included) needs β from the user.
         "*-random-v*|*-full-replay-v*|halfcheetah-expert-v*|hopper-expert-v*|walker2d-expert-v*|*-v0|*-v1|custom:*": (
-            NO_BETA + " (its table has only the v2 medium, medium-replay, medium-expert and antmaze sets)", "beta"),
+            NO_BETA + " (its table has only the v2 medium, medium-replay, medium-expert and antmaze sets)",
+            "beta",
+        ),
     }
 
     def __init__(self, spec: DataSpec, cfg: SRPOConfig, device: torch.device | str = "cpu") -> None:
@@ -105,8 +121,8 @@ class SRPO(Algorithm[SRPOConfig]):
         self.actor = DeterministicActor(s, a, [cfg.policy_hidden] * cfg.policy_layers, spec.max_action)
         self.to(self.device)
         self.optimizers["behaviour"] = self.make_optimizer(
-            self.behaviour.parameters(), torch.optim.AdamW, lr=cfg.behaviour_lr,
-            weight_decay=cfg.behaviour_weight_decay)
+            self.behaviour.parameters(), torch.optim.AdamW, lr=cfg.behaviour_lr, weight_decay=cfg.behaviour_weight_decay
+        )
         self.optimizers["critic"] = self.make_optimizer(self.critic.parameters(), lr=cfg.critic_lr)
         self.optimizers["value"] = self.make_optimizer(self.value.parameters(), lr=cfg.critic_lr)
         self.optimizers["actor"] = self.make_optimizer(self.actor.parameters(), lr=cfg.policy_lr)
@@ -114,22 +130,50 @@ class SRPO(Algorithm[SRPOConfig]):
         if cfg.awr_monitor:
             self.optimizers["awr_actor"] = self.make_optimizer(self.awr_actor.parameters(), lr=3e-4)
             self.schedulers["awr_actor"] = torch.optim.lr_scheduler.CosineAnnealingLR(
-                self.optimizers["awr_actor"], cfg.critic_steps)
+                self.optimizers["awr_actor"], cfg.critic_steps
+            )
 
     def stages(self) -> list[Stage]:
         cfg = self.cfg
-        behaviour = {"kind": "srpo-behaviour/1", "lr": cfg.behaviour_lr, "weight_decay": cfg.behaviour_weight_decay,
-                     "net": [cfg.score_hidden, cfg.score_blocks, cfg.score_dropout], "t_min": BEHAVIOUR_T_MIN,
-                     "vp_sde": [0.1, 20.0]}
-        critic = {"kind": "srpo-critic/1", "lr": cfg.critic_lr, "hidden": list(cfg.critic_hidden),
-                  "expectile": cfg.expectile, "discount": cfg.discount, "tau": cfg.tau,
-                  "awr_beta": cfg.awr_beta if cfg.awr_monitor else None}
+        behaviour = {
+            "kind": "srpo-behaviour/1",
+            "lr": cfg.behaviour_lr,
+            "weight_decay": cfg.behaviour_weight_decay,
+            "net": [cfg.score_hidden, cfg.score_blocks, cfg.score_dropout],
+            "t_min": BEHAVIOUR_T_MIN,
+            "vp_sde": [0.1, 20.0],
+        }
+        critic = {
+            "kind": "srpo-critic/1",
+            "lr": cfg.critic_lr,
+            "hidden": list(cfg.critic_hidden),
+            "expectile": cfg.expectile,
+            "discount": cfg.discount,
+            "tau": cfg.tau,
+            "awr_beta": cfg.awr_beta if cfg.awr_monitor else None,
+        }
         critic_modules = ("critic", "value", "critic_target") + (("awr_actor",) if cfg.awr_monitor else ())
         return [
-            Stage("behaviour", cfg.behaviour_steps, cfg.behaviour_batch_size, self.behaviour_update,
-                  modules=("behaviour",), sampling=cfg.sampling, has_policy=False, shared=behaviour),
-            Stage("critic", cfg.critic_steps, cfg.critic_batch_size, self.critic_update, modules=critic_modules,
-                  sampling=cfg.sampling, has_policy=cfg.awr_monitor, shared=critic),
+            Stage(
+                "behaviour",
+                cfg.behaviour_steps,
+                cfg.behaviour_batch_size,
+                self.behaviour_update,
+                modules=("behaviour",),
+                sampling=cfg.sampling,
+                has_policy=False,
+                shared=behaviour,
+            ),
+            Stage(
+                "critic",
+                cfg.critic_steps,
+                cfg.critic_batch_size,
+                self.critic_update,
+                modules=critic_modules,
+                sampling=cfg.sampling,
+                has_policy=cfg.awr_monitor,
+                shared=critic,
+            ),
             Stage("policy", cfg.steps, cfg.batch_size, self.policy_update, modules=("actor",), sampling=cfg.sampling),
         ]
 

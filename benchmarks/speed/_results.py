@@ -26,9 +26,17 @@ def machine_meta(device: str, threads: int, **extra: object) -> dict:
     """Date, machine, torch version, git sha, thread count and the command that ran."""
     import torch
 
-    return {"date": dt.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "device": device, "threads": threads, "torch": torch.__version__,
-            "git_sha": git_sha(), **extra, "command": " ".join(["python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}
+    return {
+        "date": dt.date.today().isoformat(),
+        "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "device": device,
+        "threads": threads,
+        "torch": torch.__version__,
+        "git_sha": git_sha(),
+        **extra,
+        "command": " ".join(["python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+    }
 
 
 def write_results(kind: str, tag: str, meta: dict, results: list[dict], markdown: str) -> None:

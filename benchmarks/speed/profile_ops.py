@@ -19,8 +19,22 @@ from offrl_zoo.spec import DataSpec
 
 GROUPS = {  # ATen operator names (without "aten::", backward kernels included) → group
     "matmul": {"mm", "addmm", "bmm", "baddbmm"},
-    "activation": {"mish", "mish_backward", "relu", "threshold_backward", "tanh", "tanh_backward", "silu",
-                   "silu_backward", "sigmoid", "softplus", "exp", "exp_", "reciprocal_", "clamp"},
+    "activation": {
+        "mish",
+        "mish_backward",
+        "relu",
+        "threshold_backward",
+        "tanh",
+        "tanh_backward",
+        "silu",
+        "silu_backward",
+        "sigmoid",
+        "softplus",
+        "exp",
+        "exp_",
+        "reciprocal_",
+        "clamp",
+    },
     "layer norm": {"native_layer_norm", "native_layer_norm_backward"},
     "optimiser": {"_fused_adam_", "_fused_adamw_", "lerp_", "_foreach_lerp_", "addcdiv_", "addcmul_", "sqrt"},
 }
@@ -60,11 +74,13 @@ def main() -> None:
         stages = {s.name: s for s in algo.stages()}
         stage = stages[args.stage] if args.stage else list(stages.values())[-1]
         update = algo.compiled_update(stage)
-        rb = make_replay_buffer(synthetic_data(spec, 100_000), stage.batch_size, stage.sampling,
-                                torch.Generator().manual_seed(0))
+        rb = make_replay_buffer(
+            synthetic_data(spec, 100_000), stage.batch_size, stage.sampling, torch.Generator().manual_seed(0)
+        )
 
         def work(step: int) -> None:
             update(rb.sample(), step)
+
     for step in range(10):  # warm-up (and compilation on the fast path)
         work(step)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -76,8 +92,10 @@ def main() -> None:
     for e in events:
         groups[group_of(e.key)] = groups.get(group_of(e.key), 0.0) + e.self_cpu_time_total
     per = "action" if args.act else "update"
-    print(f"{args.algorithm} {'act ' + str(args.act) if args.act else stage.name} ({args.path}): "
-          f"{total / 1000 / args.steps:.2f} ms per {per} (profiled, self CPU time)")
+    print(
+        f"{args.algorithm} {'act ' + str(args.act) if args.act else stage.name} ({args.path}): "
+        f"{total / 1000 / args.steps:.2f} ms per {per} (profiled, self CPU time)"
+    )
     for group, t in sorted(groups.items(), key=lambda kv: -kv[1]):
         print(f"  {group:38s} {t / 1000 / args.steps:7.2f} ms  {100 * t / total:5.1f} %")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))

@@ -36,6 +36,7 @@ def measure(name: str, args: argparse.Namespace) -> dict:
     spec = DataSpec(args.obs_dim, args.action_dim, (-1.0,) * args.action_dim, (1.0,) * args.action_dim)
     data = synthetic_data(spec, 100_000, device)
     cls = registry.get(name)
+
     def seed_batch(n: int) -> SeedBatch:
         algos = []
         for seed in range(n):
@@ -45,8 +46,10 @@ def measure(name: str, args: argparse.Namespace) -> dict:
 
     def batched_seconds(batch: SeedBatch, index: int) -> float:
         stage = batch.stages()[index]
-        buffers = [make_replay_buffer(data, stage.batch_size, stage.sampling,
-                                      torch.Generator(device=device).manual_seed(s)) for s in range(batch.n)]
+        buffers = [
+            make_replay_buffer(data, stage.batch_size, stage.sampling, torch.Generator(device=device).manual_seed(s))
+            for s in range(batch.n)
+        ]
         for step in range(args.warmup):
             batch.update(stage, torch.stack([rb.sample() for rb in buffers]), step)
         sync(device)
@@ -63,9 +66,16 @@ def measure(name: str, args: argparse.Namespace) -> dict:
     for index, stage in enumerate(alone.stages()):
         one = seconds_per_update(stage, data, args.warmup, args.steps, device)
         one_batched, n_batched = batched_seconds(single, index), batched_seconds(many, index)
-        stages.append({"stage": stage.name, "batch_size": stage.batch_size, "one_s_per_1000": 1000 * one,
-                       "one_batched_s_per_1000": 1000 * one_batched, "batched_s_per_1000": 1000 * n_batched,
-                       "ratio": n_batched / one})
+        stages.append(
+            {
+                "stage": stage.name,
+                "batch_size": stage.batch_size,
+                "one_s_per_1000": 1000 * one,
+                "one_batched_s_per_1000": 1000 * one_batched,
+                "batched_s_per_1000": 1000 * n_batched,
+                "ratio": n_batched / one,
+            }
+        )
     return {"algorithm": name, "seeds": args.seeds, "stages": stages}
 
 
@@ -86,17 +96,25 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def markdown(meta: dict, results: list[dict]) -> str:
     n = meta["seeds"]
-    lines = [f"# {n} seeds as one batched model, {meta['date']} ({meta['device']}, {meta['threads']} thread(s), "
-             f"torch {meta['torch']}, git {meta['git_sha']})", "", f"Command: `{meta['command']}`", "",
-             f"Shapes obs={meta['obs_dim']}, action={meta['action_dim']}; {meta['timed_steps']} timed updates per "
-             f"stage after {meta['warmup']} warm-up updates; official batch and network sizes; eager path. "
-             f"`ratio` = {n} batched seeds / 1 seed (one after another would be {n}.0).", "",
-             f"| algorithm | stage | batch | 1 seed s/1k | 1 seed as a batch of 1 s/1k | {n} seeds batched s/1k "
-             "| ratio |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# {n} seeds as one batched model, {meta['date']} ({meta['device']}, {meta['threads']} thread(s), "
+        f"torch {meta['torch']}, git {meta['git_sha']})",
+        "",
+        f"Command: `{meta['command']}`",
+        "",
+        f"Shapes obs={meta['obs_dim']}, action={meta['action_dim']}; {meta['timed_steps']} timed updates per "
+        f"stage after {meta['warmup']} warm-up updates; official batch and network sizes; eager path. "
+        f"`ratio` = {n} batched seeds / 1 seed (one after another would be {n}.0).",
+        "",
+        f"| algorithm | stage | batch | 1 seed s/1k | 1 seed as a batch of 1 s/1k | {n} seeds batched s/1k | ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         for s in r["stages"]:
-            lines.append(f"| {r['algorithm']} | {s['stage']} | {s['batch_size']} | {s['one_s_per_1000']:.1f} | "
-                         f"{s['one_batched_s_per_1000']:.1f} | {s['batched_s_per_1000']:.1f} | {s['ratio']:.2f} |")
+            lines.append(
+                f"| {r['algorithm']} | {s['stage']} | {s['batch_size']} | {s['one_s_per_1000']:.1f} | "
+                f"{s['one_batched_s_per_1000']:.1f} | {s['batched_s_per_1000']:.1f} | {s['ratio']:.2f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -110,16 +128,31 @@ def main() -> None:
     results = []
     for name in args.algorithms or sorted(registry.available()):
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-        out = subprocess.run([sys.executable, __file__, "--one", name, *sys.argv[1:]], capture_output=True,
-                             text=True, env=env)
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", name, *sys.argv[1:]], capture_output=True, text=True, env=env
+        )
         if out.returncode != 0:
             raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(name, ", ".join(f"{s['stage']} {s['one_s_per_1000']:.1f} → {s['batched_s_per_1000']:.1f} "
-                              f"({s['ratio']:.2f}×)" for s in results[-1]["stages"]), flush=True)
-    meta = machine_meta(args.device, args.threads, seeds=args.seeds, obs_dim=args.obs_dim,
-                        action_dim=args.action_dim, timed_steps=args.steps, warmup=args.warmup)
+        print(
+            name,
+            ", ".join(
+                f"{s['stage']} {s['one_s_per_1000']:.1f} → {s['batched_s_per_1000']:.1f} ({s['ratio']:.2f}×)"
+                for s in results[-1]["stages"]
+            ),
+            flush=True,
+        )
+    meta = machine_meta(
+        args.device,
+        args.threads,
+        seeds=args.seeds,
+        obs_dim=args.obs_dim,
+        action_dim=args.action_dim,
+        timed_steps=args.steps,
+        warmup=args.warmup,
+    )
     write_results(f"seeds{args.seeds}", args.tag, meta, results, markdown(meta, results))
+
 
 if __name__ == "__main__":
     main()

@@ -23,8 +23,13 @@ from _results import machine_meta, write_results
 
 # Figures quoted by the project's speed issue for the official implementations (and CORL's IQL), measured
 # on a machine of this kind at hopper shapes, one thread; not re-measured here.
-REFERENCE_S_PER_1000 = {("dtql", "train"): 78.9, ("dtql", "pretrain"): 62.8, ("srpo", "policy"): 40.5,
-                        ("srpo", "critic"): 27.8, ("iql", "train"): 16.4}
+REFERENCE_S_PER_1000 = {
+    ("dtql", "train"): 78.9,
+    ("dtql", "pretrain"): 62.8,
+    ("srpo", "policy"): 40.5,
+    ("srpo", "critic"): 27.8,
+    ("iql", "train"): 16.4,
+}
 REFERENCE_ACT_MS = {"dtql": 23.7}
 
 
@@ -58,8 +63,15 @@ def measure(name: str, path: str, args: argparse.Namespace) -> dict:
             rb.sample()
         sync(device)
         sample_s = (time.perf_counter() - t0) / args.steps
-        stages.append({"stage": stage.name, "batch_size": stage.batch_size, "s_per_1000": 1000 * update_s,
-                       "sample_ms": 1000 * sample_s, "warmup_s": warmup_s})
+        stages.append(
+            {
+                "stage": stage.name,
+                "batch_size": stage.batch_size,
+                "s_per_1000": 1000 * update_s,
+                "sample_ms": 1000 * sample_s,
+                "warmup_s": warmup_s,
+            }
+        )
     started = time.perf_counter()
     for b in (1, 16):  # first calls: compilation on the fast path
         algo.act(torch.zeros(b, spec.obs_dim, device=device))
@@ -104,15 +116,22 @@ def _f(value: float | None, digits: int = 1) -> str:
 def markdown(meta: dict, results: list[dict]) -> str:
     by = {(r["algorithm"], r["path"]): r for r in results}
     names = sorted({r["algorithm"] for r in results})
-    lines = [f"# Speed, {meta['date']} ({meta['device']}, {meta['threads']} thread(s), torch {meta['torch']}, "
-             f"git {meta['git_sha']})", "", f"Command: `{meta['command']}`", "",
-             f"Shapes obs={meta['obs_dim']}, action={meta['action_dim']}; {meta['timed_steps']} timed updates per "
-             f"stage after {meta['warmup']} warm-up updates; official batch and network sizes. `eager` is the "
-             "reference path, `fast` is `fast=true` (fused Adam/AdamW, torch.compile of update and act). "
-             "`official` are the figures of the official implementations quoted by the speed issue (same "
-             "machine kind), not re-measured here.", "",
-             "| algorithm | stage | batch | eager s/1k | fast s/1k | eager/fast | official s/1k "
-             "| sampling, % of eager step | compile + warm-up (s) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Speed, {meta['date']} ({meta['device']}, {meta['threads']} thread(s), torch {meta['torch']}, "
+        f"git {meta['git_sha']})",
+        "",
+        f"Command: `{meta['command']}`",
+        "",
+        f"Shapes obs={meta['obs_dim']}, action={meta['action_dim']}; {meta['timed_steps']} timed updates per "
+        f"stage after {meta['warmup']} warm-up updates; official batch and network sizes. `eager` is the "
+        "reference path, `fast` is `fast=true` (fused Adam/AdamW, torch.compile of update and act). "
+        "`official` are the figures of the official implementations quoted by the speed issue (same "
+        "machine kind), not re-measured here.",
+        "",
+        "| algorithm | stage | batch | eager s/1k | fast s/1k | eager/fast | official s/1k "
+        "| sampling, % of eager step | compile + warm-up (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in names:
         eager, fast = by.get((name, "eager")), by.get((name, "fast"))
         base = eager or fast
@@ -121,19 +140,26 @@ def markdown(meta: dict, results: list[dict]) -> str:
             f = fast["stages"][i] if fast else None
             ratio = e["s_per_1000"] / f["s_per_1000"] if e and f else None
             share = 100 * e["sample_ms"] / e["s_per_1000"] if e else None
-            lines.append(f"| {name} | {stage['stage']} | {stage['batch_size']} | {_f(e and e['s_per_1000'])} | "
-                         f"{_f(f and f['s_per_1000'])} | {_f(ratio, 2)} | "
-                         f"{_f(REFERENCE_S_PER_1000.get((name, stage['stage'])))} | {_f(share)} | "
-                         f"{_f(f and f['warmup_s'])} |")
-    lines += ["", "| algorithm | act 1 obs eager (ms) | fast (ms) | act 16 obs eager (ms) | fast (ms) "
-              "| official 1 obs (ms) | NFE / action | peak RSS eager (MB) | fast (MB) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {name} | {stage['stage']} | {stage['batch_size']} | {_f(e and e['s_per_1000'])} | "
+                f"{_f(f and f['s_per_1000'])} | {_f(ratio, 2)} | "
+                f"{_f(REFERENCE_S_PER_1000.get((name, stage['stage'])))} | {_f(share)} | "
+                f"{_f(f and f['warmup_s'])} |"
+            )
+    lines += [
+        "",
+        "| algorithm | act 1 obs eager (ms) | fast (ms) | act 16 obs eager (ms) | fast (ms) "
+        "| official 1 obs (ms) | NFE / action | peak RSS eager (MB) | fast (MB) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in names:
         eager, fast = by.get((name, "eager")), by.get((name, "fast"))
-        lines.append(f"| {name} | {_f(eager and eager['act_ms_1'], 2)} | {_f(fast and fast['act_ms_1'], 2)} | "
-                     f"{_f(eager and eager['act_ms_16'], 2)} | {_f(fast and fast['act_ms_16'], 2)} | "
-                     f"{_f(REFERENCE_ACT_MS.get(name))} | {eager.get('nfe_per_action', '') if eager else ''} | "
-                     f"{_f(eager and eager['peak_rss_mb'], 0)} | {_f(fast and fast['peak_rss_mb'], 0)} |")
+        lines.append(
+            f"| {name} | {_f(eager and eager['act_ms_1'], 2)} | {_f(fast and fast['act_ms_1'], 2)} | "
+            f"{_f(eager and eager['act_ms_16'], 2)} | {_f(fast and fast['act_ms_16'], 2)} | "
+            f"{_f(REFERENCE_ACT_MS.get(name))} | {eager.get('nfe_per_action', '') if eager else ''} | "
+            f"{_f(eager and eager['peak_rss_mb'], 0)} | {_f(fast and fast['peak_rss_mb'], 0)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -151,10 +177,18 @@ def main() -> None:
             result = run_child(name, path, sys.argv[1:], args.threads)
             results.append(result)
             stages = ", ".join(f"{s['stage']} {s['s_per_1000']:.1f}" for s in result["stages"])
-            print(f"{name:8s} {path:5s} s/1000: {stages}; act {result['act_ms_1']:.2f} / {result['act_ms_16']:.2f} ms",
-                  flush=True)
-    meta = machine_meta(args.device, args.threads, obs_dim=args.obs_dim, action_dim=args.action_dim,
-                        timed_steps=args.steps, warmup=args.warmup)
+            print(
+                f"{name:8s} {path:5s} s/1000: {stages}; act {result['act_ms_1']:.2f} / {result['act_ms_16']:.2f} ms",
+                flush=True,
+            )
+    meta = machine_meta(
+        args.device,
+        args.threads,
+        obs_dim=args.obs_dim,
+        action_dim=args.action_dim,
+        timed_steps=args.steps,
+        warmup=args.warmup,
+    )
     write_results("speed", args.tag, meta, results, markdown(meta, results))
 
 

@@ -88,8 +88,9 @@ def lineage(algo_cls: type[Algorithm]) -> list[type[Algorithm]]:
     A variant (a subclass, e.g. DTQL-KL of DTQL) inherits its parents' task tables and presets, so
     each file states only what differs from its parent.
     """
-    return [c for c in reversed(algo_cls.__mro__) if isinstance(c, type) and issubclass(c, Algorithm)
-            and "name" in vars(c)]
+    return [
+        c for c in reversed(algo_cls.__mro__) if isinstance(c, type) and issubclass(c, Algorithm) and "name" in vars(c)
+    ]
 
 
 def preset_files(algo_cls: type[Algorithm]) -> dict[str, Path]:

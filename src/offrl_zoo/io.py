@@ -90,8 +90,10 @@ def load_torch(path: str | Path, map_location: Any = "cpu") -> Any:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         reason = str(err).strip().splitlines()[-1][:200]
-        raise UnsafeFileError(f"{path}: refused: it holds Python objects beyond tensors and plain data, which "
-                              f"could run code when loaded ({reason})") from None
+        raise UnsafeFileError(
+            f"{path}: refused: it holds Python objects beyond tensors and plain data, which "
+            f"could run code when loaded ({reason})"
+        ) from None
 
 
 class JsonlLog:

@@ -28,17 +28,20 @@ def random_batch(spec: DataSpec, batch: int = BATCH, seed: int = 0) -> TensorDic
     low, high = spec.action_bounds()
     action = low + (high - low) * torch.rand(batch, spec.action_dim, generator=g)
     terminated = torch.rand(batch, 1, generator=g) < 0.1
-    return TensorDict({
-        "observation": torch.randn(batch, spec.obs_dim, generator=g),
-        "action": action,
-        "next": {
+    return TensorDict(
+        {
             "observation": torch.randn(batch, spec.obs_dim, generator=g),
-            "reward": torch.randn(batch, 1, generator=g),
-            "done": terminated.clone(),
-            "terminated": terminated,
-            "truncated": torch.zeros(batch, 1, dtype=torch.bool),
+            "action": action,
+            "next": {
+                "observation": torch.randn(batch, spec.obs_dim, generator=g),
+                "reward": torch.randn(batch, 1, generator=g),
+                "done": terminated.clone(),
+                "terminated": terminated,
+                "truncated": torch.zeros(batch, 1, dtype=torch.bool),
+            },
         },
-    }, batch_size=[batch])
+        batch_size=[batch],
+    )
 
 
 def make(algo_cls: type[Algorithm], seed: int = 0, **overrides) -> Algorithm:
@@ -152,25 +155,42 @@ def check_vectorized_seeds(algo_cls: type[Algorithm], n: int = 2, steps: int = 3
     alone = [make(algo_cls, seed=i) for i in range(n)]
     rng = [torch.Generator().manual_seed(1000 + i).get_state() for i in range(n)]
     for index, stage in enumerate(batch.stages()):
-        batched = [batch.update(stage, torch.stack([random_batch(tiny_spec(), seed=100 * i + 10 * index + step)
-                                                    for i in range(n)]), step) for step in range(steps)]
+        batched = [
+            batch.update(
+                stage,
+                torch.stack([random_batch(tiny_spec(), seed=100 * i + 10 * index + step) for i in range(n)]),
+                step,
+            )
+            for step in range(steps)
+        ]
         for i, algo in enumerate(alone):
             torch.set_rng_state(rng[i])
             own = algo.stages()[index]
             for step in range(steps):
                 metrics = own.update(random_batch(tiny_spec(), seed=100 * i + 10 * index + step), step)
                 for key, value in metrics.items():
-                    torch.testing.assert_close(batched[step][key][i], value, rtol=VECTOR_RTOL, atol=VECTOR_ATOL,
-                                               msg=f"{stage.name} seed {i} step {step} {key}")
+                    torch.testing.assert_close(
+                        batched[step][key][i],
+                        value,
+                        rtol=VECTOR_RTOL,
+                        atol=VECTOR_ATOL,
+                        msg=f"{stage.name} seed {i} step {step} {key}",
+                    )
             rng[i] = torch.get_rng_state()
             for (name, p), (_, q) in zip(batch.unstack(i).named_parameters(), algo.named_parameters(), strict=True):
                 diff = (p - q).abs()
                 assert diff.mean() <= WEIGHT_MEAN_ATOL and diff.max() <= WEIGHT_MAX_ATOL, (
-                    f"after {stage.name}, seed {i}, {name}: mean |Δ| {diff.mean():.2e}, max |Δ| {diff.max():.2e}")
+                    f"after {stage.name}, seed {i}, {name}: mean |Δ| {diff.mean():.2e}, max |Δ| {diff.max():.2e}"
+                )
 
 
-CHECKS = (check_act, check_update_touches_declared_modules, check_resume, check_state_dict_is_safe,
-          check_vectorized_seeds)
+CHECKS = (
+    check_act,
+    check_update_touches_declared_modules,
+    check_resume,
+    check_state_dict_is_safe,
+    check_vectorized_seeds,
+)
 
 
 def check_all(algo_cls: type[Algorithm]) -> None:

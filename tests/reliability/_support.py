@@ -13,14 +13,32 @@ import yaml
 from offrl_zoo.io import load_torch
 
 TASKS = ["toy-25_gaussian-far", "toy-25_gaussian-hard"]
-SWEEP = ["bc", "--tasks", *TASKS, "--seeds", "2", "--budget", "60", "--jobs", "1", "--no-estimate",
-         "--eval-episodes", "100", "hidden=[32,32]"]
+SWEEP = [
+    "bc",
+    "--tasks",
+    *TASKS,
+    "--seeds",
+    "2",
+    "--budget",
+    "60",
+    "--jobs",
+    "1",
+    "--no-estimate",
+    "--eval-episodes",
+    "100",
+    "hidden=[32,32]",
+]
 
 
 def cli(*args: str) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-m", "offrl_zoo.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "offrl_zoo.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
 
 
 def compare(store: Path, *extra: str) -> subprocess.Popen:

@@ -16,8 +16,10 @@ TRAIN_CASES = {
     "negative learning rate": (["actor_lr=-3e-4"], r"actor_lr=-0\.0003: expected a positive number"),
     "expectile outside (0, 1)": (["expectile=1.2"], r"expectile=1\.2: expected a value in the open interval \(0, 1\)"),
     "discount outside (0, 1)": (["discount=0"], r"discount=0\.0: expected a value in the open interval"),
-    "batch larger than the dataset": (["batch_size=20000"],
-                                      r"batch_size=20000 is larger than the dataset of toy-25_gaussian-near \(10000"),
+    "batch larger than the dataset": (
+        ["batch_size=20000"],
+        r"batch_size=20000 is larger than the dataset of toy-25_gaussian-near \(10000",
+    ),
     "not key=value": (["expectile"], r"unrecognized arguments: expectile"),
 }
 
@@ -40,16 +42,22 @@ def test_bad_config_values_are_refused_before_training(tmp_path, capsys, name):
     assert not list(tmp_path.rglob("config.yaml")) and not list(tmp_path.rglob("checkpoint.pt"))
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "iqll", "--task", TASK], r"unknown algorithm 'iqll'\. Did you mean 'iql'"),
-    (["train", "iql", "--task", "hopper-medum-v2"], r"unknown task 'hopper-medum-v2'\. Did you mean 'hopper-medium"),
-    (["compare", "iql", "--suite", "gym-medum"], r"unknown suite 'gym-medum'\. Did you mean 'gym-medium'"),
-    (["train", "iql", "--task", TASK, "--steps", "0"], r"argument --steps: 0: expected a positive integer"),
-    (["train", "iql", "--task", TASK, "--seed", "-1"], r"argument --seed: -1: expected a seed"),
-    (["compare", "iql", "--suite", "toy", "--seeds", "0"], r"argument --seeds: 0: expected a positive integer"),
-    (["compare", "iql", "--suite", "toy", "--budget", "fast"], r"--budget"),
-    (["train", "iql", "--task", TASK, "--preset", "quik"], r"preset 'quik' unknown for iql"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "iqll", "--task", TASK], r"unknown algorithm 'iqll'\. Did you mean 'iql'"),
+        (
+            ["train", "iql", "--task", "hopper-medum-v2"],
+            r"unknown task 'hopper-medum-v2'\. Did you mean 'hopper-medium",
+        ),
+        (["compare", "iql", "--suite", "gym-medum"], r"unknown suite 'gym-medum'\. Did you mean 'gym-medium'"),
+        (["train", "iql", "--task", TASK, "--steps", "0"], r"argument --steps: 0: expected a positive integer"),
+        (["train", "iql", "--task", TASK, "--seed", "-1"], r"argument --seed: -1: expected a seed"),
+        (["compare", "iql", "--suite", "toy", "--seeds", "0"], r"argument --seeds: 0: expected a positive integer"),
+        (["compare", "iql", "--suite", "toy", "--budget", "fast"], r"--budget"),
+        (["train", "iql", "--task", TASK, "--preset", "quik"], r"preset 'quik' unknown for iql"),
+    ],
+)
 def test_unknown_names_and_bad_numbers(tmp_path, capsys, args, message):
     code, err = run_cli([*args, "--out", str(tmp_path / "out")], capsys)
     assert code == 2 and re.search(message, err), err

@@ -60,8 +60,10 @@ CASES = {
     "missing key": (lambda a: a.pop("actions"), r"required field 'actions' is missing"),
     "misnamed key": (lambda a: _rename(a, "rewards", "reward"), r"'rewards' is missing.*is 'reward' meant"),
     "mismatched lengths": (lambda a: a.update(rewards=a["rewards"][:-7]), r"'rewards' has 293 rows but"),
-    "text observations": (lambda a: a.update(observations=a["observations"].astype("S8")),
-                          r"'observations' has dtype \|S8, expected real numbers"),
+    "text observations": (
+        lambda a: a.update(observations=a["observations"].astype("S8")),
+        r"'observations' has dtype \|S8, expected real numbers",
+    ),
     "complex rewards": (lambda a: a.update(rewards=a["rewards"].astype(np.complex64)), r"'rewards' has dtype complex"),
     "fractional terminals": (lambda a: a.update(terminals=np.full(N, 0.5)), r"'terminals' holds 0.5 at row 0"),
     "NaN reward": (lambda a: a["rewards"].__setitem__(17, np.nan), r"'rewards' holds NaN/Inf.*row 17"),
@@ -128,6 +130,7 @@ def test_damaged_minari_datasets_are_refused(minari_dataset, damage):
 
 # -- property-based: any damage either loads into finite float32 transitions or is one DatasetError -----
 
+
 def _damage(draw, arrays: dict) -> None:
     key = draw(st.sampled_from(FIELDS))
     kind = draw(st.sampled_from(["drop", "rename", "rows", "dtype", "value", "shape", "flag"]))
@@ -145,8 +148,16 @@ def _damage(draw, arrays: dict) -> None:
         flat[draw(st.integers(0, flat.size - 1))] = draw(st.sampled_from([np.nan, np.inf, -np.inf, 1e39, -7.0, 2.0]))
         arrays[key] = flat.reshape(value.shape)
     elif kind == "shape" and value.size and value.ndim:
-        arrays[key] = draw(st.sampled_from([value[..., None], value.reshape(-1), value[:, :0] if value.ndim == 2
-                                            else value[None], np.asarray(value.reshape(-1)[0])]))
+        arrays[key] = draw(
+            st.sampled_from(
+                [
+                    value[..., None],
+                    value.reshape(-1),
+                    value[:, :0] if value.ndim == 2 else value[None],
+                    np.asarray(value.reshape(-1)[0]),
+                ]
+            )
+        )
     elif value.dtype.kind in "fiub":
         arrays[key] = value.astype(np.float32) * draw(st.sampled_from([0.5, 2.0, -1.0, 1.0]))
 
@@ -159,8 +170,9 @@ def damaged_files(draw) -> tuple[dict, float]:
     return arrays, draw(st.sampled_from([1.0, 1.0, 1.0, 0.5, 0.97]))  # and sometimes cut the file's bytes
 
 
-@settings(max_examples=300, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(damaged_files())
 def test_any_damage_loads_cleanly_or_is_one_dataset_error(tmp_path, case):
     arrays, keep = case

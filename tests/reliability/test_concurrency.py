@@ -25,8 +25,24 @@ def test_a_run_in_progress_is_not_started_twice(tmp_path):
 
 def test_two_sweeps_on_one_store_share_the_work(tmp_path):
     store = tmp_path / "store"
-    sweep = ["compare", "bc", "--tasks", TASKS[0], "--seeds", "2", "--budget", "4000", "--jobs", "1",
-             "--no-estimate", "--eval-episodes", "100", "--out", str(store), "hidden=[32,32]"]
+    sweep = [
+        "compare",
+        "bc",
+        "--tasks",
+        TASKS[0],
+        "--seeds",
+        "2",
+        "--budget",
+        "4000",
+        "--jobs",
+        "1",
+        "--no-estimate",
+        "--eval-episodes",
+        "100",
+        "--out",
+        str(store),
+        "hidden=[32,32]",
+    ]
     first, second = cli(*sweep), cli(*sweep)
     outputs = [p.communicate(timeout=300)[0] for p in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, outputs
@@ -43,8 +59,22 @@ def test_two_sweeps_on_one_store_share_the_work(tmp_path):
 
 def test_a_sweep_waits_for_a_run_another_process_trains(tmp_path):
     store = tmp_path / "store"
-    sweep = ["compare", "bc", "--tasks", TASKS[0], "--budget", "60", "--jobs", "1", "--no-estimate",
-             "--eval-episodes", "100", "--out", str(store), "hidden=[32,32]"]
+    sweep = [
+        "compare",
+        "bc",
+        "--tasks",
+        TASKS[0],
+        "--budget",
+        "60",
+        "--jobs",
+        "1",
+        "--no-estimate",
+        "--eval-episodes",
+        "100",
+        "--out",
+        str(store),
+        "hidden=[32,32]",
+    ]
     assert cli(*sweep, "--seeds", "1").communicate(timeout=300)[0]  # the store exists, seed 0 is done
     held = store / "runs" / "bc" / TASKS[0] / "seed1"
     with run_lock(held):  # as another sweep's training process would hold it

@@ -20,8 +20,15 @@ TASK = "toy-25_gaussian-near"
 
 
 def request(**kw) -> RunRequest:
-    base = dict(task=TASK, steps=40, log_every=5, checkpoint_every=10, eval_every=40, eval_episodes=10,
-                overrides=["hidden=[32,32]"])
+    base = dict(
+        task=TASK,
+        steps=40,
+        log_every=5,
+        checkpoint_every=10,
+        eval_every=40,
+        eval_episodes=10,
+        overrides=["hidden=[32,32]"],
+    )
     return RunRequest("bc", **(base | kw))
 
 
@@ -52,8 +59,11 @@ def finite_checkpoint(run_dir) -> int:
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     sabotage(monkeypatch, after=23, where="loss")
-    with pytest.raises(TrainingDiverged, match=r"stage 'train', steps 21\.\.25: actor_loss became nan; "
-                                               r"last good checkpoint kept: .*checkpoint\.pt"):
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"stage 'train', steps 21\.\.25: actor_loss became nan; "
+        r"last good checkpoint kept: .*checkpoint\.pt",
+    ):
         train(request(), run_dir=tmp_path / "r", progress=False)
     assert finite_checkpoint(tmp_path / "r") == 20
     failed = json.loads((tmp_path / "r" / "failed").read_text())

@@ -23,16 +23,31 @@ from offrl_zoo.io import load_torch
 from offrl_zoo.train import RunRequest, train
 
 TASK = "toy-25_gaussian-near"
-TRAIN = dict(algorithm="td3bc", task=TASK, steps=2000, log_every=25, checkpoint_every=25, eval_every=200,
-             eval_episodes=50, overrides=["hidden=[32,32]"])
+TRAIN = dict(
+    algorithm="td3bc",
+    task=TASK,
+    steps=2000,
+    log_every=25,
+    checkpoint_every=25,
+    eval_every=200,
+    eval_episodes=50,
+    overrides=["hidden=[32,32]"],
+)
 VOLATILE = {"time", "updates_per_s"}
 SURVIVED = {"training kills": 0, "report kills": 0}
 
 
 def train_args(run_dir: Path) -> list[str]:
     options = [(f"--{k.replace('_', '-')}", str(v)) for k, v in TRAIN.items() if k not in ("algorithm", "overrides")]
-    return ["train", TRAIN["algorithm"], *[x for pair in options for x in pair], "--run-dir", str(run_dir),
-            "--no-progress", *TRAIN["overrides"]]
+    return [
+        "train",
+        TRAIN["algorithm"],
+        *[x for pair in options for x in pair],
+        "--run-dir",
+        str(run_dir),
+        "--no-progress",
+        *TRAIN["overrides"],
+    ]
 
 
 def kill_when(proc: subprocess.Popen, started, rng: random.Random, timeout: float = 60) -> bool:
@@ -84,8 +99,13 @@ def test_kills_while_writing_a_report_leave_complete_files(tmp_path):
     sweep = plan(["bc"], None, [TASK], 2, "30", ["hidden=[16]"])
     record_sweep(store, sweep)
     for spec in sweep.runs:
-        train(RunRequest("bc", task=TASK, seed=spec.seed, steps=30, eval_every=30, eval_episodes=10,
-                         overrides=["hidden=[16]"]), run_dir=spec.run_dir(store), progress=False)
+        train(
+            RunRequest(
+                "bc", task=TASK, seed=spec.seed, steps=30, eval_every=30, eval_episodes=10, overrides=["hidden=[16]"]
+            ),
+            run_dir=spec.run_dir(store),
+            progress=False,
+        )
     reference = cli("report", str(store), "--out", str(tmp_path / "reference"))
     assert reference.wait(timeout=120) == 0, reference.stdout.read()
     rng, report = random.Random(3), store / "report"
@@ -113,8 +133,11 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, m
         return os.open("/dev/full", os.O_WRONLY), str(name)  # every write: ENOSPC
 
     monkeypatch.setattr(train_io.tempfile, "mkstemp", full_disk_mkstemp)
-    with pytest.raises(WriteError, match=r"could not write .*checkpoint\.pt: No space left on device; the "
-                                         r"previous version is intact"):
+    with pytest.raises(
+        WriteError,
+        match=r"could not write .*checkpoint\.pt: No space left on device; the "
+        r"previous version is intact",
+    ):
         train_io.save_torch(run_dir / "checkpoint.pt", {"x": torch.zeros(100_000)})
     assert (run_dir / "checkpoint.pt").read_bytes() == good
     assert not list(run_dir.glob(".*.tmp"))

@@ -30,8 +30,13 @@ class Payload:
 
 
 def test_a_checkpoint_with_a_pickle_payload_is_refused_and_not_executed(tmp_path):
-    run_dir = train(RunRequest("bc", task="toy-25_gaussian-near", steps=10, eval_every=10, eval_episodes=10,
-                               overrides=["hidden=[16]"]), run_dir=tmp_path / "r", progress=False)
+    run_dir = train(
+        RunRequest(
+            "bc", task="toy-25_gaussian-near", steps=10, eval_every=10, eval_episodes=10, overrides=["hidden=[16]"]
+        ),
+        run_dir=tmp_path / "r",
+        progress=False,
+    )
     marker = tmp_path / "code-ran"
     state = load_torch(run_dir / "checkpoint.pt")
     state["algorithm"]["extra"] = Payload(marker)
@@ -40,8 +45,13 @@ def test_a_checkpoint_with_a_pickle_payload_is_refused_and_not_executed(tmp_path
         load_run(run_dir)
     (run_dir / "done").unlink()  # a resume reads the same checkpoint
     with pytest.raises(UnsafeFileError):
-        train(RunRequest("bc", task="toy-25_gaussian-near", steps=10, eval_every=10, eval_episodes=10,
-                         overrides=["hidden=[16]"]), run_dir=run_dir, progress=False)
+        train(
+            RunRequest(
+                "bc", task="toy-25_gaussian-near", steps=10, eval_every=10, eval_episodes=10, overrides=["hidden=[16]"]
+            ),
+            run_dir=run_dir,
+            progress=False,
+        )
     assert not marker.exists()
     with pytest.raises(UnsafeFileError):  # the same holds for any file loaded as weights (stage cache, policies)
         load_torch(_pickled(tmp_path / "policy.pt", Payload(marker)))
@@ -64,12 +74,21 @@ def test_dataset_ids_cannot_escape_the_cache(tmp_path, monkeypatch, dataset_id):
             lookup(dataset_id)
     with pytest.raises(DatasetError, match="refused"):
         sources.load_minari(dataset_id)
-    task = Task(id="evil", env_id="Hopper-v5", horizon=1000, ref_min=0, ref_max=1, eval_episodes=1, source="d4rl",
-                source_id=dataset_id)
+    task = Task(
+        id="evil",
+        env_id="Hopper-v5",
+        horizon=1000,
+        ref_min=0,
+        ref_max=1,
+        eval_episodes=1,
+        source="d4rl",
+        source_id=dataset_id,
+    )
     with pytest.raises(DatasetError, match="refused"):
         load_dataset(task, download=False)
-    assert not (tmp_path / "cache").exists() or all(p.is_relative_to(tmp_path / "cache")
-                                                    for p in (tmp_path / "cache").rglob("*"))
+    assert not (tmp_path / "cache").exists() or all(
+        p.is_relative_to(tmp_path / "cache") for p in (tmp_path / "cache").rglob("*")
+    )
 
 
 def test_safe_ids_still_resolve_inside_the_cache(tmp_path):
@@ -107,12 +126,13 @@ def test_downloads_use_https_are_validated_and_pinned(tmp_path, monkeypatch):
     def html_error_page(path: Path) -> None:
         path.write_text("<html>503 Service Unavailable</html>")
 
-    monkeypatch.setattr(sources.urllib.request, "urlretrieve",
-                        lambda url, filename: html_error_page(Path(filename)))
+    monkeypatch.setattr(sources.urllib.request, "urlretrieve", lambda url, filename: html_error_page(Path(filename)))
     with pytest.raises(DatasetError, match="not a readable HDF5 file"):
         sources.fetch_d4rl("walker2d-medium-v2", root=tmp_path)
-    assert sorted(p.name for p in (tmp_path / "d4rl").iterdir()) == ["hopper-medium-v2.hdf5",
-                                                                    "hopper-medium-v2.hdf5.sha256.json"]
+    assert sorted(p.name for p in (tmp_path / "d4rl").iterdir()) == [
+        "hopper-medium-v2.hdf5",
+        "hopper-medium-v2.hdf5.sha256.json",
+    ]
 
 
 def test_no_plain_http_download_addresses():

@@ -45,8 +45,9 @@ def task_spec(task_id: str) -> DataSpec:
     finally:
         env.close()
     assert isinstance(act, gym.spaces.Box)
-    return DataSpec(int(np.prod(obs.shape)), int(np.prod(act.shape)), tuple(map(float, act.low)),
-                    tuple(map(float, act.high)))
+    return DataSpec(
+        int(np.prod(obs.shape)), int(np.prod(act.shape)), tuple(map(float, act.low)), tuple(map(float, act.high))
+    )
 
 
 def env_step_seconds(task_id: str, steps: int = 50) -> float:
@@ -67,8 +68,9 @@ def env_step_seconds(task_id: str, steps: int = 50) -> float:
         env.close()
 
 
-def estimate_run(spec: RunSpec, eval_every: int, eval_episodes: int | None, device: torch.device,
-                 warmup: int = 2, timed: int = 3) -> RunEstimate:
+def estimate_run(
+    spec: RunSpec, eval_every: int, eval_episodes: int | None, device: torch.device, warmup: int = 2, timed: int = 3
+) -> RunEstimate:
     cls = registry.get(spec.algorithm)
     task = get_task(spec.task)
     budget = [f"{k}={v}" for k, v in spec.budget_config]
@@ -91,8 +93,9 @@ def estimate_run(spec: RunSpec, eval_every: int, eval_episodes: int | None, devi
     return RunEstimate(spec.algorithm, spec.task, steps, sum(stage_s.values()), eval_s, shared_s)
 
 
-def estimate_sweep(runs: list[RunSpec], eval_every: int, eval_episodes: int | None,
-                   device: torch.device) -> dict[tuple[str, str], RunEstimate]:
+def estimate_sweep(
+    runs: list[RunSpec], eval_every: int, eval_episodes: int | None, device: torch.device
+) -> dict[tuple[str, str], RunEstimate]:
     """One estimate per (algorithm, task); seeds cost the same."""
     out: dict[tuple[str, str], RunEstimate] = {}
     for spec in runs:

@@ -71,11 +71,32 @@ def label(group: Group) -> str:
 
 def train_command(group: Group, store: Path, s: TrainSettings) -> list[str]:
     spec = group[0]
-    cmd = [sys.executable, "-m", "offrl_zoo.cli", "train", spec.algorithm, "--task", spec.task,
-           "--seed", str(spec.seed), "--stage-cache", str(store / "stages"),
-           "--device", s.device, "--threads", str(s.threads), "--eval-every", str(s.eval_every),
-           "--checkpoint-every", str(s.checkpoint_every), "--log-every", str(s.log_every),
-           "--data-source", s.data_source, "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "offrl_zoo.cli",
+        "train",
+        spec.algorithm,
+        "--task",
+        spec.task,
+        "--seed",
+        str(spec.seed),
+        "--stage-cache",
+        str(store / "stages"),
+        "--device",
+        s.device,
+        "--threads",
+        str(s.threads),
+        "--eval-every",
+        str(s.eval_every),
+        "--checkpoint-every",
+        str(s.checkpoint_every),
+        "--log-every",
+        str(s.log_every),
+        "--data-source",
+        s.data_source,
+        "--no-progress",
+    ]
     if s.vectorize_seeds:
         cmd += ["--seeds", str(len(group)), "--vectorize-seeds", "--out", str(store / "runs")]
     else:
@@ -108,8 +129,13 @@ def launch(group: Group, store: Path, settings: TrainSettings) -> subprocess.Pop
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
                 os.link(logs[0], path)
-        return subprocess.Popen(train_command(group, store, settings),
-                                stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, env=env)
+        return subprocess.Popen(
+            train_command(group, store, settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+            env=env,
+        )
 
 
 def outcome(spec: RunSpec, store: Path) -> str:
@@ -138,15 +164,17 @@ def shares_stages(a: Group, b: Group) -> bool:
     """Runs that may reuse each other's shared stages (same task, seed and stage kind, e.g. DTQL and
     DTQL-KL pretraining) are not run side by side, so the second one finds the first one's finished
     stage in the cache instead of training it again."""
-    return any(x.task == y.task and x.seed == y.seed and bool(set(x.shared_kinds) & set(y.shared_kinds))
-               for x in a for y in b)
+    return any(
+        x.task == y.task and x.seed == y.seed and bool(set(x.shared_kinds) & set(y.shared_kinds)) for x in a for y in b
+    )
 
 
 LOCKED_RETRY_S = 5.0  # how often a run trained by another process (another sweep on the store) is checked
 
 
-def run_local(runs: list[RunSpec], store: Path, settings: TrainSettings, jobs: int,
-              log: Callable[[str], None] = print) -> dict[RunSpec, str]:
+def run_local(
+    runs: list[RunSpec], store: Path, settings: TrainSettings, jobs: int, log: Callable[[str], None] = print
+) -> dict[RunSpec, str]:
     """Run ``runs`` as up to ``jobs`` training processes. A run that another process is training (a second
     sweep on the same store) is left to it and checked again later, so both sweeps share the work and
     each ends with every run finished."""
@@ -159,8 +187,14 @@ def run_local(runs: list[RunSpec], store: Path, settings: TrainSettings, jobs: i
         while queue or active:
             while len(active) < jobs:
                 now = time.monotonic()
-                pick = next((g for g in queue if not_before.get(g, 0.0) <= now
-                             and not any(shares_stages(g, a) for a, _ in active.values())), None)
+                pick = next(
+                    (
+                        g
+                        for g in queue
+                        if not_before.get(g, 0.0) <= now and not any(shares_stages(g, a) for a, _ in active.values())
+                    ),
+                    None,
+                )
                 if pick is None:
                     break
                 queue.remove(pick)
@@ -187,16 +221,23 @@ def run_local(runs: list[RunSpec], store: Path, settings: TrainSettings, jobs: i
     return results
 
 
-def _wait_for_other(group: Group, queue: list[Group], not_before: dict[Group, float],
-                    log: Callable[[str], None]) -> None:
+def _wait_for_other(
+    group: Group, queue: list[Group], not_before: dict[Group, float], log: Callable[[str], None]
+) -> None:
     if group not in not_before:
         log(f"{label(group)}: being trained by another process; this sweep waits for it")
     not_before[group] = time.monotonic() + LOCKED_RETRY_S
     queue.append(group)
 
 
-def run_ray(runs: list[RunSpec], store: Path, settings: TrainSettings, address: str | None,
-            retries: int = 3, log: Callable[[str], None] = print) -> dict[RunSpec, str]:
+def run_ray(
+    runs: list[RunSpec],
+    store: Path,
+    settings: TrainSettings,
+    address: str | None,
+    retries: int = 3,
+    log: Callable[[str], None] = print,
+) -> dict[RunSpec, str]:
     """One Ray task per run, requesting ``threads`` CPUs (and one GPU on a CUDA device). The store must be
     on a filesystem every worker sees. A worker that dies is retried by Ray; the run resumes from its
     last checkpoint."""

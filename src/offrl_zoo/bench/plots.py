@@ -29,8 +29,7 @@ def safe_name(text: str) -> str:
 
 def _save(fig: Figure, path: Path) -> None:
     FigureCanvasAgg(fig)  # attach an Agg canvas whatever pyplot's backend is
-    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=DPI, bbox_inches="tight",
-                                              metadata=PNG_METADATA))
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=DPI, bbox_inches="tight", metadata=PNG_METADATA))
 
 
 def _ylabel(kind: str) -> str:
@@ -60,8 +59,9 @@ def _curve_figure(report: Report, task: str, out: Path) -> str | None:
     ax.legend()
     name = f"curves_{safe_name(task)}"
     _save(fig, out / FIGURES / f"{name}.png")
-    write_text(out / FIGURES / f"{name}.csv", to_csv(["task", "algorithm", "global_step", "n_seeds", "mean", "std"],
-                                                     rows))
+    write_text(
+        out / FIGURES / f"{name}.csv", to_csv(["task", "algorithm", "global_step", "n_seeds", "mean", "std"], rows)
+    )
     return f"{FIGURES}/{name}.png"
 
 
@@ -78,19 +78,35 @@ def _aggregate_figure(report: Report, out: Path) -> str | None:
     names = ("IQM", "mean")
     points = {a: np.array([agg["metrics"][a][m]["estimate"] for m in names]) for a in algs}
     # Without CIs the interval collapses to the point estimate.
-    bounds = {a: np.array([[agg["metrics"][a][m][k] if agg["ci"] else agg["metrics"][a][m]["estimate"]
-                            for m in names] for k in ("ci_low", "ci_high")]) for a in algs}
+    bounds = {
+        a: np.array(
+            [
+                [agg["metrics"][a][m][k] if agg["ci"] else agg["metrics"][a][m]["estimate"] for m in names]
+                for k in ("ci_low", "ci_high")
+            ]
+        )
+        for a in algs
+    }
     row_height = max(0.6, 1.2 / len(algs))
     # rliable places the x label at a fixed figure fraction; keep it below the tick labels at any height
-    fig, _ = plot_utils.plot_interval_estimates(points, bounds, metric_names=list(names), algorithms=algs,
-                                                xlabel=_ylabel(agg["kind"]), row_height=row_height,
-                                                xlabel_y_coordinate=0.11 - 0.55 / (row_height * len(algs)))
+    fig, _ = plot_utils.plot_interval_estimates(
+        points,
+        bounds,
+        metric_names=list(names),
+        algorithms=algs,
+        xlabel=_ylabel(agg["kind"]),
+        row_height=row_height,
+        xlabel_y_coordinate=0.11 - 0.55 / (row_height * len(algs)),
+    )
     try:
         _save(fig, out / FIGURES / "aggregate.png")
     finally:
         plt.close(fig)
-    rows = [[m, a, agg["metrics"][a][m]["estimate"], agg["metrics"][a][m]["ci_low"], agg["metrics"][a][m]["ci_high"]]
-            for m in names for a in algs]
+    rows = [
+        [m, a, agg["metrics"][a][m]["estimate"], agg["metrics"][a][m]["ci_low"], agg["metrics"][a][m]["ci_high"]]
+        for m in names
+        for a in algs
+    ]
     write_text(out / FIGURES / "aggregate.csv", to_csv(["metric", "algorithm", "estimate", "ci_low", "ci_high"], rows))
     return f"{FIGURES}/aggregate.png"
 
@@ -106,18 +122,36 @@ def _profile_figure(report: Report, out: Path) -> str | None:
     tau = np.array(profile["tau"])
     algs = sorted(profile["algorithms"])
     curves = {a: np.array(profile["algorithms"][a]["fraction"]) for a in algs}
-    cis = {a: np.array([profile["algorithms"][a]["ci_low"], profile["algorithms"][a]["ci_high"]]) for a in algs
-           if profile["algorithms"][a]["ci_low"] is not None}
+    cis = {
+        a: np.array([profile["algorithms"][a]["ci_low"], profile["algorithms"][a]["ci_high"]])
+        for a in algs
+        if profile["algorithms"][a]["ci_low"] is not None
+    }
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
-    plot_utils.plot_performance_profiles(curves, tau, performance_profile_cis=cis or None, ax=ax,
-                                         xlabel=rf"{_ylabel(report.aggregate['kind'])} ($\tau$)",
-                                         ylabel=r"fraction of runs with value $> \tau$", legend=True,
-                                         labelsize="medium", ticklabelsize="medium", legendsize="medium")
+    plot_utils.plot_performance_profiles(
+        curves,
+        tau,
+        performance_profile_cis=cis or None,
+        ax=ax,
+        xlabel=rf"{_ylabel(report.aggregate['kind'])} ($\tau$)",
+        ylabel=r"fraction of runs with value $> \tau$",
+        legend=True,
+        labelsize="medium",
+        ticklabelsize="medium",
+        legendsize="medium",
+    )
     _save(fig, out / FIGURES / "profile.png")
-    rows = [[t, a, profile["algorithms"][a]["fraction"][i],
-             *((profile["algorithms"][a][k][i] if a in cis else None) for k in ("ci_low", "ci_high"))]
-            for a in algs for i, t in enumerate(profile["tau"])]
+    rows = [
+        [
+            t,
+            a,
+            profile["algorithms"][a]["fraction"][i],
+            *((profile["algorithms"][a][k][i] if a in cis else None) for k in ("ci_low", "ci_high")),
+        ]
+        for a in algs
+        for i, t in enumerate(profile["tau"])
+    ]
     write_text(out / FIGURES / "profile.csv", to_csv(["tau", "algorithm", "fraction", "ci_low", "ci_high"], rows))
     return f"{FIGURES}/profile.png"
 
@@ -127,5 +161,8 @@ def write_figures(report: Report, out_dir: Path) -> dict:
     {"curves": {task: path}, "aggregate": path | None, "profile": path | None}."""
     out_dir = Path(out_dir)
     curves = {t.task: path for t in report.tasks if (path := _curve_figure(report, t.task, out_dir))}
-    return {"curves": curves, "aggregate": _aggregate_figure(report, out_dir),
-            "profile": _profile_figure(report, out_dir)}
+    return {
+        "curves": curves,
+        "aggregate": _aggregate_figure(report, out_dir),
+        "profile": _profile_figure(report, out_dir),
+    }

@@ -44,16 +44,24 @@ def _fmt_paper(cell: Cell, generated: bool) -> str:
 
 
 def _fmt_value(cell: Cell, which: str) -> str:
-    return {"ok": lambda: _fmt_stat(getattr(cell, which)), "failed": lambda: f"failed ({cell.failed})",
-            "unfinished": lambda: f"unfinished ({cell.unfinished})", "no-eval": lambda: "no evaluation",
-            "not-run": lambda: "not run", "unsupported": lambda: "unsupported"}[cell.status]()
+    return {
+        "ok": lambda: _fmt_stat(getattr(cell, which)),
+        "failed": lambda: f"failed ({cell.failed})",
+        "unfinished": lambda: f"unfinished ({cell.unfinished})",
+        "no-eval": lambda: "no evaluation",
+        "not-run": lambda: "not run",
+        "unsupported": lambda: "unsupported",
+    }[cell.status]()
 
 
 def _fmt_seeds(cell: Cell) -> str:
     if cell.status == "unsupported":
         return "–"
-    extra = [(f"without evaluation ({cell.no_eval})", cell.no_eval), (f"failed ({cell.failed})", cell.failed),
-             (f"unfinished ({cell.unfinished})", cell.unfinished)]
+    extra = [
+        (f"without evaluation ({cell.no_eval})", cell.no_eval),
+        (f"failed ({cell.failed})", cell.failed),
+        (f"unfinished ({cell.unfinished})", cell.unfinished),
+    ]
     return ", ".join([f"{cell.finished}/{cell.planned}", *(text for text, n in extra if n)])
 
 
@@ -81,8 +89,10 @@ def _value_label(kind: str) -> str:
 
 def _task_table(t: TaskReport) -> str:
     generated = any(s["source"] == "generated" for s in t.sources)
-    rows = [[c.algorithm, _fmt_value(c, "final"), _fmt_value(c, "best"), _fmt_seeds(c), _fmt_paper(c, generated)]
-            for c in t.cells]
+    rows = [
+        [c.algorithm, _fmt_value(c, "final"), _fmt_value(c, "best"), _fmt_seeds(c), _fmt_paper(c, generated)]
+        for c in t.cells
+    ]
     return _md_table(["algorithm", "final", "best", "seeds", PAPER_LABEL], rows)
 
 
@@ -103,12 +113,20 @@ def _md_aggregate(report: Report, figures: dict) -> list[str]:
     out = ["## Aggregate over tasks (rliable)", ""]
     if not agg["metrics"]:
         return out + [f"Not available: {agg['ci_unavailable']}.", ""] + [f"- {n}" for n in agg["notes"]] + [""]
-    ci = (f"95 % stratified-bootstrap CIs, {agg['reps']} replications, seed {agg['bootstrap_seed']}" if agg["ci"]
-          else f"CIs unavailable: {agg['ci_unavailable']}")
-    out += [f"Final {agg['kind']}s on {_plural(len(agg['tasks']), 'task')} ({', '.join(agg['tasks'])}) × "
-            f"{_plural(agg['num_seeds'], 'seed')} per algorithm; {ci}.", ""] + [f"- {n}" for n in agg["notes"]]
-    rows = [[a, _fmt(m["IQM"]["estimate"]), _fmt_ci(m["IQM"]), _fmt(m["mean"]["estimate"]), _fmt_ci(m["mean"])]
-            for a, m in sorted(agg["metrics"].items())]
+    ci = (
+        f"95 % stratified-bootstrap CIs, {agg['reps']} replications, seed {agg['bootstrap_seed']}"
+        if agg["ci"]
+        else f"CIs unavailable: {agg['ci_unavailable']}"
+    )
+    out += [
+        f"Final {agg['kind']}s on {_plural(len(agg['tasks']), 'task')} ({', '.join(agg['tasks'])}) × "
+        f"{_plural(agg['num_seeds'], 'seed')} per algorithm; {ci}.",
+        "",
+    ] + [f"- {n}" for n in agg["notes"]]
+    rows = [
+        [a, _fmt(m["IQM"]["estimate"]), _fmt_ci(m["IQM"]), _fmt(m["mean"]["estimate"]), _fmt_ci(m["mean"])]
+        for a, m in sorted(agg["metrics"].items())
+    ]
     out += ["", _md_table(["algorithm", "IQM", "IQM 95% CI", "mean", "mean 95% CI"], rows), ""]
     out += ["Probability of improvement P(row > column):", "", _poi_table(agg["probability_of_improvement"]), ""]
     return out + [f"![{name}]({figures[name]})" for name in ("aggregate", "profile") if figures.get(name)] + [""]
@@ -116,8 +134,9 @@ def _md_aggregate(report: Report, figures: dict) -> list[str]:
 
 def _poi_table(poi: dict) -> str:
     algs = sorted(poi)
-    cell = lambda x, y: "–" if x == y else f"{poi[x][y]['estimate']:.2f} {_fmt_ci(poi[x][y], 2)}".replace(
-        " unavailable", "")
+    cell = lambda x, y: (
+        "–" if x == y else f"{poi[x][y]['estimate']:.2f} {_fmt_ci(poi[x][y], 2)}".replace(" unavailable", "")
+    )
     return _md_table(["P(row > column)", *algs], [[x, *(cell(x, y) for y in algs)] for x in algs])
 
 
@@ -126,17 +145,57 @@ def _fmt_runs(row: dict) -> str:
 
 
 def _md_costs(report: Report) -> list[str]:
-    rows = [[r["algorithm"], r["task"], _fmt_runs(r), _fmt(r["elapsed_s"]), _fmt(r["updates_per_s"]),
-             _fmt(r["act_ms_1"], 2), _fmt(r["act_ms_16"], 2), _fmt(r["nfe_per_action"]), _fmt(r["peak_rss_mb"], 0),
-             _fmt(r["peak_cuda_mb"], 0), r["device"] or "–"] for r in report.costs]
-    header = ["algorithm", "task", "runs", "train time (s)", "updates/s", "act 1 obs (ms)", "act 16 obs (ms)",
-              "NFE/action", "peak RSS (MB)", "peak CUDA (MB)", "device"]
-    reuse = [[r["algorithm"], str(r["reused_stage_steps"]), str(r["trained"]),
-              "–" if r["share"] is None else f"{100 * r['share']:.1f} %"] for r in report.reuse]
-    return ["## Cost", "", "Means over finished seeds; the cost columns (all but train time) over the runs that "
-            "recorded a cost (older runs did not), – where none did.", "",
-            _md_table(header, rows), "", "Shared stages reused from the cache (steps not trained again):", "",
-            _md_table(["algorithm", "reused stage steps", "steps trained", "share of all steps"], reuse), ""]
+    rows = [
+        [
+            r["algorithm"],
+            r["task"],
+            _fmt_runs(r),
+            _fmt(r["elapsed_s"]),
+            _fmt(r["updates_per_s"]),
+            _fmt(r["act_ms_1"], 2),
+            _fmt(r["act_ms_16"], 2),
+            _fmt(r["nfe_per_action"]),
+            _fmt(r["peak_rss_mb"], 0),
+            _fmt(r["peak_cuda_mb"], 0),
+            r["device"] or "–",
+        ]
+        for r in report.costs
+    ]
+    header = [
+        "algorithm",
+        "task",
+        "runs",
+        "train time (s)",
+        "updates/s",
+        "act 1 obs (ms)",
+        "act 16 obs (ms)",
+        "NFE/action",
+        "peak RSS (MB)",
+        "peak CUDA (MB)",
+        "device",
+    ]
+    reuse = [
+        [
+            r["algorithm"],
+            str(r["reused_stage_steps"]),
+            str(r["trained"]),
+            "–" if r["share"] is None else f"{100 * r['share']:.1f} %",
+        ]
+        for r in report.reuse
+    ]
+    return [
+        "## Cost",
+        "",
+        "Means over finished seeds; the cost columns (all but train time) over the runs that "
+        "recorded a cost (older runs did not), – where none did.",
+        "",
+        _md_table(header, rows),
+        "",
+        "Shared stages reused from the cache (steps not trained again):",
+        "",
+        _md_table(["algorithm", "reused stage steps", "steps trained", "share of all steps"], reuse),
+        "",
+    ]
 
 
 def _failure_text(failure: dict) -> str:
@@ -157,20 +216,26 @@ def _md_data(report: Report) -> list[str]:
             return "ERROR: " + MIXED_DATA
         return "; ".join(n for n in t.notes if n in (GENERATED_NOTE, RETURN_NOTE))
 
-    rows = [[t.task, t.source_label(), ", ".join(s["sha256"][:12] for s in t.sources) or "–", note(t)]
-            for t in report.tasks]
+    rows = [
+        [t.task, t.source_label(), ", ".join(s["sha256"][:12] for s in t.sources) or "–", note(t)] for t in report.tasks
+    ]
     return ["## Data", "", _md_table(["task", "data source", "sha256", "note"], rows), ""]
 
 
 def render_markdown(report: Report, figures: dict) -> str:
     sweep = report.sweep
-    out = ["# Benchmark report", "",
-           f"Store `{report.store}` ({sweep['from']}); suite: {sweep['suite'] or '–'}; "
-           f"budget: {sweep['budget'] or '–'}; "
-           f"algorithms: {', '.join(report.algorithms)}; seeds: {', '.join(map(str, sweep['seeds']))}.", "",
-           "Scores: mean ± std over finished seeds (std: sample standard deviation, ddof=1). final = the run's final "
-           "evaluation; best = its best evaluation (optimistic: selected on the evaluation episodes). "
-           f"{PAPER_LABEL}: {report.paper_source}.", ""]
+    out = [
+        "# Benchmark report",
+        "",
+        f"Store `{report.store}` ({sweep['from']}); suite: {sweep['suite'] or '–'}; "
+        f"budget: {sweep['budget'] or '–'}; "
+        f"algorithms: {', '.join(report.algorithms)}; seeds: {', '.join(map(str, sweep['seeds']))}.",
+        "",
+        "Scores: mean ± std over finished seeds (std: sample standard deviation, ddof=1). final = the run's final "
+        "evaluation; best = its best evaluation (optimistic: selected on the evaluation episodes). "
+        f"{PAPER_LABEL}: {report.paper_source}.",
+        "",
+    ]
     if report.errors:
         out += ["## ERRORS", ""] + [f"- **{e}**" for e in report.errors] + [""]
     out += _md_data(report) + ["## Scores per task", ""]
@@ -185,17 +250,31 @@ def format_summary(report: Report) -> str:
     rows = []
     for t in report.tasks:
         cells = {c.algorithm: c for c in t.cells}
-        rows.append([t.task, t.source_label() + (" (return)" if t.value_kind == "return" else ""),
-                     *(f"{_fmt_value(cells[a], 'final')} [{_fmt_seeds(cells[a])}]" for a in report.algorithms)])
-    out = ["Final scores (mean ± std over finished seeds) [finished/planned]",
-           _text_table(["task", "data", *report.algorithms], rows)]
+        rows.append(
+            [
+                t.task,
+                t.source_label() + (" (return)" if t.value_kind == "return" else ""),
+                *(f"{_fmt_value(cells[a], 'final')} [{_fmt_seeds(cells[a])}]" for a in report.algorithms),
+            ]
+        )
+    out = [
+        "Final scores (mean ± std over finished seeds) [finished/planned]",
+        _text_table(["task", "data", *report.algorithms], rows),
+    ]
     agg = report.aggregate
     if agg["metrics"]:
-        out += ["", f"Aggregate over {_plural(len(agg['tasks']), 'task')} × {_plural(agg['num_seeds'], 'seed')} "
-                    f"({'95% CI' if agg['ci'] else 'CIs unavailable: ' + agg['ci_unavailable']})",
-                _text_table(["algorithm", "IQM", "CI", "mean", "CI"],
-                            [[a, _fmt(m["IQM"]["estimate"]), _fmt_ci(m["IQM"]), _fmt(m["mean"]["estimate"]),
-                              _fmt_ci(m["mean"])] for a, m in sorted(agg["metrics"].items())])]
+        out += [
+            "",
+            f"Aggregate over {_plural(len(agg['tasks']), 'task')} × {_plural(agg['num_seeds'], 'seed')} "
+            f"({'95% CI' if agg['ci'] else 'CIs unavailable: ' + agg['ci_unavailable']})",
+            _text_table(
+                ["algorithm", "IQM", "CI", "mean", "CI"],
+                [
+                    [a, _fmt(m["IQM"]["estimate"]), _fmt_ci(m["IQM"]), _fmt(m["mean"]["estimate"]), _fmt_ci(m["mean"])]
+                    for a, m in sorted(agg["metrics"].items())
+                ],
+            ),
+        ]
     else:
         out += ["", f"Aggregate: not available ({agg['ci_unavailable']})"]
     out += [f"ERROR: {e}" for e in report.errors]
@@ -211,8 +290,7 @@ def to_csv(header: list[str], rows: list[list[Any]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows([[_csv_num(v) if isinstance(v, float) else ("" if v is None else v) for v in row]
-                      for row in rows])
+    writer.writerows([[_csv_num(v) if isinstance(v, float) else ("" if v is None else v) for v in row] for row in rows])
     return buf.getvalue()
 
 
@@ -221,20 +299,62 @@ def runs_csv(report: Report) -> str:
     rows = []
     for r in report.runs:
         kind = kinds.get(r.task, "score")
-        rows.append([r.algorithm, r.task, r.seed, r.status, kind, r.value("final", kind), r.value("best", kind),
-                     r.elapsed_s, (r.cost or {}).get("updates_per_s"), r.source, r.sha256,
-                     (r.failure or {}).get("kind")])
-    return to_csv(["algorithm", "task", "seed", "status", "value", "final", "best", "elapsed_s", "updates_per_s",
-                   "source", "sha256", "failure"], rows)
+        rows.append(
+            [
+                r.algorithm,
+                r.task,
+                r.seed,
+                r.status,
+                kind,
+                r.value("final", kind),
+                r.value("best", kind),
+                r.elapsed_s,
+                (r.cost or {}).get("updates_per_s"),
+                r.source,
+                r.sha256,
+                (r.failure or {}).get("kind"),
+            ]
+        )
+    return to_csv(
+        [
+            "algorithm",
+            "task",
+            "seed",
+            "status",
+            "value",
+            "final",
+            "best",
+            "elapsed_s",
+            "updates_per_s",
+            "source",
+            "sha256",
+            "failure",
+        ],
+        rows,
+    )
 
 
 def aggregate_csv(report: Report) -> str:
     agg = report.aggregate
-    rows = [[name, a, "", e["estimate"], e["ci_low"], e["ci_high"], agg["num_seeds"], len(agg["tasks"])]
-            for a, m in sorted(agg["metrics"].items()) for name, e in m.items()]
-    rows += [["probability_of_improvement", x, y, e["estimate"], e["ci_low"], e["ci_high"], agg["num_seeds"],
-              len(agg["tasks"])] for x, row in sorted(agg["probability_of_improvement"].items())
-             for y, e in sorted(row.items())]
+    rows = [
+        [name, a, "", e["estimate"], e["ci_low"], e["ci_high"], agg["num_seeds"], len(agg["tasks"])]
+        for a, m in sorted(agg["metrics"].items())
+        for name, e in m.items()
+    ]
+    rows += [
+        [
+            "probability_of_improvement",
+            x,
+            y,
+            e["estimate"],
+            e["ci_low"],
+            e["ci_high"],
+            agg["num_seeds"],
+            len(agg["tasks"]),
+        ]
+        for x, row in sorted(agg["probability_of_improvement"].items())
+        for y, e in sorted(row.items())
+    ]
     return to_csv(["metric", "algorithm", "other", "estimate", "ci_low", "ci_high", "num_seeds", "num_tasks"], rows)
 
 
@@ -252,5 +372,3 @@ def write_report(report: Report, out_dir: Path | None = None) -> Path:
     write_text(out / "runs.csv", runs_csv(report))
     write_text(out / "aggregate.csv", aggregate_csv(report))
     return out
-
-

@@ -154,8 +154,10 @@ def _stage_offsets(provenance: dict, metrics: list[dict]) -> dict[str, int]:
 
 
 def _curve(evals: list[dict], offsets: dict[str, int]) -> list[tuple[int, float | None, float | None]]:
-    return [(offsets.get(e.get("stage"), 0) + int(e.get("step", 0)), e.get("score_mean"), e.get("return_mean"))
-            for e in evals]
+    return [
+        (offsets.get(e.get("stage"), 0) + int(e.get("step", 0)), e.get("score_mean"), e.get("return_mean"))
+        for e in evals
+    ]
 
 
 def _best(evals: list[dict], key: str) -> float | None:
@@ -181,10 +183,15 @@ def read_run(store: Path, run_dir: Path) -> RunResult:
         seed=int(request["seed"]) if "seed" in request else int(run_dir.name.removeprefix("seed")),
         path=run_dir.relative_to(store).as_posix(),
         status="done" if done is not None else "failed" if failed is not None else "unfinished",
-        final_score=final.get("score_mean"), final_return=final.get("return_mean"),
-        best_score=_best(scored, "score_mean"), best_return=_best(scored, "return_mean"),
-        elapsed_s=(done or {}).get("elapsed_s"), cost=(done or {}).get("cost"), device=provenance.get("device"),
-        source=dataset.get("source"), sha256=dataset.get("sha256") or (config or {}).get("dataset_sha256"),
+        final_score=final.get("score_mean"),
+        final_return=final.get("return_mean"),
+        best_score=_best(scored, "score_mean"),
+        best_return=_best(scored, "return_mean"),
+        elapsed_s=(done or {}).get("elapsed_s"),
+        cost=(done or {}).get("cost"),
+        device=provenance.get("device"),
+        source=dataset.get("source"),
+        sha256=dataset.get("sha256") or (config or {}).get("dataset_sha256"),
         protocol=protocol,
         failure=None if failed is None else {k: failed.get(k) for k in ("kind", "error", "step")},
         curve=_curve(evals, _stage_offsets(provenance, read_jsonl(run_dir / "metrics.jsonl"))),
@@ -201,14 +208,25 @@ def read_sweep(store: Path, runs: list[RunResult]) -> dict:
     """sweep.json, or what the runs imply when it is missing."""
     raw = _read_json(Path(store) / "sweep.json")
     if raw is None:
-        return {"from": "runs/ (no sweep.json)", "suite": None, "budget": None, "unsupported": [],
-                "algorithms": sorted({r.algorithm for r in runs}), "tasks": sorted({r.task for r in runs}),
-                "seeds": sorted({r.seed for r in runs})}
+        return {
+            "from": "runs/ (no sweep.json)",
+            "suite": None,
+            "budget": None,
+            "unsupported": [],
+            "algorithms": sorted({r.algorithm for r in runs}),
+            "tasks": sorted({r.task for r in runs}),
+            "seeds": sorted({r.seed for r in runs}),
+        }
     unsupported = sorted(raw.get("unsupported") or [], key=lambda u: (u.get("algorithm"), u.get("task")))
-    return {"from": "sweep.json", "suite": raw.get("suite"), "budget": raw.get("budget"), "unsupported": unsupported,
-            "algorithms": sorted(set(raw.get("algorithms") or []) | {r.algorithm for r in runs}),
-            "tasks": sorted(set(raw.get("tasks") or []) | {r.task for r in runs}),
-            "seeds": sorted(set(raw.get("seeds") or {r.seed for r in runs}))}
+    return {
+        "from": "sweep.json",
+        "suite": raw.get("suite"),
+        "budget": raw.get("budget"),
+        "unsupported": unsupported,
+        "algorithms": sorted(set(raw.get("algorithms") or []) | {r.algorithm for r in runs}),
+        "tasks": sorted(set(raw.get("tasks") or []) | {r.task for r in runs}),
+        "seeds": sorted(set(raw.get("seeds") or {r.seed for r in runs})),
+    }
 
 
 def load_paper_scores(path: Path | None = None) -> tuple[str, dict[str, dict[str, dict]]]:
@@ -216,8 +234,14 @@ def load_paper_scores(path: Path | None = None) -> tuple[str, dict[str, dict[str
     data = yaml.safe_load(Path(path or PAPER_SCORES).read_text())
     table = {}
     for task, row in (data.get("scores") or {}).items():
-        table[task] = {alg: ({"mean": float(v["mean"]), "std": float(v["std"])} if isinstance(v, dict)
-                             else {"mean": float(v), "std": None}) for alg, v in row.items()}
+        table[task] = {
+            alg: (
+                {"mean": float(v["mean"]), "std": float(v["std"])}
+                if isinstance(v, dict)
+                else {"mean": float(v), "std": None}
+            )
+            for alg, v in row.items()
+        }
     return str(data.get("source", "")), table
 
 
@@ -235,8 +259,9 @@ def _value_kind(runs: list[RunResult]) -> str:
     return "return" if any(r.final_score is None for r in finals) else "score"
 
 
-def _cell(algorithm: str, runs: list[RunResult], kind: str, planned: int, unsupported: str | None,
-          paper: dict | None) -> Cell:
+def _cell(
+    algorithm: str, runs: list[RunResult], kind: str, planned: int, unsupported: str | None, paper: dict | None
+) -> Cell:
     counts = {s: sum(r.status == s for r in runs) for s in STATUS_ORDER}
     done = [r for r in runs if r.status == "done"]
     finals = [v for r in done if (v := r.value("final", kind)) is not None]
@@ -251,9 +276,19 @@ def _cell(algorithm: str, runs: list[RunResult], kind: str, planned: int, unsupp
         status = "unfinished"
     else:
         status = "no-eval" if done else "not-run"
-    return Cell(algorithm, status, planned, counts["done"], counts["failed"], counts["unfinished"],
-                counts["done"] - len(finals), _stat(finals), _stat(bests), paper if kind == "score" else None,
-                unsupported)
+    return Cell(
+        algorithm,
+        status,
+        planned,
+        counts["done"],
+        counts["failed"],
+        counts["unfinished"],
+        counts["done"] - len(finals),
+        _stat(finals),
+        _stat(bests),
+        paper if kind == "score" else None,
+        unsupported,
+    )
 
 
 def _sources(runs: list[RunResult]) -> list[dict]:
@@ -268,9 +303,13 @@ def _protocol_line(p: dict) -> str:
     env = str(p.get("env_id"))
     if p.get("env_kwargs"):
         env += " " + json.dumps(p["env_kwargs"], sort_keys=True)
-    parts = [f"{p.get('episodes')} episodes", f"env {env}",
-             "deterministic" if p.get("deterministic") else "stochastic (sampled actions)",
-             f"selection: {p.get('selection')}", f"score: {p.get('score')}"]
+    parts = [
+        f"{p.get('episodes')} episodes",
+        f"env {env}",
+        "deterministic" if p.get("deterministic") else "stochastic (sampled actions)",
+        f"selection: {p.get('selection')}",
+        f"score: {p.get('score')}",
+    ]
     versions = [f"{k} {p[k]}" for k in ("gymnasium", "mujoco") if p.get(k)]
     return "; ".join(parts + versions)
 
@@ -300,8 +339,17 @@ def _task_report(task: str, runs: list[RunResult], sweep: dict, paper: dict) -> 
     if kind == "return":
         notes.insert(0, RETURN_NOTE)
     unsupported = {u["algorithm"]: u.get("reason", "") for u in sweep["unsupported"] if u.get("task") == task}
-    cells = [_cell(alg, [r for r in runs if r.algorithm == alg], kind, len(sweep["seeds"]), unsupported.get(alg),
-                   paper.get(task, {}).get(alg)) for alg in sweep["algorithms"]]
+    cells = [
+        _cell(
+            alg,
+            [r for r in runs if r.algorithm == alg],
+            kind,
+            len(sweep["seeds"]),
+            unsupported.get(alg),
+            paper.get(task, {}).get(alg),
+        )
+        for alg in sweep["algorithms"]
+    ]
     return TaskReport(task, kind, sources, errors, notes, protocols, cells)
 
 
@@ -332,8 +380,11 @@ def score_matrices(tasks: list[TaskReport], runs: list[RunResult]) -> tuple[dict
     notes = [f"{t.task}: excluded ({MIXED_DATA})" for t in tasks if t.errors]
     clean = [t for t in tasks if not t.errors]
     kind = "score" if any(t.value_kind == "score" for t in clean) else "return"
-    notes += [f"{t.task}: excluded (raw returns cannot be averaged with normalised scores)"
-              for t in clean if t.value_kind != kind]
+    notes += [
+        f"{t.task}: excluded (raw returns cannot be averaged with normalised scores)"
+        for t in clean
+        if t.value_kind != kind
+    ]
     eligible = [t for t in clean if t.value_kind == kind]
     values = {k: v for k, v in _final_values(runs, kind).items() if k[1] in {t.task for t in eligible}}
     algorithms = sorted({a for a, _ in values})
@@ -351,8 +402,10 @@ def score_matrices(tasks: list[TaskReport], runs: list[RunResult]) -> tuple[dict
     counts = [len(values[a, t]) for a in algorithms for t in common]
     n = min(counts)
     if n != max(counts):
-        notes.append(f"finished seeds differ between algorithm × task ({n} to {max(counts)}): "
-                     f"the common minimum {n} is used (the lowest seeds of each)")
+        notes.append(
+            f"finished seeds differ between algorithm × task ({n} to {max(counts)}): "
+            f"the common minimum {n} is used (the lowest seeds of each)"
+        )
     matrices = {a: np.array([values[a, t][:n] for t in common], dtype=float).T for a in algorithms}
     return matrices, common, {"kind": kind, "notes": notes}
 
@@ -366,15 +419,19 @@ def _interval(point: float, ci: np.ndarray | None) -> dict:
 def _iqm_and_mean(matrices: dict[str, np.ndarray], use_ci: bool, reps: int, seed: int) -> dict:
     from rliable import library, metrics
 
-    func: Callable[[np.ndarray], np.ndarray] = lambda x: np.array([metrics.aggregate_iqm(x),
-                                                                      metrics.aggregate_mean(x)])
+    func: Callable[[np.ndarray], np.ndarray] = lambda x: np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])
     if use_ci:
         with _seeded(seed):
             points, intervals = library.get_interval_estimates(matrices, func, reps=reps)
     else:
         points, intervals = {a: func(m) for a, m in matrices.items()}, None
-    return {a: {name: _interval(points[a][i], None if intervals is None else intervals[a][:, i])
-                for i, name in enumerate(("IQM", "mean"))} for a in sorted(matrices)}
+    return {
+        a: {
+            name: _interval(points[a][i], None if intervals is None else intervals[a][:, i])
+            for i, name in enumerate(("IQM", "mean"))
+        }
+        for a in sorted(matrices)
+    }
 
 
 def _probability_of_improvement(matrices: dict[str, np.ndarray], use_ci: bool, reps: int, seed: int) -> dict:
@@ -388,14 +445,18 @@ def _probability_of_improvement(matrices: dict[str, np.ndarray], use_ci: bool, r
         if use_ci:
             with _seeded(seed):
                 points, intervals = library.get_interval_estimates(
-                    {key: [matrices[x], matrices[y]]}, metrics.probability_of_improvement, reps=reps)
+                    {key: [matrices[x], matrices[y]]}, metrics.probability_of_improvement, reps=reps
+                )
             lo, hi = np.ravel(intervals[key])
         else:
             points, lo, hi = {key: metrics.probability_of_improvement(matrices[x], matrices[y])}, None, None
         p = float(np.ravel(points[key])[0])
         out[x][y] = {"estimate": p, "ci_low": lo, "ci_high": hi}
-        out[y][x] = {"estimate": 1 - p, "ci_low": None if hi is None else 1 - hi,
-                     "ci_high": None if lo is None else 1 - lo}
+        out[y][x] = {
+            "estimate": 1 - p,
+            "ci_low": None if hi is None else 1 - hi,
+            "ci_high": None if lo is None else 1 - lo,
+        }
     return out
 
 
@@ -410,31 +471,55 @@ def _profile(matrices: dict[str, np.ndarray], use_ci: bool, reps: int, seed: int
             profiles, cis = library.create_performance_profile(matrices, tau, reps=reps)
     else:
         profiles, cis = {a: library.score_distributions(m, tau) for a, m in matrices.items()}, {}
-    return {"tau": tau.tolist(), "algorithms": {
-        a: {"fraction": np.asarray(profiles[a]).tolist(),
-            "ci_low": cis[a][0].tolist() if a in cis else None,
-            "ci_high": cis[a][1].tolist() if a in cis else None} for a in sorted(matrices)}}
+    return {
+        "tau": tau.tolist(),
+        "algorithms": {
+            a: {
+                "fraction": np.asarray(profiles[a]).tolist(),
+                "ci_low": cis[a][0].tolist() if a in cis else None,
+                "ci_high": cis[a][1].tolist() if a in cis else None,
+            }
+            for a in sorted(matrices)
+        },
+    }
 
 
-def aggregate(tasks: list[TaskReport], runs: list[RunResult], reps: int = DEFAULT_REPS,
-              seed: int = BOOTSTRAP_SEED) -> dict:
+def aggregate(
+    tasks: list[TaskReport], runs: list[RunResult], reps: int = DEFAULT_REPS, seed: int = BOOTSTRAP_SEED
+) -> dict:
     """IQM and mean with stratified-bootstrap 95 % CIs, probability of improvement and the performance
     profile (all rliable) of the final values over the common tasks."""
     matrices, common, info = score_matrices(tasks, runs)
-    out = {"kind": info["kind"], "notes": info["notes"], "tasks": common, "algorithms": sorted(matrices),
-           "num_seeds": 0, "reps": reps, "bootstrap_seed": seed, "ci": False, "ci_unavailable": None,
-           "metrics": {}, "probability_of_improvement": {}, "profile": None}
+    out = {
+        "kind": info["kind"],
+        "notes": info["notes"],
+        "tasks": common,
+        "algorithms": sorted(matrices),
+        "num_seeds": 0,
+        "reps": reps,
+        "bootstrap_seed": seed,
+        "ci": False,
+        "ci_unavailable": None,
+        "metrics": {},
+        "probability_of_improvement": {},
+        "profile": None,
+    }
     if not matrices:
         out["ci_unavailable"] = "no task was finished by every compared algorithm"
         return out
     n = next(iter(matrices.values())).shape[0]
     reasons = ([f"{n} seed per task (needs {MIN_SEEDS_FOR_CI})"] if n < MIN_SEEDS_FOR_CI else []) + (
-        [f"{len(common)} common task (needs {MIN_TASKS_FOR_CI})"] if len(common) < MIN_TASKS_FOR_CI else [])
+        [f"{len(common)} common task (needs {MIN_TASKS_FOR_CI})"] if len(common) < MIN_TASKS_FOR_CI else []
+    )
     use_ci = not reasons
-    out.update(num_seeds=n, ci=use_ci, ci_unavailable="; ".join(reasons) or None,
-               metrics=_iqm_and_mean(matrices, use_ci, reps, seed),
-               probability_of_improvement=_probability_of_improvement(matrices, use_ci, reps, seed),
-               profile=_profile(matrices, use_ci, reps, seed))
+    out.update(
+        num_seeds=n,
+        ci=use_ci,
+        ci_unavailable="; ".join(reasons) or None,
+        metrics=_iqm_and_mean(matrices, use_ci, reps, seed),
+        probability_of_improvement=_probability_of_improvement(matrices, use_ci, reps, seed),
+        profile=_profile(matrices, use_ci, reps, seed),
+    )
     return out
 
 
@@ -447,16 +532,24 @@ def _mean(values: list) -> float | None:
 def cost_rows(runs: list[RunResult]) -> list[dict]:
     """Means over the finished seeds of each algorithm × task; cost fields only over runs that have them."""
     rows = []
-    groups = itertools.groupby(sorted((r for r in runs if r.status == "done"), key=lambda r: (r.algorithm, r.task)),
-                               key=lambda r: (r.algorithm, r.task))
+    groups = itertools.groupby(
+        sorted((r for r in runs if r.status == "done"), key=lambda r: (r.algorithm, r.task)),
+        key=lambda r: (r.algorithm, r.task),
+    )
     for (alg, task), group in groups:
         done = list(group)
         costs = [r.cost for r in done if r.cost]
-        row = {"algorithm": alg, "task": task, "runs": len(done), "runs_with_cost": len(costs),
-               "elapsed_s": _mean([r.elapsed_s for r in done])}
+        row = {
+            "algorithm": alg,
+            "task": task,
+            "runs": len(done),
+            "runs_with_cost": len(costs),
+            "elapsed_s": _mean([r.elapsed_s for r in done]),
+        }
         row.update({f: _mean([c.get(f) for c in costs]) for f in COST_FIELDS})
         devices = {str(c["device"]) for c in costs if c.get("device")} | {
-            str(r.device) for r in done if not (r.cost and r.cost.get("device")) and r.device}
+            str(r.device) for r in done if not (r.cost and r.cost.get("device")) and r.device
+        }
         row["device"] = ", ".join(sorted(devices)) or None
         rows.append(row)
     return rows
@@ -466,12 +559,19 @@ def reuse_rows(runs: list[RunResult]) -> list[dict]:
     """Gradient steps taken from the shared-stage cache instead of being trained, per algorithm and in
     all. A run's ``updates`` counts every step of its stages, reused ones included, so
     ``share`` = reused / updates and ``trained`` = updates - reused."""
+
     def row(name: str, selected: list[RunResult]) -> dict:
         costs = [r.cost for r in selected if r.status == "done" and r.cost]
         reused = int(sum(c.get("reused_stage_steps") or 0 for c in costs))
         updates = int(sum(c.get("updates") or 0 for c in costs))
-        return {"algorithm": name, "runs_with_cost": len(costs), "reused_stage_steps": reused, "updates": updates,
-                "trained": updates - reused, "share": reused / updates if updates else None}
+        return {
+            "algorithm": name,
+            "runs_with_cost": len(costs),
+            "reused_stage_steps": reused,
+            "updates": updates,
+            "trained": updates - reused,
+            "share": reused / updates if updates else None,
+        }
 
     rows = [row(a, [r for r in runs if r.algorithm == a]) for a in sorted({r.algorithm for r in runs})]
     return rows + [row("all", runs)] if rows else rows
@@ -488,14 +588,22 @@ def curves(runs: list[RunResult], tasks: list[TaskReport]) -> dict:
                 for point in r.curve:
                     if point[column] is not None:
                         per_alg.setdefault(r.algorithm, {}).setdefault(point[0], []).append(point[column])
-        out[t.task] = {alg: [{"step": step, **_stat(vals)} for step, vals in sorted(steps.items())]
-                       for alg, steps in sorted(per_alg.items())}
+        out[t.task] = {
+            alg: [{"step": step, **_stat(vals)} for step, vals in sorted(steps.items())]
+            for alg, steps in sorted(per_alg.items())
+        }
     return out
 
 
 # -- building -----------------------------------------------------------------------------------------
-def build_report(store: Path, out: Path | None = None, *, reps: int = DEFAULT_REPS, seed: int = BOOTSTRAP_SEED,
-                 paper_scores: Path | None = None) -> Report:
+def build_report(
+    store: Path,
+    out: Path | None = None,
+    *,
+    reps: int = DEFAULT_REPS,
+    seed: int = BOOTSTRAP_SEED,
+    paper_scores: Path | None = None,
+) -> Report:
     """Read the store and compute everything; ``out`` is where ``write_report`` writes by default
     (``STORE/report``). ``reps``/``seed``: bootstrap replications and seed of every confidence interval."""
     store = Path(store)
@@ -506,11 +614,24 @@ def build_report(store: Path, out: Path | None = None, *, reps: int = DEFAULT_RE
     paper_source, paper = load_paper_scores(paper_scores)
     tasks = [_task_report(t, [r for r in runs if r.task == t], sweep, paper) for t in sweep["tasks"]]
     return Report(
-        store=store.name, sweep=sweep, algorithms=sweep["algorithms"], tasks=tasks, runs=runs,
-        aggregate=aggregate(tasks, runs, reps, seed), costs=cost_rows(runs), reuse=reuse_rows(runs),
-        curves=curves(runs, tasks), errors=[e for t in tasks for e in t.errors], paper_source=paper_source,
-        settings={"std_ddof": DDOF, "reps": reps, "bootstrap_seed": seed, "ci": "95 % stratified bootstrap",
-                  "aggregate_value": "final"},
+        store=store.name,
+        sweep=sweep,
+        algorithms=sweep["algorithms"],
+        tasks=tasks,
+        runs=runs,
+        aggregate=aggregate(tasks, runs, reps, seed),
+        costs=cost_rows(runs),
+        reuse=reuse_rows(runs),
+        curves=curves(runs, tasks),
+        errors=[e for t in tasks for e in t.errors],
+        paper_source=paper_source,
+        settings={
+            "std_ddof": DDOF,
+            "reps": reps,
+            "bootstrap_seed": seed,
+            "ci": "95 % stratified bootstrap",
+            "aggregate_value": "final",
+        },
         out_dir=Path(out) if out is not None else store / "report",
     )
 

@@ -108,8 +108,14 @@ class Sweep:
         return out
 
 
-def plan(algorithms: list[str], suite: str | None, tasks: list[str] | None, seeds: int | list[int],
-         budget_text: str, overrides: list[str] | None = None) -> Sweep:
+def plan(
+    algorithms: list[str],
+    suite: str | None,
+    tasks: list[str] | None,
+    seeds: int | list[int],
+    budget_text: str,
+    overrides: list[str] | None = None,
+) -> Sweep:
     """Expand the sweep; every name is checked here, before any work starts."""
     if not algorithms:
         raise ConfigError("compare: name at least one algorithm")
@@ -140,8 +146,9 @@ def plan(algorithms: list[str], suite: str | None, tasks: list[str] | None, seed
                 continue
             kinds = shared_stage_kinds(cls, cfg, task_id)
             for seed in seed_list:
-                sweep.runs.append(RunSpec(name, task_id, seed, preset, budget.steps, tuple(sweep.overrides), values,
-                                          kinds))
+                sweep.runs.append(
+                    RunSpec(name, task_id, seed, preset, budget.steps, tuple(sweep.overrides), values, kinds)
+                )
     return sweep
 
 
@@ -189,8 +196,9 @@ def record_sweep(store: Path, sweep: Sweep) -> None:
     folder that holds anything but a store is refused before anything is written into it.
     """
     path = store / "sweep.json"
-    contents = [p for p in store.iterdir() if p.name != STORE_LOCK and not p.name.endswith(".tmp")] \
-        if store.is_dir() else []
+    contents = (
+        [p for p in store.iterdir() if p.name != STORE_LOCK and not p.name.endswith(".tmp")] if store.is_dir() else []
+    )
     if contents and not path.is_file():
         raise ConfigError(f"{store} is not empty and holds no sweep.json: not a results store; use another --out")
     store.mkdir(parents=True, exist_ok=True)
@@ -212,7 +220,8 @@ def _merge_sweep(path: Path, current: dict) -> None:
             current[key] = old[key] + [x for x in current[key] if x not in old[key]]
         seen = {(u["algorithm"], u["task"]) for u in old.get("unsupported", [])}
         current["unsupported"] = old.get("unsupported", []) + [
-            u for u in current["unsupported"] if (u["algorithm"], u["task"]) not in seen]
+            u for u in current["unsupported"] if (u["algorithm"], u["task"]) not in seen
+        ]
         if old.get("suite") != current["suite"]:
             current["suite"] = None  # tasks of several suites
     write_json(path, current)

@@ -19,17 +19,25 @@ def synthetic_data(spec: DataSpec, n: int, device: torch.device | str = "cpu") -
     g = torch.Generator().manual_seed(0)
     terminated = torch.rand(n, 1, generator=g) < 0.001
     low, high = spec.action_bounds()
-    return TensorDict({
-        "observation": torch.randn(n, spec.obs_dim, generator=g),
-        "action": low + torch.rand(n, spec.action_dim, generator=g) * (high - low),
-        "next": {"observation": torch.randn(n, spec.obs_dim, generator=g),
-                 "reward": torch.randn(n, 1, generator=g), "done": terminated.clone(), "terminated": terminated,
-                 "truncated": torch.zeros(n, 1, dtype=torch.bool)},
-    }, batch_size=[n]).to(device)
+    return TensorDict(
+        {
+            "observation": torch.randn(n, spec.obs_dim, generator=g),
+            "action": low + torch.rand(n, spec.action_dim, generator=g) * (high - low),
+            "next": {
+                "observation": torch.randn(n, spec.obs_dim, generator=g),
+                "reward": torch.randn(n, 1, generator=g),
+                "done": terminated.clone(),
+                "terminated": terminated,
+                "truncated": torch.zeros(n, 1, dtype=torch.bool),
+            },
+        },
+        batch_size=[n],
+    ).to(device)
 
 
-def seconds_per_update(stage: Stage, data: TensorDict, warmup: int, steps: int, device: torch.device,
-                       update: UpdateFn | None = None) -> float:
+def seconds_per_update(
+    stage: Stage, data: TensorDict, warmup: int, steps: int, device: torch.device, update: UpdateFn | None = None
+) -> float:
     """Mean wall time of one ``update`` (default ``stage.update``; e.g. its compiled form), on batches
     sampled from a TorchRL buffer as in training."""
     update = update or stage.update

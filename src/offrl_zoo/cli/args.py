@@ -27,11 +27,17 @@ def _int(text: str) -> int:
 
 
 def add_fast_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fast", action="store_true",
-                   help="the fast path, same as fast=true: fused Adam and torch.compile (compiles for ~1 min first)")
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="the fast path, same as fast=true: fused Adam and torch.compile (compiles for ~1 min first)",
+    )
 
 
 def add_vectorize_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--vectorize-seeds", action="store_true",
-                   help="train the seeds of one algorithm and task as one batched model (vmap); each seed "
-                        "computes what it computes alone and keeps its own run directory")
+    p.add_argument(
+        "--vectorize-seeds",
+        action="store_true",
+        help="train the seeds of one algorithm and task as one batched model (vmap); each seed "
+        "computes what it computes alone and keeps its own run directory",
+    )

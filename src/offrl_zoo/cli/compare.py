@@ -23,25 +23,36 @@ PAPER_EVAL_EVERY = 50_000
 
 
 def add_compare_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compare", help="train algorithms × tasks × seeds and report a statistical comparison",
-                       epilog=COMPARE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "compare",
+        help="train algorithms × tasks × seeds and report a statistical comparison",
+        epilog=COMPARE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("algorithms", nargs="+", metavar="ALGO")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--suite", help="named task suite (offrl-zoo list suites)")
     where.add_argument("--tasks", nargs="+", help="explicit task ids instead of a suite")
     p.add_argument("--seeds", type=positive_int, default=3, help="seeds 0..N-1 (default 3)")
     add_vectorize_flag(p)
-    p.add_argument("--budget", default="quick",
-                   help="paper (official steps), quick (capped, CPU-friendly; default) or a step cap per stage")
+    p.add_argument(
+        "--budget",
+        default="quick",
+        help="paper (official steps), quick (capped, CPU-friendly; default) or a step cap per stage",
+    )
     p.add_argument("--out", help="results store (default results/<suite>-<budget>)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray instance)")
-    p.add_argument("--jobs", type=positive_int,
-                   help="local runs side by side (default: CPU cores / threads, 1 on cuda)")
+    p.add_argument(
+        "--jobs", type=positive_int, help="local runs side by side (default: CPU cores / threads, 1 on cuda)"
+    )
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads per run")
-    p.add_argument("--eval-every", type=positive_int,
-                   help="steps between evaluations (default: the capped stage length; paper budget: 50 000)")
+    p.add_argument(
+        "--eval-every",
+        type=positive_int,
+        help="steps between evaluations (default: the capped stage length; paper budget: 50 000)",
+    )
     p.add_argument("--eval-episodes", type=positive_int, help="episodes per evaluation (default: the task's)")
     p.add_argument("--data-source", default="auto", choices=["auto", "d4rl", "generated"])
     p.add_argument("--yes", action="store_true", help="start without asking, whatever the estimate")
@@ -91,11 +102,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     status = {spec: run_status(spec.run_dir(store)) for spec in sweep.runs}
     todo = [spec for spec in sweep.runs if status[spec] != "done"]
     counts = {s: list(status.values()).count(s) for s in ("done", "partial", "failed", "running", "pending")}
-    print(f"compare: {len(sweep.algorithms)} algorithm(s) × {len(sweep.tasks)} task(s) × {len(sweep.seeds)} seed(s)"
-          f" = {len(sweep.runs)} runs, budget {sweep.budget}"
-          + (f" (≤ {sweep.runs[0].steps} steps per stage)" if sweep.runs and sweep.runs[0].steps else "")
-          + (f", {_budget_values(sweep)}" if sweep.budget == "quick" else "")
-          + f" → {store}")
+    print(
+        f"compare: {len(sweep.algorithms)} algorithm(s) × {len(sweep.tasks)} task(s) × {len(sweep.seeds)} seed(s)"
+        f" = {len(sweep.runs)} runs, budget {sweep.budget}"
+        + (f" (≤ {sweep.runs[0].steps} steps per stage)" if sweep.runs and sweep.runs[0].steps else "")
+        + (f", {_budget_values(sweep)}" if sweep.budget == "quick" else "")
+        + f" → {store}"
+    )
     for item in sweep.unsupported:
         print(f"  unsupported: {item['algorithm']} on {item['task']}: {item['reason']}")
     print("  runs: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
@@ -110,8 +123,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         compute, saved = sweep_compute(todo, estimates)
         wall = compute / min(jobs, len(todo))
         shared = f", after ≈ {_duration(saved)} saved by shared stages" if saved > 0 else ""
-        print(f"  ≈ {_duration(compute)} of compute{shared}, ≈ {_duration(wall)} wall time "
-              "(dataset generation not included)")
+        print(
+            f"  ≈ {_duration(compute)} of compute{shared}, ≈ {_duration(wall)} wall time "
+            "(dataset generation not included)"
+        )
         if wall > CONFIRM_ABOVE_S and not (args.yes or args.dry_run) and not _confirm():
             print("not started; pass --yes to start without asking, or lower --budget/--seeds")
             return 1
@@ -119,9 +134,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 0
     store.mkdir(parents=True, exist_ok=True)
     record_sweep(store, sweep)
-    settings = executors.TrainSettings(device=args.device, threads=args.threads, eval_every=eval_every,
-                                       eval_episodes=args.eval_episodes, data_source=args.data_source,
-                                       vectorize_seeds=args.vectorize_seeds)
+    settings = executors.TrainSettings(
+        device=args.device,
+        threads=args.threads,
+        eval_every=eval_every,
+        eval_episodes=args.eval_episodes,
+        data_source=args.data_source,
+        vectorize_seeds=args.vectorize_seeds,
+    )
     if args.executor == "ray":
         results = executors.run_ray(todo, store, settings, args.ray_address)
     else:
@@ -129,8 +149,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     problems = {s: r for s, r in results.items() if r != "done"}
     _print_report(store, None)
     if problems:
-        print(f"{len(problems)} run(s) did not finish: " + ", ".join(f"{s.label()} ({r})" for s, r in problems.items())
-              + "; re-run the command to retry or resume them", file=sys.stderr)
+        print(
+            f"{len(problems)} run(s) did not finish: "
+            + ", ".join(f"{s.label()} ({r})" for s, r in problems.items())
+            + "; re-run the command to retry or resume them",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -23,8 +23,12 @@ examples:
 
 
 def add_data_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="datasets: generate, list, inspect, import, verify; train behaviour policies",
-                       epilog=DATA_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "data",
+        help="datasets: generate, list, inspect, import, verify; train behaviour policies",
+        epilog=DATA_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--cache-dir", help="data cache root (default $OFFRL_ZOO_CACHE or ~/.cache/offrl-zoo)")
     p.set_defaults(func=run_data)
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -70,10 +74,19 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("run_dir")
     q.add_argument("domain", choices=["hopper", "halfcheetah", "walker2d"])
     q.add_argument("--dest", help="policy root (default: the package's); use it with $OFFRL_ZOO_POLICIES")
-    q.add_argument("--roles", nargs="+", default=["medium", "replay", "expert"], choices=["medium", "replay", "expert"],
-                   help="which snapshots to (re)write, e.g. medium replay now and expert after 1 M steps")
-    q.add_argument("--recheck-episodes", type=positive_int, default=50,
-                   help="episodes to re-evaluate the snapshots near the medium range with before choosing (50)")
+    q.add_argument(
+        "--roles",
+        nargs="+",
+        default=["medium", "replay", "expert"],
+        choices=["medium", "replay", "expert"],
+        help="which snapshots to (re)write, e.g. medium replay now and expert after 1 M steps",
+    )
+    q.add_argument(
+        "--recheck-episodes",
+        type=positive_int,
+        default=50,
+        help="episodes to re-evaluate the snapshots near the medium range with before choosing (50)",
+    )
     q.set_defaults(data_func=cmd_export)
 
 
@@ -135,8 +148,9 @@ def cmd_make(args: argparse.Namespace) -> int:
     if tasks == ["all"]:
         tasks = [f"{d}-{k}-v2" for d in D4RL_LOCOMOTION for k in KINDS]
     for task_id in tasks:
-        print(ensure_generated(task_id, seed=args.seed, size=args.size, progress=not args.no_progress,
-                               force=args.force))
+        print(
+            ensure_generated(task_id, seed=args.seed, size=args.size, progress=not args.no_progress, force=args.force)
+        )
     return 0
 
 
@@ -183,9 +197,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if env_id is not None:
         dataset = loading.match_env(dataset, loading.custom_task(args.target, env_id))
     p = dataset.provenance
-    print(f"ok: {p.path or p.dataset_id}: {p.transitions:,} transitions, {p.episodes:,} episodes, "
-          f"obs {dataset.spec.obs_dim}, action {dataset.spec.action_dim}" + (f", matches {env_id}" if env_id else "")
-          + f", sha256 {p.sha256}")
+    print(
+        f"ok: {p.path or p.dataset_id}: {p.transitions:,} transitions, {p.episodes:,} episodes, "
+        f"obs {dataset.spec.obs_dim}, action {dataset.spec.action_dim}"
+        + (f", matches {env_id}" if env_id else "")
+        + f", sha256 {p.sha256}"
+    )
     return 0
 
 
@@ -226,8 +243,14 @@ def cmd_train_behaviour(args: argparse.Namespace) -> int:
     except Exception as err:  # OmegaConf's errors name the key; ValueError from SACConfig the value
         raise ConfigError(f"SAC settings {args.overrides}: {err}".splitlines()[0]) from err
     out = Path(args.out or f"behaviour/{args.env_id}/seed{args.seed}")
-    run = BehaviourRun(args.env_id, out, seed=args.seed, total_steps=args.steps,
-                       snapshot_every=args.snapshot_every, eval_episodes=args.eval_episodes)
+    run = BehaviourRun(
+        args.env_id,
+        out,
+        seed=args.seed,
+        total_steps=args.steps,
+        snapshot_every=args.snapshot_every,
+        eval_episodes=args.eval_episodes,
+    )
     train_behaviour(run, sac, progress=not args.no_progress)
     print(f"{out}: done; snapshots in {out / 'snapshots.jsonl'}", file=sys.stderr)
     return 0
@@ -236,8 +259,13 @@ def cmd_train_behaviour(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from offrl_zoo.data.generation.shipped import export_policies
 
-    chosen = export_policies(Path(args.run_dir), args.domain, Path(args.dest) if args.dest else None,
-                             roles=tuple(args.roles), recheck_episodes=args.recheck_episodes)
+    chosen = export_policies(
+        Path(args.run_dir),
+        args.domain,
+        Path(args.dest) if args.dest else None,
+        roles=tuple(args.roles),
+        recheck_episodes=args.recheck_episodes,
+    )
     for name, (step, ret) in chosen.items():
         print(f"{args.domain}/{name}: step {step}, stochastic return {ret:.1f}")
     return 0

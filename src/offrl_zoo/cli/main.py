@@ -37,8 +37,10 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="offrl-zoo", description="Offline RL zoo: train, evaluate and compare offline RL algorithms.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="offrl-zoo",
+        description="Offline RL zoo: train, evaluate and compare offline RL algorithms.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -51,15 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser(
-        "train", help="train one algorithm on one task (resumes an interrupted run)",
+        "train",
+        help="train one algorithm on one task (resumes an interrupted run)",
         description="Train ALGO on a task or dataset. Re-running the same command resumes an interrupted run "
-                    "from its checkpoint and does nothing for a finished one.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "from its checkpoint and does nothing for a finished one.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_config_args(p)
     p.add_argument("--seed", type=seed_int, default=0, help="the run's seed (the first one with --seeds)")
-    p.add_argument("--seeds", type=positive_int, default=1,
-                   help="train seeds SEED..SEED+N-1, one after another (each as its own run)")
+    p.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=1,
+        help="train seeds SEED..SEED+N-1, one after another (each as its own run)",
+    )
     add_vectorize_flag(p)
     p.add_argument("--steps", type=positive_int, help="cap every training stage at this many gradient steps (recorded)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -70,16 +78,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stochastic-eval", action="store_true", help="evaluate with sampled, not deterministic, actions")
     p.add_argument("--log-every", type=positive_int, default=1000, help="steps per metrics.jsonl line")
     p.add_argument("--checkpoint-every", type=positive_int, default=10_000)
-    p.add_argument("--stage-cache", default=None, metavar="DIR",
-                   help="reuse finished shared stages (e.g. DTQL's pretraining) from DIR and add new ones to it")
-    p.add_argument("--transitions", default="qlearning", choices=["qlearning", "next_observations"],
-                   help="how HDF5 rows become transitions: D4RL's qlearning_dataset, or stored next_observations")
+    p.add_argument(
+        "--stage-cache",
+        default=None,
+        metavar="DIR",
+        help="reuse finished shared stages (e.g. DTQL's pretraining) from DIR and add new ones to it",
+    )
+    p.add_argument(
+        "--transitions",
+        default="qlearning",
+        choices=["qlearning", "next_observations"],
+        help="how HDF5 rows become transitions: D4RL's qlearning_dataset, or stored next_observations",
+    )
     p.add_argument("--offline", action="store_true", help="never download datasets")
-    p.add_argument("--data-source", default="auto", choices=["auto", "d4rl", "generated"],
-                   help="D4RL gym tasks: the real file when cached or downloadable, else offrl-zoo's generated "
-                        "dataset (auto); or only one of them")
-    p.add_argument("--threads", type=positive_int, default=1,
-                   help="torch CPU threads (default 1: small MLPs gain little)")
+    p.add_argument(
+        "--data-source",
+        default="auto",
+        choices=["auto", "d4rl", "generated"],
+        help="D4RL gym tasks: the real file when cached or downloadable, else offrl-zoo's generated "
+        "dataset (auto); or only one of them",
+    )
+    p.add_argument(
+        "--threads", type=positive_int, default=1, help="torch CPU threads (default 1: small MLPs gain little)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -145,11 +166,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     request = RunRequest(
-        algorithm=args.algorithm, task=args.task, dataset=args.dataset, env=args.env, preset=args.preset,
-        config_file=args.config_file, overrides=list(args.overrides), seed=args.seed, device=args.device,
-        steps=args.steps, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
-        deterministic_eval=False if args.stochastic_eval else None, log_every=args.log_every,
-        checkpoint_every=args.checkpoint_every, transitions=args.transitions, download=not args.offline,
+        algorithm=args.algorithm,
+        task=args.task,
+        dataset=args.dataset,
+        env=args.env,
+        preset=args.preset,
+        config_file=args.config_file,
+        overrides=list(args.overrides),
+        seed=args.seed,
+        device=args.device,
+        steps=args.steps,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        deterministic_eval=False if args.stochastic_eval else None,
+        log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every,
+        transitions=args.transitions,
+        download=not args.offline,
         data_source=args.data_source,
     )
     requests = [dataclasses.replace(request, seed=args.seed + i) for i in range(args.seeds)]
@@ -159,8 +192,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.vectorize_seeds:
         run_dirs = train_seed_batch(requests, out=args.out, progress=progress, stage_cache=args.stage_cache)
     else:
-        run_dirs = [train(r, out=args.out, run_dir=args.run_dir, progress=progress, stage_cache=args.stage_cache)
-                    for r in requests]
+        run_dirs = [
+            train(r, out=args.out, run_dir=args.run_dir, progress=progress, stage_cache=args.stage_cache)
+            for r in requests
+        ]
     for run_dir in run_dirs:
         summary = json.loads((run_dir / "done").read_text())
         final = summary.get("final_eval") or {}
@@ -177,8 +212,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     algo, task, record = load_run(args.run_dir, args.device)
     request = record["request"]
     evaluator = Evaluator(
-        task, args.episodes or request.get("eval_episodes") or task.eval_episodes,
-        seed=args.seed if args.seed is not None else request["seed"] + 100, deterministic=not args.stochastic,
+        task,
+        args.episodes or request.get("eval_episodes") or task.eval_episodes,
+        seed=args.seed if args.seed is not None else request["seed"] + 100,
+        deterministic=not args.stochastic,
     )
     result = evaluator(algo)
     evaluator.close()

@@ -6,6 +6,11 @@ from offrl_zoo.data.loading import load_dataset
 from offrl_zoo.data.transforms import prepare
 
 __all__ = [
-    "Dataset", "DatasetError", "Provenance", "load_dataset", "make_replay_buffer", "prepare",
+    "Dataset",
+    "DatasetError",
+    "Provenance",
+    "load_dataset",
+    "make_replay_buffer",
+    "prepare",
     "transitions_from_arrays",
 ]

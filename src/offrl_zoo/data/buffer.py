@@ -8,9 +8,7 @@ from torchrl.data import ReplayBuffer, TensorStorage
 from torchrl.data.replay_buffers import RandomSampler, SamplerWithoutReplacement
 
 
-def make_replay_buffer(
-    data: TensorDict, batch_size: int, sampling: str, generator: torch.Generator
-) -> ReplayBuffer:
+def make_replay_buffer(data: TensorDict, batch_size: int, sampling: str, generator: torch.Generator) -> ReplayBuffer:
     """``uniform``: i.i.d. with replacement (DTQL, DQL, IDQL, IQL, TD3+BC, BC).
     ``shuffled``: a random permutation walked in order and redrawn after each pass, dropping the
     incomplete last batch so every batch has the same (static) shape (SRPO's loader).

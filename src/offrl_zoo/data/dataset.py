@@ -72,8 +72,9 @@ def require_fields(found: list[str], origin: str) -> None:
         if key not in found:
             close = difflib.get_close_matches(key, found, n=1, cutoff=0.6)
             hint = f"; is {close[0]!r} meant to be {key!r}?" if close else ""
-            raise DatasetError(f"{origin}: required field {key!r} is missing (found: "
-                               f"{', '.join(sorted(found)) or 'nothing'}){hint}")
+            raise DatasetError(
+                f"{origin}: required field {key!r} is missing (found: {', '.join(sorted(found)) or 'nothing'}){hint}"
+            )
 
 
 def check_arrays(arrays: dict[str, np.ndarray], origin: str) -> dict[str, np.ndarray]:
@@ -100,8 +101,10 @@ def check_arrays(arrays: dict[str, np.ndarray], origin: str) -> dict[str, np.nda
             raise DatasetError(f"{origin}: field {key!r} has dtype {value.dtype}, expected real numbers (float32)")
         elif not (finite := np.isfinite(value) & (np.abs(value) <= np.finfo(np.float32).max)).all():
             bad = int(np.argwhere(~finite.reshape(n, -1))[0, 0])
-            raise DatasetError(f"{origin}: field {key!r} holds NaN/Inf or values beyond float32 (first at row "
-                               f"{bad}); expected finite values")
+            raise DatasetError(
+                f"{origin}: field {key!r} holds NaN/Inf or values beyond float32 (first at row "
+                f"{bad}); expected finite values"
+            )
     if n < 2:
         raise DatasetError(f"{origin}: {n} rows; at least 2 are needed to form a transition")
     return out
@@ -114,8 +117,10 @@ def _flags(value: np.ndarray, key: str, origin: str) -> np.ndarray:
         raise DatasetError(f"{origin}: field {key!r} has dtype {value.dtype}, expected booleans (or 0/1 numbers)")
     bad = np.flatnonzero((value != 0) & (value != 1))
     if len(bad):
-        raise DatasetError(f"{origin}: field {key!r} holds {value[bad[0]].item()!r} at row {int(bad[0])}; expected "
-                           "booleans (or 0/1 numbers)")
+        raise DatasetError(
+            f"{origin}: field {key!r} holds {value[bad[0]].item()!r} at row {int(bad[0])}; expected "
+            "booleans (or 0/1 numbers)"
+        )
     return value.astype(bool)
 
 
@@ -143,8 +148,12 @@ def transitions_from_checked(
 
     if rule == "qlearning":
         if timeouts is None:
-            warnings.warn(f"{origin}: no 'timeouts' field; episode ends are inferred as D4RL does, from a step "
-                          f"counter reaching {max_episode_steps - 1}", DatasetWarning, stacklevel=2)
+            warnings.warn(
+                f"{origin}: no 'timeouts' field; episode ends are inferred as D4RL does, from a step "
+                f"counter reaching {max_episode_steps - 1}",
+                DatasetWarning,
+                stacklevel=2,
+            )
             final = _counter_timeouts(terminals, max_episode_steps)
         else:
             final = timeouts[:-1]
@@ -158,9 +167,7 @@ def transitions_from_checked(
             raise DatasetError(f"{origin}: required field 'next_observations' is missing (its rule needs it)")
         next_obs_all = arrays["next_observations"]
         if next_obs_all.shape != obs.shape:
-            raise DatasetError(
-                f"{origin}: 'next_observations' has shape {next_obs_all.shape}, expected {obs.shape}"
-            )
+            raise DatasetError(f"{origin}: 'next_observations' has shape {next_obs_all.shape}, expected {obs.shape}")
         idx = np.arange(n)
         next_obs = next_obs_all
         truncated = timeouts if timeouts is not None else np.zeros(n, bool)

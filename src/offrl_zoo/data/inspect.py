@@ -30,14 +30,20 @@ def describe_arrays(arrays: dict[str, np.ndarray]) -> dict:
     returns, cut = complete_episode_returns(arrays["rewards"], arrays["terminals"], arrays.get("timeouts"))
     stats = {
         "transitions": int(len(arrays["rewards"])),
-        "obs_dim": int(arrays["observations"].shape[1]), "action_dim": int(arrays["actions"].shape[1]),
+        "obs_dim": int(arrays["observations"].shape[1]),
+        "action_dim": int(arrays["actions"].shape[1]),
         "terminals": int(np.asarray(arrays["terminals"]).sum()),
         "timeouts": None if "timeouts" not in arrays else int(np.asarray(arrays["timeouts"]).sum()),
-        "episodes": int(len(returns)), "trailing_cut_rows": cut,
+        "episodes": int(len(returns)),
+        "trailing_cut_rows": cut,
     }
     if len(returns):
-        stats["return"] = {"mean": float(returns.mean()), "std": float(returns.std()), "min": float(returns.min()),
-                           "max": float(returns.max())}
+        stats["return"] = {
+            "mean": float(returns.mean()),
+            "std": float(returns.std()),
+            "min": float(returns.min()),
+            "max": float(returns.max()),
+        }
     return stats
 
 

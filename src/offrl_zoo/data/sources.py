@@ -42,8 +42,10 @@ def checked_id(dataset_id: str, slashes: bool = False) -> str:
     """
     if not (isinstance(dataset_id, str) and _SAFE_ID.fullmatch(dataset_id) and (slashes or "/" not in dataset_id)):
         shape = "'mujoco/hopper/medium-v0'" if slashes else "'hopper-medium-v2'"
-        raise DatasetError(f"dataset id {dataset_id!r} refused: expected a name like {shape} (letters, digits, "
-                           "'.', '_', '-'), not a path; give your own files with --dataset PATH")
+        raise DatasetError(
+            f"dataset id {dataset_id!r} refused: expected a name like {shape} (letters, digits, "
+            "'.', '_', '-'), not a path; give your own files with --dataset PATH"
+        )
     return dataset_id
 
 
@@ -87,16 +89,26 @@ def read_d4rl_hdf5(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def load_d4rl_file(
-    path: str | Path, dataset_id: str, rule: str, max_episode_steps: int, source: str = "d4rl",
-    extra: dict | None = None, sha256: str | None = None,
+    path: str | Path,
+    dataset_id: str,
+    rule: str,
+    max_episode_steps: int,
+    source: str = "d4rl",
+    extra: dict | None = None,
+    sha256: str | None = None,
 ) -> Dataset:
     """A D4RL-layout HDF5 file; ``source`` says whose it is (``d4rl``, ``generated`` by offrl-zoo, ``file``).
     ``sha256``: the file's digest when the caller has just verified it (saves hashing the file twice)."""
     arrays = check_arrays(read_d4rl_hdf5(path), str(path))  # validated: flags as booleans, (N,) rows
     data = transitions_from_checked(arrays, origin=str(path), rule=rule, max_episode_steps=max_episode_steps)
     provenance = Provenance(
-        source=source, dataset_id=dataset_id, path=str(Path(path).resolve()), sha256=sha256 or sha256_file(path),
-        transitions=len(data), episodes=count_episodes(arrays["terminals"], arrays.get("timeouts")), rule=rule,
+        source=source,
+        dataset_id=dataset_id,
+        path=str(Path(path).resolve()),
+        sha256=sha256 or sha256_file(path),
+        transitions=len(data),
+        episodes=count_episodes(arrays["terminals"], arrays.get("timeouts")),
+        rule=rule,
         extra=dict(extra or {}),
     )
     return Dataset(data, spec_from(data), provenance)
@@ -154,8 +166,10 @@ def fetch_d4rl(dataset_id: str, root: Path | None = None, download: bool = True)
         if check_pinned(target):
             return target
         if not download:
-            raise DatasetError(f"{target}: its SHA-256 no longer matches the one recorded when it was cached "
-                               "(corrupt or altered); delete it or allow a download")
+            raise DatasetError(
+                f"{target}: its SHA-256 no longer matches the one recorded when it was cached "
+                "(corrupt or altered); delete it or allow a download"
+            )
     url = d4rl_url(dataset_id)
     if not download:
         raise DatasetError(f"{target}: not in the cache and download is disabled (source {url})")
@@ -190,9 +204,13 @@ def load_minari(dataset_id: str, download: bool = False) -> Dataset:
     space = ds.spec.action_space
     spec = spec_from(data, getattr(space, "low", None), getattr(space, "high", None))
     provenance = Provenance(
-        source="minari", dataset_id=dataset_id, path=str(path),
+        source="minari",
+        dataset_id=dataset_id,
+        path=str(path),
         sha256=sha256_file(main) if main.is_file() else sha256_arrays(arrays),
-        transitions=len(data), episodes=int(ds.total_episodes), rule="next_observations",
+        transitions=len(data),
+        episodes=int(ds.total_episodes),
+        rule="next_observations",
         extra={"env_spec": str(ds.spec.env_spec.id) if ds.spec.env_spec else None},
     )
     return Dataset(data, spec, provenance)
@@ -224,7 +242,13 @@ def load_toy(distribution: str, reward: str, seed: int = 0) -> Dataset:
     bound = float(np.abs(arrays["actions"]).max())
     spec = spec_from(data, np.full(2, -bound), np.full(2, bound))
     provenance = Provenance(
-        source="toy", dataset_id=f"{distribution}/{reward}", path=None, sha256=sha256_arrays(arrays),
-        transitions=len(data), episodes=len(data), rule="next_observations", extra={"data_seed": seed},
+        source="toy",
+        dataset_id=f"{distribution}/{reward}",
+        path=None,
+        sha256=sha256_arrays(arrays),
+        transitions=len(data),
+        episodes=len(data),
+        rule="next_observations",
+        extra={"data_seed": seed},
     )
     return Dataset(data, spec, provenance)

@@ -93,8 +93,12 @@ def transform_rewards(data: TensorDict, cfg: BaseConfig, origin: str) -> dict:
         )
     spread = float(returns.max() - returns.min())
     reward.mul_(cfg.return_range_scale / spread)
-    return {"reward_transform": f"r * {cfg.return_range_scale} / (R_max - R_min)", "R_max": float(returns.max()),
-            "R_min": float(returns.min()), "episode_split": cfg.episode_split}
+    return {
+        "reward_transform": f"r * {cfg.return_range_scale} / (R_max - R_min)",
+        "R_max": float(returns.max()),
+        "R_min": float(returns.min()),
+        "episode_split": cfg.episode_split,
+    }
 
 
 def holdout_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,6 +141,9 @@ def prepare(dataset: Dataset, cfg: BaseConfig, seed: int = 0) -> tuple[Dataset, 
         if len(train_rows) == 0:
             raise DatasetError(f"{origin}: holdout_fraction={cfg.holdout_fraction} leaves no training transitions")
         data, holdout = data[train_rows], (data[held_rows] if len(held_rows) else None)
-        record["holdout"] = {"fraction": cfg.holdout_fraction, "seed": seed,
-                             "transitions": [len(train_rows), len(held_rows)]}
+        record["holdout"] = {
+            "fraction": cfg.holdout_fraction,
+            "seed": seed,
+            "transitions": [len(train_rows), len(held_rows)],
+        }
     return replace(dataset, data=data, spec=spec, holdout=holdout), record

@@ -13,6 +13,12 @@ from offrl_zoo.diffusion.vp_discrete import VPSchedule
 from offrl_zoo.diffusion.vp_sde import vp_sde_alpha_sigma
 
 __all__ = [
-    "DQLNoiseNet", "EDM", "EDMScoreNet", "ResNetNoiseNet", "VPSchedule", "dmd_distillation_loss", "trust_region_loss",
+    "DQLNoiseNet",
+    "EDM",
+    "EDMScoreNet",
+    "ResNetNoiseNet",
+    "VPSchedule",
+    "dmd_distillation_loss",
+    "trust_region_loss",
     "vp_sde_alpha_sigma",
 ]

@@ -47,9 +47,12 @@ class DQLNoiseNet(nn.Module):
         super().__init__()
         self.embed = SinusoidalEmbedding(time_dim)
         self.net = nn.Sequential(
-            nn.Linear(action_dim + time_dim + obs_dim, hidden), Mish(),
-            nn.Linear(hidden, hidden), Mish(),
-            nn.Linear(hidden, hidden), Mish(),
+            nn.Linear(action_dim + time_dim + obs_dim, hidden),
+            Mish(),
+            nn.Linear(hidden, hidden),
+            Mish(),
+            nn.Linear(hidden, hidden),
+            Mish(),
             nn.Linear(hidden, action_dim),
         )
 
@@ -63,7 +66,10 @@ class ResidualBlock(nn.Module):
     def __init__(self, hidden: int, act: type[nn.Module], dropout: float) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            seed_batch.Dropout(dropout), nn.LayerNorm(hidden), nn.Linear(hidden, 4 * hidden), act(),
+            seed_batch.Dropout(dropout),
+            nn.LayerNorm(hidden),
+            nn.Linear(hidden, 4 * hidden),
+            act(),
             nn.Linear(4 * hidden, hidden),
         )
 

@@ -51,8 +51,14 @@ class EDM:
         return c_skip * x_noisy + c_out * net(c_in * x_noisy, obs, self.c_noise(sigma))
 
     def loss(
-        self, net: nn.Module, x: torch.Tensor, obs: torch.Tensor, clip: float | None = None,
-        sigma: torch.Tensor | None = None, noise: torch.Tensor | None = None, return_denoised: bool = False,
+        self,
+        net: nn.Module,
+        x: torch.Tensor,
+        obs: torch.Tensor,
+        clip: float | None = None,
+        sigma: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        return_denoised: bool = False,
     ):
         """mean_{b,j} ((D̂ − x)/c_out)², D̂ = clip(D(x + σε; σ, s), ±clip) when ``clip`` is set.
 

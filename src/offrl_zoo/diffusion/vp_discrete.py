@@ -24,7 +24,10 @@ class VPSchedule(nn.Module):
         prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bars[:-1]])
         posterior_var = betas * (1 - prev) / (1 - alpha_bars)
         tables = {
-            "betas": betas, "alphas": alphas, "alpha_bars": alpha_bars, "alpha_bars_prev": prev,
+            "betas": betas,
+            "alphas": alphas,
+            "alpha_bars": alpha_bars,
+            "alpha_bars_prev": prev,
             "posterior_var": posterior_var,
             "posterior_log_var": posterior_var.clamp(min=1e-20).log(),
             "coef_x0": betas * prev.sqrt() / (1 - alpha_bars),
@@ -58,8 +61,14 @@ class VPSchedule(nn.Module):
         return x.clamp(-clip, clip)
 
     def sample_ancestral(
-        self, net: nn.Module, obs: torch.Tensor, action_dim: int, clip: bool = True, temperature: float = 1.0,
-        repeat_last: int = 0, bound: float = 1.0,
+        self,
+        net: nn.Module,
+        obs: torch.Tensor,
+        action_dim: int,
+        clip: bool = True,
+        temperature: float = 1.0,
+        repeat_last: int = 0,
+        bound: float = 1.0,
     ) -> torch.Tensor:
         """Sampler B (IDQL): x ← (x − β_t/√(1 − ᾱ_t)·ε)/√α_t + √β_t·κ·z (t > 0), clipped to ±bound each step.
 

@@ -35,15 +35,33 @@ KITCHEN = ("complete", "partial", "mixed")
 
 # task id → (Minari id, horizon, D4RL reference min/max, eval-env overrides); §1.1 and §1.3 of ALGORITHMS.md.
 MINARI_TASKS: dict[str, tuple[str, int, float, float, dict]] = {
-    **{f"antmaze-{name}-v2": (f"D4RL/antmaze/{name}-v1", 700 if name.startswith("umaze") else 1000, 0.0, 1.0,
-                              {"continuing_task": False}) for name in ANTMAZE},
+    **{
+        f"antmaze-{name}-v2": (
+            f"D4RL/antmaze/{name}-v1",
+            700 if name.startswith("umaze") else 1000,
+            0.0,
+            1.0,
+            {"continuing_task": False},
+        )
+        for name in ANTMAZE
+    },
     **{f"pen-{name}-v1": (f"D4RL/pen/{name}-v2", 100, 96.262799, 3076.8331017826877, {}) for name in PEN},
-    **{f"kitchen-{name}-v0": (f"D4RL/kitchen/{name}-v2", 280, 0.0, 4.0,
-                              {"remove_task_when_completed": True, "terminate_on_tasks_completed": True})
-       for name in KITCHEN},
+    **{
+        f"kitchen-{name}-v0": (
+            f"D4RL/kitchen/{name}-v2",
+            280,
+            0.0,
+            4.0,
+            {"remove_task_when_completed": True, "terminate_on_tasks_completed": True},
+        )
+        for name in KITCHEN
+    },
 }
-SUITES = {"antmaze": [f"antmaze-{n}-v2" for n in ANTMAZE], "adroit-pen": [f"pen-{n}-v1" for n in PEN],
-          "kitchen": [f"kitchen-{n}-v0" for n in KITCHEN]}
+SUITES = {
+    "antmaze": [f"antmaze-{n}-v2" for n in ANTMAZE],
+    "adroit-pen": [f"pen-{n}-v1" for n in PEN],
+    "kitchen": [f"kitchen-{n}-v0" for n in KITCHEN],
+}
 
 
 def flatten(space: gym.Space, value: object, rows: int | None = None) -> np.ndarray:
@@ -92,8 +110,10 @@ def make_eval_env(task: Task) -> gym.Env:
     try:
         env = ds.recover_environment(eval_env=True, max_episode_steps=task.horizon, **dict(task.env_kwargs))
     except Exception as err:  # e.g. FrankaKitchen-v1 fails to compile its model with mujoco 4.x
-        raise DatasetError(f"{task.id}: cannot build the evaluation env of minari:{dataset_id} "
-                           f"({type(err).__name__}: {err}); FrankaKitchen-v1 is known to need mujoco 3.3.x") from err
+        raise DatasetError(
+            f"{task.id}: cannot build the evaluation env of minari:{dataset_id} "
+            f"({type(err).__name__}: {err}); FrankaKitchen-v1 is known to need mujoco 3.3.x"
+        ) from err
     space = ds.observation_space
     return FlattenLike(env, space) if isinstance(space, gym.spaces.Dict) else env
 
@@ -102,8 +122,9 @@ def _register_robotics() -> None:
     try:
         import gymnasium_robotics
     except ImportError as err:
-        raise DatasetError("AntMaze/Adroit/Kitchen tasks need Gymnasium-Robotics: "
-                           "pip install 'offrl-zoo[robotics]'") from err
+        raise DatasetError(
+            "AntMaze/Adroit/Kitchen tasks need Gymnasium-Robotics: pip install 'offrl-zoo[robotics]'"
+        ) from err
     gym.register_envs(gymnasium_robotics)
 
 
@@ -112,9 +133,16 @@ def task_kwargs() -> Mapping[str, dict]:
     out = {}
     for task_id, (minari_id, horizon, ref_min, ref_max, overrides) in MINARI_TASKS.items():
         out[task_id] = dict(
-            id=task_id, env_id=f"minari:{minari_id}", horizon=horizon, ref_min=ref_min, ref_max=ref_max,
-            eval_episodes=100, source="minari", source_id=f"minari:{minari_id}", env_kwargs=overrides,
+            id=task_id,
+            env_id=f"minari:{minari_id}",
+            horizon=horizon,
+            ref_min=ref_min,
+            ref_max=ref_max,
+            eval_episodes=100,
+            source="minari",
+            source_id=f"minari:{minari_id}",
+            env_kwargs=overrides,
             note=f"data: Minari {minari_id} (D4RL's dataset regenerated in Gymnasium-Robotics); evaluated in the "
-                 "env the dataset records, with D4RL's protocol restored; D4RL reference scores",
+            "env the dataset records, with D4RL's protocol restored; D4RL reference scores",
         )
     return out

@@ -111,14 +111,22 @@ def _register_builtin_tasks() -> None:
     for domain, (env_id, ref_min, ref_max) in D4RL_LOCOMOTION.items():
         for kind in D4RL_GYM_DATASETS:
             task_id = f"{domain}-{kind}-v2"
-            register_task(Task(
-                id=task_id, env_id=env_id, horizon=1000, ref_min=ref_min, ref_max=ref_max,
-                eval_episodes=10, source="d4rl", source_id=task_id,
-                note=f"evaluated in Gymnasium {env_id} as a stand-in for D4RL's mujoco-py v2 env; "
-                     "normalised score approximate; data: the real D4RL file when available, else the "
-                     "D4RL-style dataset offrl-zoo generates (offrl-zoo data list)",
-                measured_refs=measured.get(domain, {}),
-            ))
+            register_task(
+                Task(
+                    id=task_id,
+                    env_id=env_id,
+                    horizon=1000,
+                    ref_min=ref_min,
+                    ref_max=ref_max,
+                    eval_episodes=10,
+                    source="d4rl",
+                    source_id=task_id,
+                    note=f"evaluated in Gymnasium {env_id} as a stand-in for D4RL's mujoco-py v2 env; "
+                    "normalised score approximate; data: the real D4RL file when available, else the "
+                    "D4RL-style dataset offrl-zoo generates (offrl-zoo data list)",
+                    measured_refs=measured.get(domain, {}),
+                )
+            )
     domains = list(D4RL_LOCOMOTION)
     register_suite("gym-medium", [f"{d}-medium-v2" for d in domains])
     register_suite("gym", [f"{d}-{k}-v2" for k in ("medium", "medium-replay", "medium-expert") for d in domains])
@@ -132,13 +140,21 @@ def _register_builtin_tasks() -> None:
             if dist == "swiss_roll_2D" and reward == "hard":
                 continue  # not one of the paper's toys (its "hard" corner is a 25_gaussian mode)
             data = toy.toy_data(dist, reward)
-            register_task(Task(
-                id=f"toy-{dist}-{reward}", env_id=toy.ENV_ID, horizon=1,
-                ref_min=0.0, ref_max=float(data["rewards"].max()), eval_episodes=1000,
-                source="toy", source_id=f"{dist}/{reward}",
-                env_kwargs={"distribution": dist, "reward": reward}, eval_envs=100,
-                note="DTQL paper 2-D bandit; score = 100 · mean reward / best dataset reward",
-            ))
+            register_task(
+                Task(
+                    id=f"toy-{dist}-{reward}",
+                    env_id=toy.ENV_ID,
+                    horizon=1,
+                    ref_min=0.0,
+                    ref_max=float(data["rewards"].max()),
+                    eval_episodes=1000,
+                    source="toy",
+                    source_id=f"{dist}/{reward}",
+                    env_kwargs={"distribution": dist, "reward": reward},
+                    eval_envs=100,
+                    note="DTQL paper 2-D bandit; score = 100 · mean reward / best dataset reward",
+                )
+            )
     register_suite("toy", [t for t in _TASKS if t.startswith("toy-")])
 
 

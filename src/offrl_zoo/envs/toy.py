@@ -115,8 +115,11 @@ def toy_metrics(actions: np.ndarray, distribution: str, reward: str, data_seed: 
         nearest, gap = dist.argmin(1), dist.min(1)
         inside = gap <= 3 * MODE_STD
         counts = np.bincount(nearest[inside], minlength=25)
-        out.update(in_support=float(inside.mean()), modes_hit=int((counts > 0).sum()),
-                   top_mode_share=float(counts.max() / len(actions)))
+        out.update(
+            in_support=float(inside.mean()),
+            modes_hit=int((counts > 0).sum()),
+            top_mode_share=float(counts.max() / len(actions)),
+        )
     else:
         gaps = np.min(np.linalg.norm(actions[:, None, :] - data["actions"][None, ::5], axis=-1), axis=1)
         out["in_support"] = float((gaps <= 0.3).mean())

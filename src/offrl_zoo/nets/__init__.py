@@ -7,7 +7,19 @@ from offrl_zoo.nets.policies import DeterministicActor, GaussianPolicy, TanhGaus
 from offrl_zoo.nets.selection import describe_selection, select_candidates
 
 __all__ = [
-    "DeterministicActor", "EnsembleLinear", "EnsembleMLP", "GaussianPolicy", "Mish", "QEnsemble", "frozen",
-    "frozen_copy", "init_weights_", "mlp", "orthogonal_init_", "polyak_update_", "describe_selection",
-    "select_candidates", "TanhGaussianPolicy",
+    "DeterministicActor",
+    "EnsembleLinear",
+    "EnsembleMLP",
+    "GaussianPolicy",
+    "Mish",
+    "QEnsemble",
+    "frozen",
+    "frozen_copy",
+    "init_weights_",
+    "mlp",
+    "orthogonal_init_",
+    "polyak_update_",
+    "describe_selection",
+    "select_candidates",
+    "TanhGaussianPolicy",
 ]

@@ -84,7 +84,12 @@ class QEnsemble(nn.Module):
     """E Q-heads Q_e(s, a) on concat(s, a); returns (E, B)."""
 
     def __init__(
-        self, obs_dim: int, action_dim: int, hidden: Sequence[int], n: int = 2, act: str = "relu",
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden: Sequence[int],
+        n: int = 2,
+        act: str = "relu",
         layer_norm: bool = False,
     ) -> None:
         super().__init__()

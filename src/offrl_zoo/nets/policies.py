@@ -32,8 +32,14 @@ class GaussianPolicy(nn.Module):
     """
 
     def __init__(
-        self, obs_dim: int, action_dim: int, hidden: Sequence[int], log_std_min: float = -5.0,
-        log_std_max: float = 2.0, dropout: float = 0.0, init: str = "orthogonal",
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden: Sequence[int],
+        log_std_min: float = -5.0,
+        log_std_max: float = 2.0,
+        dropout: float = 0.0,
+        init: str = "orthogonal",
     ) -> None:
         super().__init__()
         self.net = init_weights_(mlp(obs_dim, hidden, action_dim, "relu", dropout=dropout), init)
@@ -66,8 +72,14 @@ class TanhGaussianPolicy(nn.Module):
     """
 
     def __init__(
-        self, obs_dim: int, action_dim: int, hidden: Sequence[int], max_action: float,
-        log_std_min: float = -5.0, log_std_max: float = 2.0, init: str = "orthogonal_gain1",
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden: Sequence[int],
+        max_action: float,
+        log_std_min: float = -5.0,
+        log_std_max: float = 2.0,
+        init: str = "orthogonal_gain1",
     ) -> None:
         super().__init__()
         self.net = mlp(obs_dim, hidden, 2 * action_dim, "relu")

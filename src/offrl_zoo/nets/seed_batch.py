@@ -92,8 +92,11 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 def _with_stream(generator: torch.Generator, fn):
     device = generator.device
-    default = torch.default_generator if device.type == "cpu" else torch.cuda.default_generators[
-        device.index if device.index is not None else torch.cuda.current_device()]
+    default = (
+        torch.default_generator
+        if device.type == "cpu"
+        else torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    )
     saved = default.get_state()
     default.set_state(generator.get_state())
     try:
@@ -174,8 +177,10 @@ def outside_vmap(n: int) -> Iterator[None]:
     """Leave the current vmap level (of batch size ``n``) for the body, and re-enter it after."""
     top = functorch.peek_interpreter_stack()
     if top is None or top.key() != functorch.TransformType.Vmap:
-        raise RuntimeError("vectorised seeds: random draws, optimiser steps, Mish, dropout and `frozen` cannot run "
-                           "inside another functorch transform (torch.func.grad, jvp, ...) within the seed batch")
+        raise RuntimeError(
+            "vectorised seeds: random draws, optimiser steps, Mish, dropout and `frozen` cannot run "
+            "inside another functorch transform (torch.func.grad, jvp, ...) within the seed batch"
+        )
     functorch._vmap_decrement_nesting()
     try:
         yield
@@ -183,8 +188,9 @@ def outside_vmap(n: int) -> Iterator[None]:
         functorch._vmap_increment_nesting(n, "error")
 
 
-def batched_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, scheduler=None,
-                 max_grad_norm: float | None = None) -> torch.Tensor | None:
+def batched_step(
+    optimizer: torch.optim.Optimizer, loss: torch.Tensor, scheduler=None, max_grad_norm: float | None = None
+) -> torch.Tensor | None:
     """``step_optimizer`` for a seed-batched ``loss``: backward of the per-seed sum and one step of the
     stacked optimiser, outside vmap. Clipping uses each seed's own global norm, as a lone run does."""
     level = functorch.maybe_get_level(loss)
@@ -212,4 +218,3 @@ def _clip_per_seed(optimizer: torch.optim.Optimizer, max_norm: float) -> torch.T
     for g in grads:
         g.mul_(scale.reshape(n, *([1] * (g.ndim - 1))))
     return norms
-

@@ -88,10 +88,13 @@ def run_cost(algo: Algorithm, updates: int, reused_steps: int, train_seconds: fl
         nfe = network_evaluations_per_action(algo, deterministic)
     trained = max(updates - reused_steps, 0)
     return {
-        "updates": updates, "reused_stage_steps": reused_steps,
+        "updates": updates,
+        "reused_stage_steps": reused_steps,
         "updates_per_s": round(trained / train_seconds, 2) if train_seconds > 0 and trained else None,
         "act_ms_1": round(1000 * seconds_per_act(algo, 1, deterministic=deterministic), 3),
         "act_ms_16": round(1000 * seconds_per_act(algo, 16, deterministic=deterministic), 3),
-        "nfe_per_action": nfe, "device": str(algo.obs_loc.device), "threads": torch.get_num_threads(),
+        "nfe_per_action": nfe,
+        "device": str(algo.obs_loc.device),
+        "threads": torch.get_num_threads(),
         **peak_memory(),
     }

@@ -64,9 +64,11 @@ class Evaluator:
             "deterministic": self.deterministic,
             "selection": algo.selection_rule(self.deterministic),
             "score": "D4RL normalised score x100" if self.task.ref_min is not None else "none (no reference)",
-            "reference_returns": {"min": self.task.ref_min, "max": self.task.ref_max,
-                                  **({"measured_in_eval_env": dict(self.task.measured_refs)}
-                                     if self.task.measured_refs else {})},
+            "reference_returns": {
+                "min": self.task.ref_min,
+                "max": self.task.ref_max,
+                **({"measured_in_eval_env": dict(self.task.measured_refs)} if self.task.measured_refs else {}),
+            },
             "note": self.task.note,
         }
 

@@ -75,8 +75,9 @@ def default_run_dir(out: str | Path, request: RunRequest, task: Task) -> Path:
 
 def git_sha() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -114,8 +115,13 @@ def _config_record(request: RunRequest, task: Task, resolved: ResolvedConfig, sp
     }
 
 
-def train(request: RunRequest, out: str | Path = "runs", run_dir: str | Path | None = None,
-          progress: bool = True, stage_cache: str | Path | None = None) -> Path:
+def train(
+    request: RunRequest,
+    out: str | Path = "runs",
+    run_dir: str | Path | None = None,
+    progress: bool = True,
+    stage_cache: str | Path | None = None,
+) -> Path:
     """Train (or resume, or skip if finished) one run; returns its directory.
 
     ``stage_cache``: a folder of finished shared stages (``Stage.shared``) to reuse and to add to. It
@@ -166,20 +172,36 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _train_locked(request: RunRequest, task: Task, resolved: ResolvedConfig, device: torch.device, run_dir: Path,
-                  progress: bool, stage_cache: str | Path | None) -> None:
+def _train_locked(
+    request: RunRequest,
+    task: Task,
+    resolved: ResolvedConfig,
+    device: torch.device,
+    run_dir: Path,
+    progress: bool,
+    stage_cache: str | Path | None,
+) -> None:
     trainer = prepare_trainer(request, task, resolved, device, run_dir, progress, stage_cache)
     finish_run(trainer, trainer.run())
 
 
-def prepare_trainer(request: RunRequest, task: Task, resolved: ResolvedConfig, device: torch.device, run_dir: Path,
-                    progress: bool, stage_cache: str | Path | None, seed_batch: list[int] | None = None) -> Trainer:
+def prepare_trainer(
+    request: RunRequest,
+    task: Task,
+    resolved: ResolvedConfig,
+    device: torch.device,
+    run_dir: Path,
+    progress: bool,
+    stage_cache: str | Path | None,
+    seed_batch: list[int] | None = None,
+) -> Trainer:
     """Data, algorithm, claimed run directory and provenance of a run, ready to train. Seeds the global
     RNGs from the run's seed before building the algorithm, as every run does."""
     (run_dir / FAILED).unlink(missing_ok=True)  # a retry of a failed run starts clean of the marker
     remove_stale_temps(run_dir)  # a kill during a write leaves only a temp file, never a half-written one
-    dataset = load_dataset(task, request.dataset, rule=request.transitions, download=request.download,
-                           data_source=request.data_source)
+    dataset = load_dataset(
+        task, request.dataset, rule=request.transitions, download=request.download, data_source=request.data_source
+    )
     prepared, transform_record = prepare(dataset, resolved.config, seed=request.seed)
     record = _config_record(request, task, resolved, prepared.spec, dataset.provenance.sha256)
     seed_everything(request.seed)  # network init and the training stream both follow the seed
@@ -188,22 +210,44 @@ def prepare_trainer(request: RunRequest, task: Task, resolved: ResolvedConfig, d
     check_batch_sizes(stages, len(prepared), task.id)
     _claim_run_dir(run_dir, record)  # after every check, so a refused config leaves nothing to conflict with
     deterministic = True if request.deterministic_eval is None else request.deterministic_eval
-    evaluator = Evaluator(task, request.eval_episodes or task.eval_episodes, seed=request.seed + 100,
-                          deterministic=deterministic)
-    settings = TrainerSettings(seed=request.seed, steps_cap=request.steps, log_every=request.log_every,
-                               eval_every=request.eval_every, checkpoint_every=request.checkpoint_every,
-                               progress=progress, stage_cache=Path(stage_cache) if stage_cache else None)
+    evaluator = Evaluator(
+        task, request.eval_episodes or task.eval_episodes, seed=request.seed + 100, deterministic=deterministic
+    )
+    settings = TrainerSettings(
+        seed=request.seed,
+        steps_cap=request.steps,
+        log_every=request.log_every,
+        eval_every=request.eval_every,
+        checkpoint_every=request.checkpoint_every,
+        progress=progress,
+        stage_cache=Path(stage_cache) if stage_cache else None,
+    )
     trainer = Trainer(run_dir, algo, prepared, evaluator, settings)
-    write_json(run_dir / "provenance.json", {
-        "versions": _versions(), "git_sha": git_sha(), "python": platform.python_version(),
-        "host": platform.node(), "device": str(device), "threads": torch.get_num_threads(),
-        "dataset": dataset.provenance.to_dict(), "transforms": transform_record,
-        "protocol": evaluator.protocol(algo),
-        "stages": {s.name: {"planned_steps": s.steps, "run_steps": trainer.planned_steps(s),
-                            "batch_size": s.batch_size, "sampling": s.sampling} for s in stages},
-        "shortened": request.steps is not None and any(trainer.planned_steps(s) < s.steps for s in stages),
-        "vectorized_seeds": seed_batch,  # the seeds trained with it as one batched model, if any
-    })
+    write_json(
+        run_dir / "provenance.json",
+        {
+            "versions": _versions(),
+            "git_sha": git_sha(),
+            "python": platform.python_version(),
+            "host": platform.node(),
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+            "dataset": dataset.provenance.to_dict(),
+            "transforms": transform_record,
+            "protocol": evaluator.protocol(algo),
+            "stages": {
+                s.name: {
+                    "planned_steps": s.steps,
+                    "run_steps": trainer.planned_steps(s),
+                    "batch_size": s.batch_size,
+                    "sampling": s.sampling,
+                }
+                for s in stages
+            },
+            "shortened": request.steps is not None and any(trainer.planned_steps(s) < s.steps for s in stages),
+            "vectorized_seeds": seed_batch,  # the seeds trained with it as one batched model, if any
+        },
+    )
     return trainer
 
 
@@ -213,16 +257,19 @@ def finish_run(trainer: Trainer, result: dict) -> None:
     updates = sum(trainer.planned_steps(s) for s in stages)
     reused = sum(r["step"] for r in trainer.metrics_log.read() if "reused_stage" in r)
     cost = run_cost(trainer.algo, updates, reused, result["elapsed"], trainer.evaluator.deterministic)
-    trainer.mark_done({"final_eval": _summary(result["final_eval"]), "elapsed_s": round(result["elapsed"], 2),
-                       "cost": cost})
+    trainer.mark_done(
+        {"final_eval": _summary(result["final_eval"]), "elapsed_s": round(result["elapsed"], 2), "cost": cost}
+    )
 
 
 def check_batch_sizes(stages: list, transitions: int, task_id: str) -> None:
     """Refuse, before training, a stage whose batch exceeds the (prepared) dataset."""
     for stage in stages:
         if stage.batch_size > transitions:
-            raise ConfigError(f"stage {stage.name!r}: batch_size={stage.batch_size} is larger than the dataset of "
-                              f"{task_id} ({transitions} transitions after preparation); lower batch_size")
+            raise ConfigError(
+                f"stage {stage.name!r}: batch_size={stage.batch_size} is larger than the dataset of "
+                f"{task_id} ({transitions} transitions after preparation); lower batch_size"
+            )
 
 
 def _summary(result: dict | None) -> dict | None:

@@ -65,8 +65,9 @@ class SeedStreams:
             self.generators[i].set_state(self.states[i][key])
 
 
-def train_seed_batch(requests: list[RunRequest], out: str | Path = "runs", progress: bool = True,
-                     stage_cache: str | Path | None = None) -> list[Path]:
+def train_seed_batch(
+    requests: list[RunRequest], out: str | Path = "runs", progress: bool = True, stage_cache: str | Path | None = None
+) -> list[Path]:
     """Train (or resume, or skip if finished) the runs of ``requests``, which differ in their seed only,
     as one seed-batched model; returns their run directories."""
     first = requests[0]
@@ -92,8 +93,18 @@ def train_seed_batch(requests: list[RunRequest], out: str | Path = "runs", progr
         seeds = [r.seed for r, _ in todo]
         try:
             for request, run_dir in todo:
-                trainers.append(prepare_trainer(request, task, resolved, device, run_dir, progress and not trainers,
-                                                stage_cache, seed_batch=seeds))
+                trainers.append(
+                    prepare_trainer(
+                        request,
+                        task,
+                        resolved,
+                        device,
+                        run_dir,
+                        progress and not trainers,
+                        stage_cache,
+                        seed_batch=seeds,
+                    )
+                )
                 trainers[-1].vectorized = True
                 streams.add_current()
             driver = _Driver(trainers, streams)
@@ -134,8 +145,9 @@ class _Driver:
         self._rebuild()
 
     def _rebuild(self) -> None:
-        self.batch = SeedBatch([self.trainers[i].algo for i in self.alive],
-                               [self.streams.generators[i] for i in self.alive])
+        self.batch = SeedBatch(
+            [self.trainers[i].algo for i in self.alive], [self.streams.generators[i] for i in self.alive]
+        )
         for k, i in enumerate(self.alive):
             self.trainers[i].before_state_use = lambda k=k: self.batch.unstack(k)
 

@@ -50,11 +50,14 @@ class SeedBatch:
         self.template._compiled_act = None
         self.params: dict[str, nn.Parameter] = {}
         for name, p in self.template.named_parameters():
-            self.params[name] = nn.Parameter(torch.empty((self.n, *p.shape), dtype=p.dtype, device=p.device),
-                                             requires_grad=p.requires_grad)
+            self.params[name] = nn.Parameter(
+                torch.empty((self.n, *p.shape), dtype=p.dtype, device=p.device), requires_grad=p.requires_grad
+            )
             _set_tensor(self.template, name, self.params[name])
-        self.buffers = {name: torch.empty((self.n, *b.shape), dtype=b.dtype, device=b.device)
-                        for name, b in self.template.named_buffers()}
+        self.buffers = {
+            name: torch.empty((self.n, *b.shape), dtype=b.dtype, device=b.device)
+            for name, b in self.template.named_buffers()
+        }
         for name, b in self.buffers.items():
             _set_tensor(self.template, name, b)
         for module in self.template.modules():
@@ -67,8 +70,13 @@ class SeedBatch:
         """The template's optimisers and schedulers, re-pointed at the stacked parameters."""
         names = {id(p): n for n, p in self.algos[0].named_parameters()}
         for key, opt in self.algos[0].optimizers.items():
-            groups = [{**{k: v for k, v in g.items() if k != "params"},
-                       "params": [self.params[names[id(p)]] for p in g["params"]]} for g in opt.param_groups]
+            groups = [
+                {
+                    **{k: v for k, v in g.items() if k != "params"},
+                    "params": [self.params[names[id(p)]] for p in g["params"]],
+                }
+                for g in opt.param_groups
+            ]
             stacked = type(opt)(groups)
             self.template.optimizers[key] = stacked
             if key in self.template.schedulers:
@@ -88,8 +96,10 @@ class SeedBatch:
             for j, p in enumerate(_flat_params(opt)):
                 states = [a.optimizers[key].state.get(own[j]) for a, own in zip(self.algos, seeds, strict=True)]
                 if states[0]:
-                    opt.state[p] = {k: torch.stack([s[k] for s in states]) if _per_seed_state(k, v) else _copy(v)
-                                    for k, v in states[0].items()}
+                    opt.state[p] = {
+                        k: torch.stack([s[k] for s in states]) if _per_seed_state(k, v) else _copy(v)
+                        for k, v in states[0].items()
+                    }
             _copy_lrs(opt, self.algos[0].optimizers[key])
         for key, sched in self.template.schedulers.items():
             sched.load_state_dict(self.algos[0].schedulers[key].state_dict())
@@ -107,8 +117,9 @@ class SeedBatch:
             target.state.clear()
             for p, own in zip(_flat_params(opt), _flat_params(target), strict=True):
                 if opt.state.get(p):
-                    target.state[own] = {k: v[i].clone() if _per_seed_state(k, v) else _copy(v)
-                                         for k, v in opt.state[p].items()}
+                    target.state[own] = {
+                        k: v[i].clone() if _per_seed_state(k, v) else _copy(v) for k, v in opt.state[p].items()
+                    }
             _copy_lrs(target, opt)
         for key, sched in self.template.schedulers.items():
             algo.schedulers[key].load_state_dict(sched.state_dict())

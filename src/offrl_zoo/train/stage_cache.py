@@ -19,15 +19,23 @@ from offrl_zoo.data.dataset import Dataset
 from offrl_zoo.io import load_torch, save_torch, write_json
 
 
-def stage_identity(stage: Stage, algo: Algorithm, dataset: Dataset, seed: int, steps: int,
-                   vectorized: bool = False) -> dict:
+def stage_identity(
+    stage: Stage, algo: Algorithm, dataset: Dataset, seed: int, steps: int, vectorized: bool = False
+) -> dict:
     prep = {f.name: getattr(algo.cfg, f.name) for f in dataclasses.fields(BaseConfig)}
     # a stage trained in a seed batch rounds differently from one trained alone (as fast/eager do)
     batched = {"vectorized_seeds": True} if vectorized else {}
-    return {**batched,
-        "shared": stage.shared, "dataset_sha256": dataset.provenance.sha256, "prep": prep,
-        "spec": dataclasses.asdict(dataset.spec), "seed": seed, "steps": steps, "batch_size": stage.batch_size,
-        "sampling": stage.sampling, "device": algo.device.type,
+    return {
+        **batched,
+        "shared": stage.shared,
+        "dataset_sha256": dataset.provenance.sha256,
+        "prep": prep,
+        "spec": dataclasses.asdict(dataset.spec),
+        "seed": seed,
+        "steps": steps,
+        "batch_size": stage.batch_size,
+        "sampling": stage.sampling,
+        "device": algo.device.type,
     }
 
 

@@ -46,8 +46,13 @@ def seed_everything(seed: int) -> None:
 
 def rng_state(device: torch.device) -> dict:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    numpy_state = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                   "has_gauss": int(has_gauss), "cached": float(cached)}  # plain types: weights_only-safe
+    numpy_state = {
+        "kind": kind,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }  # plain types: weights_only-safe
     state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
@@ -94,7 +99,11 @@ class TrainerSettings:
 
 class Trainer:
     def __init__(
-        self, run_dir: str | Path, algo: Algorithm, dataset: Dataset, evaluator: Evaluator | None,
+        self,
+        run_dir: str | Path,
+        algo: Algorithm,
+        dataset: Dataset,
+        evaluator: Evaluator | None,
         settings: TrainerSettings,
     ) -> None:
         self.run_dir = Path(run_dir)
@@ -124,17 +133,20 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self, stage_index: int, next_step: int, sampler_state: dict, elapsed: float) -> None:
         self._check_finite_weights(stage_index, next_step)
-        save_torch(self.run_dir / CHECKPOINT, {
-            "algorithm": self.algo.state_dict(),
-            "stage_index": stage_index,
-            "next_step": next_step,
-            "rng": rng_state(self.algo.device),
-            "generator": self.generator.get_state(),
-            "sampler": sampler_state,
-            "metrics_offset": self.metrics_log.offset(),
-            "eval_offset": self.eval_log.offset(),
-            "elapsed": elapsed,
-        })
+        save_torch(
+            self.run_dir / CHECKPOINT,
+            {
+                "algorithm": self.algo.state_dict(),
+                "stage_index": stage_index,
+                "next_step": next_step,
+                "rng": rng_state(self.algo.device),
+                "generator": self.generator.get_state(),
+                "sampler": sampler_state,
+                "metrics_offset": self.metrics_log.offset(),
+                "eval_offset": self.eval_log.offset(),
+                "elapsed": elapsed,
+            },
+        )
 
     def _check_finite_weights(self, stage_index: int, next_step: int) -> None:
         """Never overwrite the last good checkpoint with NaN/Inf weights (a step can break the weights
@@ -188,8 +200,14 @@ class Trainer:
         self.elapsed = resume["elapsed"] if resume else 0.0
         total = sum(self.planned_steps(s) for s in stages)
         done_before = sum(self.planned_steps(s) for s in stages[:start_stage]) + (resume["next_step"] if resume else 0)
-        self.bar = tqdm(total=total, initial=done_before, disable=not self.settings.progress, unit="step",
-                        dynamic_ncols=True, desc=self.algo.name)
+        self.bar = tqdm(
+            total=total,
+            initial=done_before,
+            disable=not self.settings.progress,
+            unit="step",
+            dynamic_ncols=True,
+            desc=self.algo.name,
+        )
         try:
             for index in range(start_stage, len(stages)):
                 first = resume["next_step"] if (resume and index == start_stage) else 0
@@ -240,8 +258,9 @@ class Trainer:
         stage = self.algo.stages()[index]
         if stage.shared is None or self.settings.stage_cache is None:
             return False
-        identity = stage_identity(stage, self.algo, self.dataset, self.settings.seed, self.planned_steps(stage),
-                                  self.vectorized)
+        identity = stage_identity(
+            stage, self.algo, self.dataset, self.settings.seed, self.planned_steps(stage), self.vectorized
+        )
         return is_cached(self.settings.stage_cache, identity, stage)
 
     def after_step(self, run: StageRun, step: int, metrics: TensorDict) -> None:
@@ -252,17 +271,29 @@ class Trainer:
         run.window_steps += 1
         done, s, stage, steps = step + 1, self.settings, run.stage, run.steps
         checkpoint_now = done % s.checkpoint_every == 0 or done == steps
-        eval_now = self.evaluator is not None and stage.has_policy and (
-            done % s.eval_every == 0 or (run.index == len(run.stages) - 1 and done == steps))
+        eval_now = (
+            self.evaluator is not None
+            and stage.has_policy
+            and (done % s.eval_every == 0 or (run.index == len(run.stages) - 1 and done == steps))
+        )
         log_now = done % s.log_every == 0 or checkpoint_now
         if (log_now and self.holdout is not None) or eval_now or checkpoint_now:
             self.before_state_use()
         if log_now:
             means = {k: v / run.counts[k] for k, v in run.sums.items()} | self._validation(stage, run.index, done)
-            record = self._log(stage, run.index, run.stages, done, means, run.window_steps,
-                               time.perf_counter() - run.window_start, time.perf_counter() - run.started)
-            self.bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k.endswith("loss") and "/" not in k},
-                                 refresh=False)
+            record = self._log(
+                stage,
+                run.index,
+                run.stages,
+                done,
+                means,
+                run.window_steps,
+                time.perf_counter() - run.window_start,
+                time.perf_counter() - run.started,
+            )
+            self.bar.set_postfix(
+                {k: f"{v:.3g}" for k, v in record.items() if k.endswith("loss") and "/" not in k}, refresh=False
+            )
             run.sums, run.counts, run.window_start, run.window_steps = {}, {}, time.perf_counter(), 0
         if eval_now:
             self.last_eval = self._evaluate(stage, done, time.perf_counter() - run.started)
@@ -270,9 +301,12 @@ class Trainer:
             save_stage(s.stage_cache, run.identity, self.algo, stage)
         if checkpoint_now:
             finished_stage = done == steps
-            self.save_checkpoint(run.index + 1 if finished_stage else run.index, 0 if finished_stage else done,
-                                 {} if finished_stage else run.rb._sampler.state_dict(),
-                                 time.perf_counter() - run.started)
+            self.save_checkpoint(
+                run.index + 1 if finished_stage else run.index,
+                0 if finished_stage else done,
+                {} if finished_stage else run.rb._sampler.state_dict(),
+                time.perf_counter() - run.started,
+            )
         self.bar.update(1)
 
     def _validation(self, stage: Stage, index: int, done: int) -> dict[str, torch.Tensor]:
@@ -303,8 +337,13 @@ class Trainer:
                     f"{self._last_good()}"
                 )
         global_step = sum(self.planned_steps(s) for s in stages[:index]) + done
-        record.update(stage=stage.name, step=done, global_step=global_step, time=round(elapsed, 3),
-                      updates_per_s=round(window_steps / max(window_time, 1e-9), 2))
+        record.update(
+            stage=stage.name,
+            step=done,
+            global_step=global_step,
+            time=round(elapsed, 3),
+            updates_per_s=round(window_steps / max(window_time, 1e-9), 2),
+        )
         self.metrics_log.append(record)
         return record
 

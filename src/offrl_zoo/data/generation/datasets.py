@@ -63,8 +63,14 @@ def generated_dir(cache: Path | None = None) -> Path:
 def recipe(task_id: str, seed: int = 0, size: int | None = None) -> dict:
     """Everything the generated file depends on; a cached file with another recipe is stale."""
     domain, kind = parse_task(task_id)
-    recipe = {"format": FORMAT_VERSION, "task": task_id, "env_id": ENV_IDS[domain], "seed": seed,
-              "size": size or _default_size(domain, kind), "policies": {}}
+    recipe = {
+        "format": FORMAT_VERSION,
+        "task": task_id,
+        "env_id": ENV_IDS[domain],
+        "seed": seed,
+        "size": size or _default_size(domain, kind),
+        "policies": {},
+    }
     for policy in policies_for(domain, kind):
         recipe["policies"][policy.name] = policy.meta["sha256"]
     if kind == "medium-expert":
@@ -107,8 +113,13 @@ def generated_path(task_id: str, seed: int = 0, size: int | None = None, cache: 
 
 
 def ensure_generated(
-    task_id: str, cache: Path | None = None, seed: int = 0, size: int | None = None, progress: bool = True,
-    log: Callable[[str], None] = print, force: bool = False,
+    task_id: str,
+    cache: Path | None = None,
+    seed: int = 0,
+    size: int | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    force: bool = False,
 ) -> Path:
     """Path of the cached generated dataset, generating it first when missing, stale, corrupt or ``force``d."""
     from offrl_zoo.data.sources import sha256_file
@@ -129,8 +140,13 @@ def ensure_generated(
 
 
 def generate(
-    task_id: str, path: Path, seed: int = 0, size: int | None = None, progress: bool = True,
-    log: Callable[[str], None] = print, cache: Path | None = None,
+    task_id: str,
+    path: Path,
+    seed: int = 0,
+    size: int | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    cache: Path | None = None,
 ) -> dict:
     """Write the dataset to ``path`` (atomically) and its sidecar; returns the sidecar's content."""
     from offrl_zoo.data.sources import sha256_file
@@ -144,8 +160,9 @@ def generate(
     log(f"generating {task_id} ({at_most}{n:,} transitions in {env_id}) → {path}")
     if kind == "medium-expert":  # D4RL: the medium file followed by the expert file
         half = {k: (seed, None if size is None else n // 2) for k in ("medium", "expert")}
-        medium, expert = (_read_all(ensure_generated(f"{domain}-{k}-v2", cache, s, m, progress, log))
-                          for k, (s, m) in half.items())
+        medium, expert = (
+            _read_all(ensure_generated(f"{domain}-{k}-v2", cache, s, m, progress, log)) for k, (s, m) in half.items()
+        )
         keep = _complete_rows(medium)
         arrays = {k: np.concatenate([medium[k][:keep], expert[k]]) for k in medium}
         policy_meta = None
@@ -155,9 +172,14 @@ def generate(
     # same recipe gives the same bytes and the same SHA-256.
     provenance = {"generated_by": f"offrl-zoo from {_describe(domain, kind)}", "recipe": want}
     write_d4rl_hdf5(path, arrays, provenance, policy_meta)
-    meta = {"recipe": want, "sha256": sha256_file(path), "transitions": len(arrays["rewards"]),
-            "generated_by": provenance["generated_by"], "seconds": round(time.perf_counter() - start, 1),
-            "versions": _versions()}
+    meta = {
+        "recipe": want,
+        "sha256": sha256_file(path),
+        "transitions": len(arrays["rewards"]),
+        "generated_by": provenance["generated_by"],
+        "seconds": round(time.perf_counter() - start, 1),
+        "versions": _versions(),
+    }
     write_json(path.with_suffix(".json"), meta)
     log(f"{task_id}: {meta['transitions']:,} transitions in {meta['seconds']} s, sha256 {meta['sha256'][:16]}…")
     return meta
@@ -168,8 +190,13 @@ def _versions() -> dict:
     import mujoco
     import torch
 
-    return {"torch": torch.__version__, "gymnasium": gymnasium.__version__, "mujoco": mujoco.__version__,
-            "numpy": np.__version__, "h5py": h5py.__version__}
+    return {
+        "torch": torch.__version__,
+        "gymnasium": gymnasium.__version__,
+        "mujoco": mujoco.__version__,
+        "numpy": np.__version__,
+        "h5py": h5py.__version__,
+    }
 
 
 def _describe(domain: str, kind: str) -> str:
@@ -202,8 +229,14 @@ def _roll(domain: str, kind: str, env_id: str, n: int, seed: int, progress: bool
     done = 0
     for i, (policy, rows) in enumerate(segments):
         report = None if bar is None else (lambda k, base=done: bar.update(base + k - bar.n))
-        part = rollout(make_env, policy, seed=derived_seed(seed, label, i, nbytes=4), transitions=rows,
-                       num_envs=NUM_ENVS, progress=report)
+        part = rollout(
+            make_env,
+            policy,
+            seed=derived_seed(seed, label, i, nbytes=4),
+            transitions=rows,
+            num_envs=NUM_ENVS,
+            progress=report,
+        )
         pieces.append(part)
         done += rows
     if bar is not None:
@@ -249,13 +282,19 @@ def _complete_rows(arrays: dict[str, np.ndarray]) -> int:
 def _read_all(path: Path) -> dict[str, np.ndarray]:
     with h5py.File(path, "r") as fh:
         out = {}
-        fh.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset)
-                      and not name.startswith("metadata") else None)
+        fh.visititems(
+            lambda name, obj: (
+                out.__setitem__(name, obj[()])
+                if isinstance(obj, h5py.Dataset) and not name.startswith("metadata")
+                else None
+            )
+        )
     return out
 
 
-def write_d4rl_hdf5(path: Path, arrays: dict[str, np.ndarray], provenance: dict,
-                    policy: ShippedPolicy | None = None) -> None:
+def write_d4rl_hdf5(
+    path: Path, arrays: dict[str, np.ndarray], provenance: dict, policy: ShippedPolicy | None = None
+) -> None:
     """D4RL's layout: flat arrays, ``infos/*``, ``metadata/*`` (policy weights as D4RL's rlkit names)."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
         for key in sorted(arrays):

@@ -56,8 +56,13 @@ def evaluate_actor(env_id: str, actor: torch.nn.Module, episodes: int, seed: int
     """Stochastic returns (the policy that generates data) and deterministic ones (tanh of the mean)."""
     out = {}
     for mode, deterministic in (("stochastic", False), ("deterministic", True)):
-        result = rollout(lambda: _make_env(env_id), actor_policy(actor, deterministic), seed=seed,
-                         episodes_per_env=1, num_envs=episodes)
+        result = rollout(
+            lambda: _make_env(env_id),
+            actor_policy(actor, deterministic),
+            seed=seed,
+            episodes_per_env=1,
+            num_envs=episodes,
+        )
         returns = np.asarray(result.episode_returns)
         out[mode] = {"mean": float(returns.mean()), "std": float(returns.std()), "returns": returns.tolist()}
     return out
@@ -106,11 +111,18 @@ class _Buffer:
 def _rows_to_td(cols: list[np.ndarray]) -> TensorDict:
     obs, action, reward, next_obs, terminated = (torch.as_tensor(c) for c in cols)
     n = len(obs)
-    return TensorDict({
-        "observation": obs.float(), "action": action.float(),
-        "next": {"observation": next_obs.float(), "reward": reward.float().reshape(n, 1),
-                 "terminated": terminated.bool().reshape(n, 1)},
-    }, batch_size=[n])
+    return TensorDict(
+        {
+            "observation": obs.float(),
+            "action": action.float(),
+            "next": {
+                "observation": next_obs.float(),
+                "reward": reward.float().reshape(n, 1),
+                "terminated": terminated.bool().reshape(n, 1),
+            },
+        },
+        batch_size=[n],
+    )
 
 
 def train_behaviour(run: BehaviourRun, cfg: SACConfig, progress: bool = True) -> Path:
@@ -126,17 +138,25 @@ def train_behaviour(run: BehaviourRun, cfg: SACConfig, progress: bool = True) ->
     agent = SAC(obs_dim, action_dim, cfg)
     buffer = _Buffer(run.total_steps, cfg.batch_size)
     metrics, snapshots = JsonlLog(out / "metrics.jsonl"), JsonlLog(out / "snapshots.jsonl")
-    config = {"env_id": run.env_id, "seed": run.seed, "sac": asdict(cfg), "run": {
-        k: v for k, v in asdict(run).items() if k not in ("env_id", "out", "seed")}, "torch": torch.__version__,
-        "gymnasium": gym.__version__}
+    config = {
+        "env_id": run.env_id,
+        "seed": run.seed,
+        "sac": asdict(cfg),
+        "run": {k: v for k, v in asdict(run).items() if k not in ("env_id", "out", "seed")},
+        "torch": torch.__version__,
+        "gymnasium": gym.__version__,
+    }
     step, episode, elapsed = 0, 0, 0.0
     if (out / "checkpoint.pt").is_file():
         state = load_torch(out / "checkpoint.pt")
         saved = json.loads((out / "config.json").read_text())
         # A setting added to SACConfig after the run started counts at its default (the old behaviour).
         saved_sac = {**json.loads(json.dumps(asdict(SACConfig()))), **saved["sac"]}
-        if saved["env_id"] != run.env_id or saved["seed"] != run.seed or saved_sac != json.loads(
-                json.dumps(asdict(cfg))):
+        if (
+            saved["env_id"] != run.env_id
+            or saved["seed"] != run.seed
+            or saved_sac != json.loads(json.dumps(asdict(cfg)))
+        ):
             raise ValueError(f"{out}: holds a run with other settings ({saved['env_id']}, seed {saved['seed']})")
         agent.load_training_state(state["agent"])
         buffer.restore(out / "buffer", state["step"])
@@ -155,12 +175,19 @@ def train_behaviour(run: BehaviourRun, cfg: SACConfig, progress: bool = True) ->
         nonlocal saved_rows, last_ckpt
         buffer.flush(out / "buffer", saved_rows)
         saved_rows = last_ckpt = step
-        save_torch(out / "checkpoint.pt", {
-            "agent": agent.training_state(), "step": step, "episode": episode,
-            "elapsed": time.perf_counter() - t0, "metrics_offset": metrics.offset(),
-            "snapshots_offset": snapshots.offset(), "torch_rng": torch.get_rng_state(),
-            "env_rng": env.unwrapped.np_random.bit_generator.state,
-        })
+        save_torch(
+            out / "checkpoint.pt",
+            {
+                "agent": agent.training_state(),
+                "step": step,
+                "episode": episode,
+                "elapsed": time.perf_counter() - t0,
+                "metrics_offset": metrics.offset(),
+                "snapshots_offset": snapshots.offset(),
+                "torch_rng": torch.get_rng_state(),
+                "env_rng": env.unwrapped.np_random.bit_generator.state,
+            },
+        )
 
     bar = _progress(progress, run.total_steps, step, run.env_id)
     t0 = time.perf_counter() - elapsed
@@ -205,8 +232,11 @@ def _snapshot(run: BehaviourRun, agent: SAC, step: int, log: JsonlLog, elapsed: 
     with torch.random.fork_rng(devices=[]):
         result = evaluate_actor(run.env_id, agent.actor, run.eval_episodes, derived_seed(run.seed, "eval", nbytes=4))
     log.append({"step": step, "time": round(elapsed, 1), "path": path.name, **result})
-    print(f"{run.env_id} step {step}: return {result['stochastic']['mean']:.1f} ± {result['stochastic']['std']:.1f}"
-          f" (deterministic {result['deterministic']['mean']:.1f})", flush=True)
+    print(
+        f"{run.env_id} step {step}: return {result['stochastic']['mean']:.1f} ± {result['stochastic']['std']:.1f}"
+        f" (deterministic {result['deterministic']['mean']:.1f})",
+        flush=True,
+    )
 
 
 def _progress(enabled: bool, total: int, start: int, name: str):

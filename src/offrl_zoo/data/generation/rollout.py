@@ -69,8 +69,14 @@ class _Episode:
 
 
 def rollout(
-    make_env: Callable[[], gym.Env], policy: Policy, *, seed: int, transitions: int | None = None,
-    episodes_per_env: int | None = None, num_envs: int = 16, progress: Callable[[int], None] | None = None,
+    make_env: Callable[[], gym.Env],
+    policy: Policy,
+    *,
+    seed: int,
+    transitions: int | None = None,
+    episodes_per_env: int | None = None,
+    num_envs: int = 16,
+    progress: Callable[[int], None] | None = None,
 ) -> Rollout:
     """Collect ``transitions`` steps, or ``episodes_per_env`` whole episodes in every env.
 
@@ -107,10 +113,15 @@ def rollout(
                 continue
             ep = live[i]
             for key, value in (
-                ("observations", obs[i]), ("actions", action_np[i]), ("rewards", reward[i]),
-                ("terminals", terminated[i]), ("timeouts", truncated[i] and not terminated[i]),
-                ("next_observations", next_obs[i]), ("action_log_probs", log_prob_np[i]),
-                ("qpos", before[i][0]), ("qvel", before[i][1]),
+                ("observations", obs[i]),
+                ("actions", action_np[i]),
+                ("rewards", reward[i]),
+                ("terminals", terminated[i]),
+                ("timeouts", truncated[i] and not terminated[i]),
+                ("next_observations", next_obs[i]),
+                ("action_log_probs", log_prob_np[i]),
+                ("qpos", before[i][0]),
+                ("qvel", before[i][1]),
             ):
                 ep.rows[key].append(value)
             ep.ret += float(reward[i])

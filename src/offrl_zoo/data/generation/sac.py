@@ -52,8 +52,13 @@ class SACConfig:
 def make_actor(obs_dim: int, action_dim: int, cfg: SACConfig) -> TanhGaussianPolicy:
     """The behaviour-policy network: its weights are what the package ships."""
     return TanhGaussianPolicy(
-        obs_dim, action_dim, cfg.hidden, max_action=1.0, log_std_min=cfg.log_std_min,
-        log_std_max=cfg.log_std_max, init="torch",
+        obs_dim,
+        action_dim,
+        cfg.hidden,
+        max_action=1.0,
+        log_std_min=cfg.log_std_min,
+        log_std_max=cfg.log_std_max,
+        init="torch",
     )
 
 
@@ -98,10 +103,15 @@ class SAC(nn.Module):
         critic_loss = (q - target).pow(2).mean(-1).sum()  # each head's MSE, summed (rlkit: qf1 + qf2 losses)
         step_optimizer(self.optimizers["critic"], critic_loss)
         polyak_update_(self.critic_target, self.critic, cfg.tau)
-        return TensorDict({
-            "critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "alpha": alpha,
-            "entropy": -log_prob.detach().mean(), "q": q.detach().mean(),
-        })
+        return TensorDict(
+            {
+                "critic_loss": critic_loss.detach(),
+                "actor_loss": actor_loss.detach(),
+                "alpha": alpha,
+                "entropy": -log_prob.detach().mean(),
+                "q": q.detach().mean(),
+            }
+        )
 
     def training_state(self) -> dict:
         return {"modules": self.state_dict(), "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}

@@ -56,8 +56,10 @@ class ShippedPolicy:
 
         digest = sha256_file(self.path)
         if digest != self.meta["sha256"]:
-            raise DatasetError(f"{self.path}: SHA-256 {digest[:12]}… does not match its metadata "
-                               f"({self.meta['sha256'][:12]}…); the policy file is corrupt or was replaced")
+            raise DatasetError(
+                f"{self.path}: SHA-256 {digest[:12]}… does not match its metadata "
+                f"({self.meta['sha256'][:12]}…); the policy file is corrupt or was replaced"
+            )
         cfg = SACConfig(**{k: v for k, v in self.meta["sac"].items() if k in SACConfig.__dataclass_fields__})
         actor = make_actor(self.meta["obs_dim"], self.meta["action_dim"], cfg)
         actor.load_state_dict(load_torch(self.path))
@@ -69,8 +71,9 @@ def shipped_policies(domain: str, root: Path | None = None) -> dict[str, Shipped
     folder = root / domain
     if not folder.is_dir():
         return {}
-    return {p.stem: ShippedPolicy(domain, p.stem, json.loads(p.read_text()), root)
-            for p in sorted(folder.glob("*.json"))}
+    return {
+        p.stem: ShippedPolicy(domain, p.stem, json.loads(p.read_text()), root) for p in sorted(folder.glob("*.json"))
+    }
 
 
 def get_policy(domain: str, name: str) -> ShippedPolicy:
@@ -92,8 +95,12 @@ ROLES = ("medium", "replay", "expert")
 
 
 def export_policies(
-    run_dir: Path, domain: str, dest: Path | None = None, expert_max_step: int = 1_000_000,
-    medium_range: tuple[float, float] | None = None, roles: tuple[str, ...] = ROLES,
+    run_dir: Path,
+    domain: str,
+    dest: Path | None = None,
+    expert_max_step: int = 1_000_000,
+    medium_range: tuple[float, float] | None = None,
+    roles: tuple[str, ...] = ROLES,
     recheck_episodes: int = RECHECK_EPISODES,
 ) -> dict:
     """Pick medium, expert and replay snapshots of a SAC run and write them with metadata to ``dest/domain``.
@@ -155,15 +162,27 @@ def export_policies(
         weights = out / f"{name}.pt"
         weights.write_bytes((run_dir / "snapshots" / record["path"]).read_bytes())
         role = _role(name)
-        write_json(out / f"{name}.json", {
-            "domain": domain, "name": name, "role": role, "env_id": config["env_id"],
-            "gymnasium_version": gym.__version__, "mujoco_version": mujoco.__version__,
-            "training_steps": record["step"], "trained_steps_of_run": last_step, "seed": config["seed"],
-            "return_stochastic": {k: record["stochastic"][k] for k in ("mean", "std")},
-            "return_deterministic": {k: record["deterministic"][k] for k in ("mean", "std")},
-            "eval_episodes": len(record["stochastic"]["returns"]), "selected_by": _SELECTION[role],
-            "sac": config["sac"], **dims, "sha256": sha256_file(weights),
-        })
+        write_json(
+            out / f"{name}.json",
+            {
+                "domain": domain,
+                "name": name,
+                "role": role,
+                "env_id": config["env_id"],
+                "gymnasium_version": gym.__version__,
+                "mujoco_version": mujoco.__version__,
+                "training_steps": record["step"],
+                "trained_steps_of_run": last_step,
+                "seed": config["seed"],
+                "return_stochastic": {k: record["stochastic"][k] for k in ("mean", "std")},
+                "return_deterministic": {k: record["deterministic"][k] for k in ("mean", "std")},
+                "eval_episodes": len(record["stochastic"]["returns"]),
+                "selected_by": _SELECTION[role],
+                "sac": config["sac"],
+                **dims,
+                "sha256": sha256_file(weights),
+            },
+        )
     return {name: (r["step"], r["stochastic"]["mean"]) for name, r in chosen.items()}
 
 
@@ -180,15 +199,20 @@ def _closest_in_range(run_dir: Path, records: list[dict], medium_range: tuple[fl
     in_range = [r for r in records if low <= r["stochastic"]["mean"] <= high]
     if not in_range:
         near = sorted(records, key=lambda r: abs(r["stochastic"]["mean"] - middle))[:3]
-        seen = ", ".join(f"step {r['step']}: {r['stochastic']['mean']:.0f} ({len(r['stochastic']['returns'])} episodes)"
-                         for r in near)
-        raise DatasetError(f"{run_dir}: no snapshot has a stochastic return in [{low:g}, {high:g}] (nearest: {seen}); "
-                           "train on, or retrain with a smaller --snapshot-every")
+        seen = ", ".join(
+            f"step {r['step']}: {r['stochastic']['mean']:.0f} ({len(r['stochastic']['returns'])} episodes)"
+            for r in near
+        )
+        raise DatasetError(
+            f"{run_dir}: no snapshot has a stochastic return in [{low:g}, {high:g}] (nearest: {seen}); "
+            "train on, or retrain with a smaller --snapshot-every"
+        )
     return min(in_range, key=lambda r: abs(r["stochastic"]["mean"] - middle))
 
 
-def _recheck(run_dir: Path, config: dict, dims: dict, records: list[dict], steps: set[int],
-             episodes: int) -> list[dict]:
+def _recheck(
+    run_dir: Path, config: dict, dims: dict, records: list[dict], steps: set[int], episodes: int
+) -> list[dict]:
     """The snapshot records, those at ``steps`` re-evaluated with ``episodes`` episodes per mode."""
     from offrl_zoo.data.generation.online import evaluate_actor
 
