@@ -249,7 +249,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"offrl-zoo: interrupted; re-run the same command to resume ({Path.cwd()})", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
