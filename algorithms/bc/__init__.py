@@ -1,3 +1,3 @@
-from offrl_zoo.algorithms.bc.bc import BC, BCConfig
+from .bc import BC, BCConfig
 
 __all__ = ["BC", "BCConfig"]

@@ -1,3 +1,3 @@
-from offrl_zoo.algorithms.dql.dql import DQL, DQLConfig
+from .dql import DQL, DQLConfig
 
 __all__ = ["DQL", "DQLConfig"]

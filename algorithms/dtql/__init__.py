@@ -1,3 +1,3 @@
-from offrl_zoo.algorithms.dtql.dtql import DTQL, DTQLConfig
+from .dtql import DTQL, DTQLConfig
 
 __all__ = ["DTQL", "DTQLConfig"]

@@ -1,3 +1,3 @@
-from offrl_zoo.algorithms.idql.idql import IDQL, IDQLConfig
+from .idql import IDQL, IDQLConfig
 
 __all__ = ["IDQL", "IDQLConfig"]

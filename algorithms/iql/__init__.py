@@ -1,3 +1,3 @@
-from offrl_zoo.algorithms.iql.iql import IQL, IQLConfig
+from .iql import IQL, IQLConfig
 
 __all__ = ["IQL", "IQLConfig"]

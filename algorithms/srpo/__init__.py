@@ -1,3 +1,3 @@
-from offrl_zoo.algorithms.srpo.srpo import SRPO, SRPOConfig
+from .srpo import SRPO, SRPOConfig
 
 __all__ = ["SRPO", "SRPOConfig"]
