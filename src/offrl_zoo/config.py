@@ -17,7 +17,7 @@ import difflib
 import fnmatch
 import inspect
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from omegaconf import OmegaConf
@@ -177,14 +177,15 @@ def resolve(
             if "=" not in item:
                 raise ConfigError(f"command-line override {item!r}: expected key=value")
         try:
-            values = OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
+            # a DictConfig converts to a dict (the stubs give every container type)
+            values = cast(dict[str, Any], OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides))))
         except OmegaConfBaseException as err:
             detail = str(err).splitlines()[0]
             raise ConfigError(f"command line: cannot parse overrides {list(overrides)}: {detail}") from None
         apply(values, dict.fromkeys(values, "command line"), "command line")
     check_supported(algo_cls, task_id, sources)
     try:
-        obj = OmegaConf.to_object(cfg)
+        obj = cast(BaseConfig, OmegaConf.to_object(cfg))  # a structured config of ``config_cls``
     except (ValueError, TypeError) as err:
         raise ConfigError(f"{algo_cls.name} config for {task_id}: {err}") from None
     return ResolvedConfig(obj, sources)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -10,7 +11,7 @@ from offrl_zoo.nets import seed_batch
 
 
 def make_optimizer(
-    params: Any, fused: bool, optimizer: type[torch.optim.Optimizer] = torch.optim.Adam, **kwargs: Any
+    params: Any, fused: bool, optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.Adam, **kwargs: Any
 ) -> torch.optim.Optimizer:
     """``optimizer(params, **kwargs)`` (Adam or AdamW); with ``fused``, its fused kernel where the parameters'
     device has one (CPU, CUDA). Same maths as the default per-tensor loop, to float rounding."""

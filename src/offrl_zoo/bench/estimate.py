@@ -45,6 +45,7 @@ def task_spec(task_id: str) -> DataSpec:
     finally:
         env.close()
     assert isinstance(act, gym.spaces.Box)
+    assert obs.shape is not None  # a task's observations are flat arrays (Dict spaces are flattened)
     return DataSpec(
         int(np.prod(obs.shape)), int(np.prod(act.shape)), tuple(map(float, act.low)), tuple(map(float, act.high))
     )

@@ -14,6 +14,7 @@ import fcntl
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, TypedDict
 
 from offrl_zoo import registry
 from offrl_zoo.config import field_names, presets, resolve
@@ -23,17 +24,25 @@ from offrl_zoo.io import write_json
 from offrl_zoo.train.run import FAILED, LOCK
 from offrl_zoo.train.trainer import CHECKPOINT, DONE
 
+
+class QuickBudget(TypedDict):
+    """A ``quick`` budget: see ``QUICK``."""
+
+    steps: int
+    config: dict[str, Any]
+
+
 # ``quick`` budget per suite: every stage capped at ``steps`` gradient steps, the algorithm's ``quick``
 # preset when it has one, then ``config`` values where the algorithm has the key. On the toys this is
 # minibatches of 256 for 1 000 steps (the official toy settings are full batches of 10 000 for 3 500
 # steps), so that a three-algorithm, three-seed toy comparison takes minutes on a CPU; its scores are
 # lower than at the official settings (docs/toy.md). ``paper`` = the official settings.
-QUICK = {
+QUICK: dict[str, QuickBudget] = {
     "toy": {"steps": 1000, "config": {"batch_size": 256}},
     "gym-medium": {"steps": 20_000, "config": {}},
     "gym": {"steps": 20_000, "config": {}},
 }
-DEFAULT_QUICK = {"steps": 20_000, "config": {}}
+DEFAULT_QUICK: QuickBudget = {"steps": 20_000, "config": {}}
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ def complete_episode_returns(
 
 def describe_arrays(arrays: dict[str, np.ndarray]) -> dict:
     returns, cut = complete_episode_returns(arrays["rewards"], arrays["terminals"], arrays.get("timeouts"))
-    stats = {
+    stats: dict[str, Any] = {
         "transitions": int(len(arrays["rewards"])),
         "obs_dim": int(arrays["observations"].shape[1]),
         "action_dim": int(arrays["actions"].shape[1]),

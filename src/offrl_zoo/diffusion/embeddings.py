@@ -16,6 +16,8 @@ class SinusoidalEmbedding(nn.Module):
     DTQL feeds u = ln(σ)/4, DQL the integer step index; the first half of the features are sines.
     """
 
+    freqs: torch.Tensor
+
     def __init__(self, dim: int) -> None:
         super().__init__()
         if dim < 4 or dim % 2:
@@ -46,6 +48,8 @@ class LearnableFourierEmbedding(nn.Module):
 
 class GaussianFourierEmbedding(nn.Module):
     """SRPO: fixed W ~ N(0, 30²) of size 32; [sin 2πtW, cos 2πtW] → Linear(64→128)–Mish–Linear(128→128)."""
+
+    weight: torch.Tensor
 
     def __init__(self, features: int = 64, out_dim: int = 128, scale: float = 30.0) -> None:
         super().__init__()

@@ -15,6 +15,15 @@ from offrl_zoo.nets import seed_batch
 class VPSchedule(nn.Module):
     """β_i = 1 − exp(−b_min/T − ½(b_max − b_min)(2i − 1)/T²), i = 1..T; tables stored as buffers."""
 
+    betas: torch.Tensor
+    alphas: torch.Tensor
+    alpha_bars: torch.Tensor
+    alpha_bars_prev: torch.Tensor
+    posterior_var: torch.Tensor
+    posterior_log_var: torch.Tensor
+    coef_x0: torch.Tensor
+    coef_xt: torch.Tensor
+
     def __init__(self, steps: int = 5, b_min: float = 0.1, b_max: float = 10.0) -> None:
         super().__init__()
         i = torch.arange(1, steps + 1, dtype=torch.float64)

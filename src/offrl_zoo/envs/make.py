@@ -21,6 +21,13 @@ def make(env_id: str, **kwargs) -> gym.Env:
     return gym.make(env_id, **kwargs)
 
 
+def box(space: gym.Space) -> gym.spaces.Box:
+    """``space`` as a Box (the observation and action spaces of the MuJoCo locomotion envs)."""
+    if not isinstance(space, gym.spaces.Box):
+        raise TypeError(f"expected a Box space, got {space}")
+    return space
+
+
 @functools.cache
 def filter_mujoco_warnings() -> None:
     """Install the filter once per process (also for envs that other libraries make, e.g. Minari)."""

@@ -71,6 +71,8 @@ def flatten(space: gym.Space, value: object, rows: int | None = None) -> np.ndar
     ``rows``: a batch of that many observations (arrays with a leading axis), else one observation.
     """
     if isinstance(space, gym.spaces.Dict):
+        if not isinstance(value, Mapping):
+            raise TypeError(f"a Dict-space observation must be a mapping, got {type(value).__name__}")
         parts = [flatten(sub, value[key], rows) for key, sub in space.spaces.items()]
         return np.concatenate(parts, axis=-1)
     array = np.asarray(value, dtype=np.float64)

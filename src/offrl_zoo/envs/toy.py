@@ -94,7 +94,7 @@ ENV_ID = "offrl_zoo/ToyBandit-v0"
 
 def register_env() -> None:
     if ENV_ID not in gym.registry:
-        gym.register(ENV_ID, entry_point=ToyBanditEnv, max_episode_steps=1)
+        gym.register(ENV_ID, entry_point=f"{__name__}:ToyBanditEnv", max_episode_steps=1)
 
 
 def toy_metrics(actions: np.ndarray, distribution: str, reward: str, data_seed: int = 0) -> dict[str, float]:

@@ -35,13 +35,13 @@ def _exp_terms(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 class _MishFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         e, t = _exp_terms(x)
         ctx.save_for_backward(x, e, t)
         return x * t
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         x, e, t = ctx.saved_tensors
         xs = e.add(1.0).reciprocal_().mul_(e).mul_(x)  # x·σ(x)
         # d/dx x·tanh(softplus(x)) = t + x·σ(x)·(1 − t²)

@@ -83,7 +83,7 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     if _streams is None or not training or p == 0 or not functorch.is_batchedtensor(x):
         return F.dropout(x, p, training)
     level = functorch.maybe_get_level(x)
-    base, bdim = functorch._unwrap_batched(x, level)
+    base, bdim = _unwrap(x, level)
     base = base.movedim(bdim, 0)
     with outside_vmap(len(_streams)):  # the real op, run with each seed's state in the global generator
         out = torch.stack([_with_stream(g, lambda i=i: F.dropout(base[i], p, True)) for i, g in enumerate(_streams)])
@@ -130,15 +130,15 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
     level = functorch.maybe_get_level(weight) if functorch.is_batchedtensor(weight) else None
     if level is None or not functorch.is_batchedtensor(x) or functorch.maybe_get_level(x) != level:
         return F.linear(x, weight, bias)
-    w, w_dim = functorch._unwrap_batched(weight, level)
-    xs, x_dim = functorch._unwrap_batched(x, level)
+    w, w_dim = _unwrap(weight, level)
+    xs, x_dim = _unwrap(x, level)
     w, xs = w.movedim(w_dim, 0), xs.movedim(x_dim, 0)
     n, lead = w.shape[0], xs.shape[1:-1]
     flat = xs.reshape(n, -1, xs.shape[-1])
     if bias is None:
         out = torch.bmm(flat, w.transpose(1, 2))
     else:
-        b, b_dim = functorch._unwrap_batched(bias, level)
+        b, b_dim = _unwrap(bias, level)
         out = torch.baddbmm(b.movedim(b_dim, 0).unsqueeze(1), flat, w.transpose(1, 2))
     return functorch._add_batch_dim(out.reshape(n, *lead, out.shape[-1]), 0, level)
 
@@ -147,10 +147,17 @@ def elementwise(fn, x: torch.Tensor) -> torch.Tensor:
     """``fn(x)`` for an elementwise ``fn``, applied to the stacked tensor behind a seed-batched ``x``, so that
     custom autograd functions and in-place kernels run as they do for one seed."""
     level = functorch.maybe_get_level(x)
-    base, dim = functorch._unwrap_batched(x, level)
+    base, dim = _unwrap(x, level)
     with outside_vmap(base.shape[dim]):  # autograd.Functions refuse to run under a functorch transform
         out = fn(base)
     return functorch._add_batch_dim(out, dim, level)
+
+
+def _unwrap(t: torch.Tensor, level: int) -> tuple[torch.Tensor, int]:
+    """The tensor behind ``t``, vmapped at ``level``, and the dimension it is batched along there."""
+    base, bdim = functorch._unwrap_batched(t, level)
+    assert bdim is not None, "expected a tensor batched at this vmap level (every seed-batched tensor is)"
+    return base, bdim
 
 
 def is_seed_batched(t: torch.Tensor) -> bool:
@@ -194,7 +201,7 @@ def batched_step(
     """``step_optimizer`` for a seed-batched ``loss``: backward of the per-seed sum and one step of the
     stacked optimiser, outside vmap. Clipping uses each seed's own global norm, as a lone run does."""
     level = functorch.maybe_get_level(loss)
-    base, dim = functorch._unwrap_batched(loss, level)
+    base, dim = _unwrap(loss, level)
     stacked = base.movedim(dim, 0)
     n = stacked.shape[0]
     norm = None

@@ -17,6 +17,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -63,7 +64,7 @@ def generated_dir(cache: Path | None = None) -> Path:
 def recipe(task_id: str, seed: int = 0, size: int | None = None) -> dict:
     """Everything the generated file depends on; a cached file with another recipe is stale."""
     domain, kind = parse_task(task_id)
-    recipe = {
+    recipe: dict[str, Any] = {
         "format": FORMAT_VERSION,
         "task": task_id,
         "env_id": ENV_IDS[domain],
@@ -172,7 +173,7 @@ def generate(
     # same recipe gives the same bytes and the same SHA-256.
     provenance = {"generated_by": f"offrl-zoo from {_describe(domain, kind)}", "recipe": want}
     write_d4rl_hdf5(path, arrays, provenance, policy_meta)
-    meta = {
+    meta: dict[str, Any] = {
         "recipe": want,
         "sha256": sha256_file(path),
         "transitions": len(arrays["rewards"]),
@@ -208,13 +209,14 @@ def _describe(domain: str, kind: str) -> str:
 
 def _roll(domain: str, kind: str, env_id: str, n: int, seed: int, progress: bool, label: str):
     from offrl_zoo.algorithm import derived_seed
-    from offrl_zoo.envs.make import make
+    from offrl_zoo.envs.make import box, make
 
     make_env = lambda: make(env_id)  # noqa: E731
     bar = _bar(progress, n, label)
     if kind == "random":
         env = make_env()
-        policy = uniform_policy(env.action_space.low, env.action_space.high)
+        space = box(env.action_space)
+        policy = uniform_policy(space.low, space.high)
         env.close()
         segments = [(policy, n)]
         policy_meta = None
@@ -246,11 +248,11 @@ def _roll(domain: str, kind: str, env_id: str, n: int, seed: int, progress: bool
 
 
 def _replay_segments(domain: str, env_id: str, n: int) -> list:
-    from offrl_zoo.envs.make import make
+    from offrl_zoo.envs.make import box, make
 
     sequence = replay_sequence(domain)
     start_steps = int(sequence[0].meta["sac"]["start_steps"])
-    stretches = [(None, start_steps)]
+    stretches: list[tuple[ShippedPolicy | None, int]] = [(None, start_steps)]
     previous = start_steps
     for policy in sequence:
         stretches.append((policy, max(0, policy.step - previous)))
@@ -259,7 +261,8 @@ def _replay_segments(domain: str, env_id: str, n: int) -> list:
     rows = [int(n * length // total) for _, length in stretches]
     rows[-1] += n - sum(rows)  # rounding goes to the medium snapshot
     env = make(env_id)
-    random_policy = uniform_policy(env.action_space.low, env.action_space.high)
+    space = box(env.action_space)
+    random_policy = uniform_policy(space.low, space.high)
     env.close()
     pairs = zip(stretches, rows, strict=True)
     return [(random_policy if p is None else actor_policy(p.load()), r) for (p, _), r in pairs if r > 0]
@@ -281,7 +284,7 @@ def _complete_rows(arrays: dict[str, np.ndarray]) -> int:
 
 def _read_all(path: Path) -> dict[str, np.ndarray]:
     with h5py.File(path, "r") as fh:
-        out = {}
+        out: dict[str, np.ndarray] = {}
         fh.visititems(
             lambda name, obj: (
                 out.__setitem__(name, obj[()])

@@ -11,10 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 import gymnasium as gym
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+
+    from offrl_zoo.nets.policies import TanhGaussianPolicy
 
 # policy(observations (n, obs_dim) float32, generator) -> (actions (n, A), log-probabilities (n,))
 Policy = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
@@ -30,7 +36,7 @@ class Rollout:
     episode_lengths: list[int] = field(default_factory=list)
 
 
-def actor_policy(actor: torch.nn.Module, deterministic: bool = False) -> Policy:
+def actor_policy(actor: TanhGaussianPolicy, deterministic: bool = False) -> Policy:
     """A ``TanhGaussianPolicy`` as a rollout policy: stochastic samples with their log-densities."""
 
     @torch.no_grad()
@@ -56,16 +62,15 @@ def uniform_policy(low: np.ndarray, high: np.ndarray) -> Policy:
 
 class _Episode:
     def __init__(self) -> None:
-        self.rows: dict[str, list] = {k: [] for k in (*STEP_KEYS, *INFO_KEYS)}
+        self.rows: dict[str, list[Any]] = {k: [] for k in (*STEP_KEYS, *INFO_KEYS)}
         self.ret = 0.0
 
     def __len__(self) -> int:
         return len(self.rows["rewards"])
 
-    def close(self) -> _Episode:
-        """Pack the per-step lists into arrays (a finished episode is kept compact in memory)."""
-        self.rows = {k: np.asarray(v) for k, v in self.rows.items()}
-        return self
+    def close(self) -> dict[str, np.ndarray]:
+        """The per-step lists packed into arrays (a finished episode is kept compact in memory)."""
+        return {k: np.asarray(v) for k, v in self.rows.items()}
 
 
 def rollout(
@@ -89,7 +94,7 @@ def rollout(
     generator = torch.Generator().manual_seed(seed)
     obs, _ = envs.reset(seed=[seed + i for i in range(num_envs)])
     live = [_Episode() for _ in range(num_envs)]
-    finished: list[_Episode] = []
+    finished: list[dict[str, np.ndarray]] = []  # closed episodes
     stored, skip = 0, np.zeros(num_envs, bool)
     done_count = np.zeros(num_envs, int)
     result = Rollout(arrays={})
@@ -103,7 +108,7 @@ def rollout(
         action, log_prob = policy(torch.as_tensor(obs, dtype=torch.float32), generator)
         action_np = action.numpy().astype(np.float32)
         log_prob_np = log_prob.numpy()
-        before = [(e.unwrapped.data.qpos.copy(), e.unwrapped.data.qvel.copy()) for e in envs.envs]
+        before = [_mujoco_state(e) for e in envs.envs]
         next_obs, reward, terminated, truncated, _ = envs.step(action_np)
         for i in range(num_envs):
             if skip[i]:  # this call only reset env i
@@ -143,10 +148,16 @@ def rollout(
     return result
 
 
-def _concatenate(episodes: list[_Episode], limit: int | None) -> dict[str, np.ndarray]:
+def _mujoco_state(env: gym.Env) -> tuple[np.ndarray, np.ndarray]:
+    """(qpos, qvel) of a MuJoCo env (the vector env types its sub-envs as plain ``gym.Env``)."""
+    data = cast("MujocoEnv", env.unwrapped).data
+    return data.qpos.copy(), data.qvel.copy()
+
+
+def _concatenate(episodes: list[dict[str, np.ndarray]], limit: int | None) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for key in (*STEP_KEYS, *INFO_KEYS):
-        parts = [np.asarray(ep.rows[key]) for ep in episodes]
+        parts = [ep[key] for ep in episodes]
         array = np.concatenate(parts) if parts else np.zeros(0)
         if limit is not None:
             array = array[:limit]

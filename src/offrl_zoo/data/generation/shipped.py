@@ -17,7 +17,7 @@ from pathlib import Path
 import gymnasium as gym
 
 from offrl_zoo.data.generation.sac import SACConfig, make_actor
-from offrl_zoo.envs.make import make
+from offrl_zoo.envs.make import box, make
 from offrl_zoo.errors import DatasetError
 from offrl_zoo.io import load_torch, write_json
 from offrl_zoo.nets import TanhGaussianPolicy
@@ -127,7 +127,7 @@ def export_policies(
         raise DatasetError(f"{run_dir}: no evaluated snapshots yet")
     low, high = medium_range or MEDIUM_RANGES[domain]
     env = make(config["env_id"])
-    dims = {"obs_dim": env.observation_space.shape[0], "action_dim": env.action_space.shape[0]}
+    dims = {"obs_dim": box(env.observation_space).shape[0], "action_dim": box(env.action_space).shape[0]}
     env.close()
     unknown = set(roles) - set(ROLES)
     if unknown:
