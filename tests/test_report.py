@@ -1,4 +1,4 @@
-"""The benchmark report (offrl_zoo.bench.report) on a small results store written by hand.
+"""The benchmark report (offrl_zoo.bench: results, tables, stats, report) on a small results store written by hand.
 
 Store: bc and iql on hopper-medium-v2 (generated data) and toy-25_gaussian-far (toy data), 3 planned
 seeds; walker2d-medium-v2 has bc runs and is unsupported for iql (sweep.json). iql/hopper seed 1 failed
@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import scipy.stats
 import yaml
+from matplotlib.figure import Figure
 
-from offrl_zoo.bench import render
+from offrl_zoo.bench import plots, render, results, stats, tables
 from offrl_zoo.bench import report as rep
 
 REPS = 200  # bootstrap replications: enough to exercise the code, cheap on a CPU
@@ -171,7 +172,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[rep.Report, Path]:
     return report, render.write_report(report)
 
 
-def _cell(report: rep.Report, task: str, alg: str) -> rep.Cell:
+def _cell(report: rep.Report, task: str, alg: str) -> tables.Cell:
     return next(c for t in report.tasks if t.task == task for c in t.cells if c.algorithm == alg)
 
 
@@ -196,7 +197,7 @@ def test_failed_unfinished_unsupported_cells(built):
     assert render._fmt_value(_cell(report, "walker2d-medium-v2", "iql"), "final") == "unsupported"
     md = (out / "report.md").read_text()
     assert "failed (1)" in md and "unsupported" in md and "999" not in md  # a failed run never gives a score
-    all_failed = rep._cell("iql", [r for r in report.runs if r.status == "failed"], "score", 3, None, None)
+    all_failed = tables._cell("iql", [r for r in report.runs if r.status == "failed"], "score", 3, None, None)
     assert render._fmt_value(all_failed, "final") == "failed (1)"
     csv_rows = (out / "runs.csv").read_text().splitlines()
     assert any(row.startswith("iql,hopper-medium-v2,1,failed,score,,,") for row in csv_rows)
@@ -204,7 +205,7 @@ def test_failed_unfinished_unsupported_cells(built):
 
 def test_aggregate_matrices_exclude_failed_and_use_common_tasks(built):
     report, _ = built
-    matrices, tasks, info = rep.score_matrices(report.tasks, report.runs)
+    matrices, tasks, info = stats.score_matrices(report.tasks, report.runs)
     assert tasks == ["hopper-medium-v2", "toy-25_gaussian-far"]  # walker: iql unsupported there
     # seed counts differ (iql has 2 finished per task): the lowest 2 seeds of each; the failed seed is not one
     np.testing.assert_array_equal(matrices["iql"], [[52.0, 84.0], [64.0, 97.0]])
@@ -231,12 +232,12 @@ def test_probability_of_improvement_by_hand(built):
 
 
 def test_ci_unavailable_with_one_seed_or_one_task():
-    task = rep.TaskReport("t", "score", [], [], [], [], [])
+    task = tables.TaskReport("t", "score", [], [], [], [], [])
     runs = [
-        rep.RunResult("a", "t", 0, "x", "done", final_score=1.0),
-        rep.RunResult("b", "t", 0, "y", "done", final_score=2.0),
+        results.RunResult("a", "t", 0, "x", "done", final_score=1.0),
+        results.RunResult("b", "t", 0, "y", "done", final_score=2.0),
     ]
-    agg = rep.aggregate([task], runs, reps=10)
+    agg = stats.aggregate([task], runs, reps=10)
     assert not agg["ci"] and "1 seed" in agg["ci_unavailable"] and "1 common task" in agg["ci_unavailable"]
     assert agg["metrics"]["b"]["IQM"] == {"estimate": 2.0, "ci_low": None, "ci_high": None}
     assert agg["probability_of_improvement"]["b"]["a"]["estimate"] == 1.0
@@ -253,11 +254,11 @@ def test_costs_reuse_sources_and_paper(built):
     assert reuse["iql"]["reused_stage_steps"] == 400 and reuse["iql"]["share"] == pytest.approx(400 / 1200)
     assert reuse["iql"]["trained"] == 800  # updates count reused steps too
     hopper = next(t for t in report.tasks if t.task == "hopper-medium-v2")
-    assert hopper.source_label() == "generated" and rep.GENERATED_NOTE in hopper.notes
+    assert hopper.source_label() == "generated" and tables.GENERATED_NOTE in hopper.notes
     assert _cell(report, "hopper-medium-v2", "bc").paper == {"mean": 52.9, "std": None}
     assert _cell(report, "hopper-medium-v2", "iql").paper == {"mean": 66.3, "std": None}
     md = (out / "report.md").read_text()
-    assert rep.PAPER_LABEL in md and "52.9 (not comparable: generated data)" in md
+    assert results.PAPER_LABEL in md and "52.9 (not comparable: generated data)" in md
     assert "| bc | toy-25_gaussian-far | 3 (2 with cost) | 11.0 | 100.5 |" in md
 
 
@@ -297,6 +298,14 @@ def test_learning_curve_global_steps_follow_run_order(built):
     assert "hopper-medium-v2,iql,300,2,58," in "\n".join(lines)
 
 
+def test_learning_curve_with_one_evaluation_draws_a_marker():
+    ax = Figure().subplots()
+    plots.draw_curves(ax, {"bc": [{"step": 1000, "n": 1, "mean": 42.0, "std": None}]})
+    (line,) = ax.lines
+    assert line.get_marker() not in (None, "", "None", " ") and line.get_markersize() > 0
+    assert list(line.get_xdata()) == [1000.0] and list(line.get_ydata()) == [42.0]
+
+
 def test_mixed_data_is_flagged_and_excluded(tmp_path):
     store = make_store(tmp_path)
     prov = store / "runs" / "bc" / "toy-25_gaussian-far" / "seed1" / "provenance.json"
@@ -304,11 +313,11 @@ def test_mixed_data_is_flagged_and_excluded(tmp_path):
     data["dataset"]["sha256"] = "d" * 64
     prov.write_text(json.dumps(data))
     report = rep.build_report(store, reps=20)
-    assert len(report.errors) == 1 and rep.MIXED_DATA in report.errors[0]
+    assert len(report.errors) == 1 and tables.MIXED_DATA in report.errors[0]
     assert report.aggregate["tasks"] == ["hopper-medium-v2"] and not report.aggregate["ci"]
     out = render.write_report(report, tmp_path / "out")
     md = (out / "report.md").read_text()
-    assert "## ERRORS" in md and f"**ERROR: toy-25_gaussian-far: {rep.MIXED_DATA}" in md
+    assert "## ERRORS" in md and f"**ERROR: toy-25_gaussian-far: {tables.MIXED_DATA}" in md
     assert "ERROR" in render.format_summary(report)
 
 
@@ -323,7 +332,7 @@ def test_raw_returns_without_sweep_json(tmp_path):
     report = rep.build_report(store, reps=20)
     assert report.sweep["from"].startswith("runs/") and report.sweep["seeds"] == SEEDS
     hopper = next(t for t in report.tasks if t.task == "hopper-medium-v2")
-    assert hopper.value_kind == "return" and rep.RETURN_NOTE in hopper.notes
+    assert hopper.value_kind == "return" and tables.RETURN_NOTE in hopper.notes
     assert _cell(report, "hopper-medium-v2", "bc").final["mean"] == pytest.approx(1052.0)
     assert _cell(report, "hopper-medium-v2", "bc").paper is None  # returns are not comparable with scores
     assert report.aggregate["tasks"] == ["toy-25_gaussian-far"]

@@ -15,6 +15,8 @@ from matplotlib.figure import Figure
 from offrl_zoo.io import atomic_write, write_text
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
     from offrl_zoo.bench.report import Report
 
 FIGURES = "figures"
@@ -36,6 +38,17 @@ def _ylabel(kind: str) -> str:
     return "normalised score" if kind == "score" else "return"
 
 
+def draw_curves(ax: Axes, per_alg: dict[str, list[dict]]) -> None:
+    """One line per algorithm with a ± std band. Markers on every evaluation: a run evaluated once or
+    twice has a single point (or a short segment) that a bare line would not show."""
+    for alg, points in sorted(per_alg.items()):
+        steps = np.array([p["step"] for p in points], dtype=float)
+        mean = np.array([p["mean"] for p in points])
+        std = np.array([np.nan if p["std"] is None else p["std"] for p in points])
+        (line,) = ax.plot(steps, mean, label=alg, linewidth=1.5, marker="o", markersize=3)
+        ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)  # NaN: no band
+
+
 def _curve_figure(report: Report, task: str, out: Path) -> str | None:
     from offrl_zoo.bench.render import to_csv
 
@@ -45,14 +58,10 @@ def _curve_figure(report: Report, task: str, out: Path) -> str | None:
     kind = next(t.value_kind for t in report.tasks if t.task == task)
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
-    rows = []
-    for alg, points in sorted(per_alg.items()):
-        steps = np.array([p["step"] for p in points], dtype=float)
-        mean = np.array([p["mean"] for p in points])
-        std = np.array([np.nan if p["std"] is None else p["std"] for p in points])
-        (line,) = ax.plot(steps, mean, label=alg, linewidth=1.5)
-        ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)  # NaN: no band
-        rows += [[task, alg, p["step"], p["n"], p["mean"], p["std"]] for p in points]
+    draw_curves(ax, per_alg)
+    rows = [
+        [task, alg, p["step"], p["n"], p["mean"], p["std"]] for alg, points in sorted(per_alg.items()) for p in points
+    ]
     source = next(t.source_label() for t in report.tasks if t.task == task)
     ax.set(title=f"{task} ({source}; mean ± std over seeds)", xlabel="global step", ylabel=_ylabel(kind))
     ax.grid(alpha=0.25)

@@ -10,15 +10,9 @@ import io
 from pathlib import Path
 from typing import Any
 
-from offrl_zoo.bench.report import (
-    GENERATED_NOTE,
-    MIXED_DATA,
-    PAPER_LABEL,
-    RETURN_NOTE,
-    Cell,
-    Report,
-    TaskReport,
-)
+from offrl_zoo.bench.report import Report
+from offrl_zoo.bench.results import PAPER_LABEL
+from offrl_zoo.bench.tables import GENERATED_NOTE, MIXED_DATA, RETURN_NOTE, Cell, TaskReport
 from offrl_zoo.io import remove_stale_temps, write_json, write_text
 
 
