@@ -1,12 +1,15 @@
-"""Shared fixtures. The example plugin (tests/plugin_pkg) must be installed for the plugin tests; the
-README's test command installs it, and this hook installs it into the running environment if a plain
-`pytest` is run without it, so the conformance suite always covers a real third-party package."""
+"""Shared fixtures. The conformance suite always covers a real third-party package: the example plugin
+in tests/plugin_pkg. The README's test command installs it; when a plain `pytest` runs without it, the
+plugin is made importable and its entry point discoverable for this session only, nothing installed."""
 
 from __future__ import annotations
 
 import importlib
-import subprocess
+import os
+import shutil
 import sys
+import tempfile
+import tomllib
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -14,15 +17,38 @@ import gymnasium as gym
 import pytest
 
 PLUGIN_DIR = Path(__file__).parent / "plugin_pkg"
+_added_paths: list[str] = []
+
+
+def _plugin_metadata(root: Path) -> list[str]:
+    """A ``*.dist-info`` folder under ``root`` that importlib.metadata reads as the installed plugin:
+    its name, version and entry points, from the plugin's own pyproject.toml. Returns the sys.path
+    entries that make the plugin visible (the metadata folder, then the plugin's source)."""
+    project = tomllib.loads((PLUGIN_DIR / "pyproject.toml").read_text())["project"]
+    info = root / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
+    groups = project["entry-points"]
+    (info / "entry_points.txt").write_text(
+        "".join(f"[{g}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n" for g, eps in groups.items())
+    )
+    return [str(root), str(PLUGIN_DIR)]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if not any(ep.name == "mlbc" for ep in entry_points(group="offrl_zoo.algorithms")):
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(PLUGIN_DIR)],
-            check=True,
-        )
-        importlib.invalidate_caches()
+    # Here rather than in a fixture: the conformance tests are parametrised over the registry at collection.
+    if any(ep.name == "mlbc" for ep in entry_points(group="offrl_zoo.algorithms")):
+        return  # installed: use it as is
+    _added_paths[:] = _plugin_metadata(Path(tempfile.mkdtemp(prefix="offrl-zoo-plugin-")))
+    sys.path[:0] = _added_paths
+    # The CLI tests run the package in subprocesses, which inherit the environment.
+    os.environ["PYTHONPATH"] = os.pathsep.join([*_added_paths, *filter(None, [os.environ.get("PYTHONPATH")])])
+    importlib.invalidate_caches()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _added_paths:
+        shutil.rmtree(_added_paths[0], ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
