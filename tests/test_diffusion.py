@@ -8,7 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from offrl_zoo.diffusion import EDM, EDMScoreNet, VPSchedule, dmd_distillation_loss, trust_region_loss
+from offrl_zoo.diffusion import (
+    EDM,
+    EDMScoreNet,
+    GaussianFourierEmbedding,
+    LearnableFourierEmbedding,
+    ResNetNoiseNet,
+    VPSchedule,
+    dmd_distillation_loss,
+    trust_region_loss,
+)
 from offrl_zoo.diffusion.vp_sde import vp_sde_alpha_sigma
 
 
@@ -111,3 +120,15 @@ def test_dmd_gradient_is_normalised_score_difference():
         d_real, d_fake = edm.denoise(real, noisy, obs, sigma), edm.denoise(fake, noisy, obs, sigma)
         g = (d_fake - d_real) / (action - d_real).abs().mean(1, keepdim=True)
     torch.testing.assert_close(grad, g / action.numel())
+
+
+@pytest.mark.parametrize("embedding", [LearnableFourierEmbedding, GaussianFourierEmbedding])
+def test_resnet_noise_net_takes_its_parts_from_the_caller(embedding):
+    initialised: list[nn.Module] = []
+    net = ResNetNoiseNet(3, 5, embedding(), nn.SiLU, initialised.append, hidden=16, blocks=2)
+    assert initialised == [net.inp, net.out[1]]  # only the input and output Dense layers
+    assert next(net.parameters()) is next(net.embed.parameters())  # the embedding is a registered submodule
+    assert sum(isinstance(m, nn.SiLU) for m in net.modules()) == 3 + (embedding is LearnableFourierEmbedding)
+    assert net(torch.zeros(4, 3), torch.zeros(4, 5), 0.5).shape == (4, 3)
+    with pytest.raises(TypeError, match="nn.Module"):
+        ResNetNoiseNet(3, 5, lambda t: t, nn.SiLU)

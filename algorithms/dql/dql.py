@@ -24,7 +24,7 @@ from offrl_zoo.nets import (
     seed_batch,
     select_candidates,
 )
-from offrl_zoo.nets.losses import not_done
+from offrl_zoo.nets.losses import td_target
 from offrl_zoo.optim import step_optimizer
 from offrl_zoo.spec import DataSpec
 
@@ -164,7 +164,7 @@ class DQL(Algorithm[DQLConfig]):
         with torch.no_grad():  # the official code builds (and drops) a graph here; no number changes
             next_obs = batch["next", "observation"].repeat_interleave(k, dim=0)
             next_q = backup_value(self.critic_target(next_obs, self.sample(self.actor_ema, next_obs)), k)
-            y = batch["next", "reward"].reshape(-1) + not_done(batch) * cfg.discount * next_q
+            y = td_target(batch, next_q, cfg.discount)
         q = self.critic(batch["observation"], batch["action"])  # (2, B)
         loss = (q - y).pow(2).mean(1).sum()
         norm = step_optimizer(self.optimizers["critic"], loss, max_grad_norm=cfg.grad_norm)

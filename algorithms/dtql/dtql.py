@@ -34,7 +34,7 @@ from offrl_zoo.nets import (
     polyak_update_,
     select_candidates,
 )
-from offrl_zoo.nets.losses import expectile_loss, not_done
+from offrl_zoo.nets.losses import expectile_loss, td_target
 from offrl_zoo.optim import step_optimizer
 from offrl_zoo.spec import DataSpec
 
@@ -213,7 +213,7 @@ class DTQL(Algorithm[DTQLConfig]):
         v_loss = expectile_loss(q.detach().min(0).values - self.critic.value(obs), cfg.expectile)
         with torch.no_grad():
             next_v = self.critic.value(batch["next", "observation"])
-            y = batch["next", "reward"].reshape(-1) + not_done(batch) * cfg.discount * next_v
+            y = td_target(batch, next_v, cfg.discount)
         loss = v_loss + (q - y).pow(2).mean(1).sum()
         step_optimizer(self.optimizers["critic"], loss)
         return loss.detach(), v_loss.detach()

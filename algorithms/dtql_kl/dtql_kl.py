@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from offrl_zoo.algorithms.dtql.dtql import DTQL, DTQLConfig
+from ..dtql.dtql import DTQL, DTQLConfig
 from tensordict import TensorDict
 
 from offrl_zoo.algorithm import check_choice, check_positive

@@ -17,9 +17,9 @@ from tensordict import TensorDict
 from torch import nn
 
 from offrl_zoo.algorithm import Algorithm, BaseConfig, Stage, check_choice, check_positive, check_unit_interval
-from offrl_zoo.diffusion import ResNetNoiseNet, VPSchedule
+from offrl_zoo.diffusion import LearnableFourierEmbedding, ResNetNoiseNet, VPSchedule
 from offrl_zoo.nets import EnsembleLinear, QEnsemble, frozen_copy, mlp, polyak_update_, select_candidates
-from offrl_zoo.nets.losses import expectile_loss, not_done
+from offrl_zoo.nets.losses import expectile_loss, td_target
 from offrl_zoo.optim import step_optimizer
 from offrl_zoo.spec import DataSpec
 
@@ -103,7 +103,16 @@ class IDQL(Algorithm[IDQLConfig]):
         s, a = spec.obs_dim, spec.action_dim
         self.a_max = spec.max_action  # the sampler's clip (1 on D4RL, as the official ±1)
         self.schedule = VPSchedule(cfg.diffusion_steps)
-        self.score_net = ResNetNoiseNet(a, s, "idql", cfg.score_hidden, cfg.score_blocks, cfg.dropout)
+        self.score_net = ResNetNoiseNet(
+            a,
+            s,
+            time_embedding=LearnableFourierEmbedding(),
+            act=nn.SiLU,
+            io_init=xavier_,  # the official input/output Dense layers; the rest keep PyTorch's default init
+            hidden=cfg.score_hidden,
+            blocks=cfg.score_blocks,
+            dropout=cfg.dropout,
+        )
         self.score_ema = frozen_copy(self.score_net)  # starts equal to the online net, as the official
         self.critic = xavier_(QEnsemble(s, a, cfg.critic_hidden, n=2, act="relu"))
         self.critic_target = frozen_copy(self.critic)
@@ -146,7 +155,7 @@ class IDQL(Algorithm[IDQLConfig]):
         """Mean over heads and batch, i.e. ½(MSE_1 + MSE_2), with the current V(s')."""
         with torch.no_grad():
             next_v = self.v(batch["next", "observation"])
-            y = batch["next", "reward"].reshape(-1) + not_done(batch) * self.cfg.discount * next_v
+            y = td_target(batch, next_v, self.cfg.discount)
         q = self.critic(batch["observation"], batch["action"])  # (2, B)
         return (q - y).pow(2).mean(), q
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from offrl_zoo.algorithm import Algorithm, BaseConfig, Stage, check_choice, check_positive, check_unit_interval
 from offrl_zoo.nets import DeterministicActor, EnsembleMLP, GaussianPolicy, QEnsemble, frozen_copy, polyak_update_
-from offrl_zoo.nets.losses import expectile_loss, not_done
+from offrl_zoo.nets.losses import expectile_loss, td_target
 from offrl_zoo.optim import step_optimizer
 from offrl_zoo.spec import DataSpec
 
@@ -130,7 +130,7 @@ class IQL(Algorithm[IQLConfig]):
         if next_v is None:
             with torch.no_grad():
                 next_v = self.v(batch["next", "observation"])
-        y = batch["next", "reward"].reshape(-1) + not_done(batch) * self.cfg.discount * next_v
+        y = td_target(batch, next_v, self.cfg.discount)
         q = self.critic(batch["observation"], batch["action"])  # (2, B)
         per_head = (q - y).pow(2).mean(1)
         loss = per_head.mean() if self.cfg.critic_loss_mean_heads else per_head.sum()

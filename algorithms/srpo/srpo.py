@@ -23,10 +23,10 @@ from offrl_zoo.algorithm import (
     check_unit_interval,
     seeded_init,
 )
-from offrl_zoo.diffusion import ResNetNoiseNet, vp_sde_alpha_sigma
+from offrl_zoo.diffusion import GaussianFourierEmbedding, ResNetNoiseNet, vp_sde_alpha_sigma
 from offrl_zoo.diffusion.vp_sde import vp_sde_eps_loss
-from offrl_zoo.nets import DeterministicActor, EnsembleMLP, QEnsemble, frozen_copy, polyak_update_, seed_batch
-from offrl_zoo.nets.losses import expectile_loss, not_done
+from offrl_zoo.nets import DeterministicActor, EnsembleMLP, Mish, QEnsemble, frozen_copy, polyak_update_, seed_batch
+from offrl_zoo.nets.losses import expectile_loss, td_target
 from offrl_zoo.optim import step_optimizer
 from offrl_zoo.spec import DataSpec
 
@@ -111,7 +111,15 @@ class SRPO(Algorithm[SRPOConfig]):
         super().__init__(spec, cfg, device)
         s, a = spec.obs_dim, spec.action_dim
         with seeded_init("srpo-behaviour"):
-            self.behaviour = ResNetNoiseNet(a, s, "srpo", cfg.score_hidden, cfg.score_blocks, cfg.score_dropout)
+            self.behaviour = ResNetNoiseNet(
+                a,
+                s,
+                time_embedding=GaussianFourierEmbedding(),
+                act=Mish,
+                hidden=cfg.score_hidden,
+                blocks=cfg.score_blocks,
+                dropout=cfg.score_dropout,
+            )
         with seeded_init("srpo-critic"):  # PyTorch default init, as the official TwinQ / ValueFunction
             self.critic = QEnsemble(s, a, cfg.critic_hidden, n=2, act="relu")
             self.value = EnsembleMLP(1, s, cfg.critic_hidden, 1, act="relu")
@@ -193,7 +201,7 @@ class SRPO(Algorithm[SRPOConfig]):
             next_v = self.v(batch["next", "observation"])
         value_loss = expectile_loss(target_q - self.v(obs), cfg.expectile)
         step_optimizer(self.optimizers["value"], value_loss)
-        y = batch["next", "reward"].reshape(-1) + not_done(batch) * cfg.discount * next_v
+        y = td_target(batch, next_v, cfg.discount)
         q = self.critic(obs, action)  # (2, B)
         critic_loss = (q - y).pow(2).mean(1).mean()  # ½ Σ_i mean_b (Q_i − y)²
         step_optimizer(self.optimizers["critic"], critic_loss)

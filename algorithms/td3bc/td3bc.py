@@ -9,7 +9,7 @@ from tensordict import TensorDict
 
 from offrl_zoo.algorithm import Algorithm, BaseConfig, Stage, check_positive, check_unit_interval
 from offrl_zoo.nets import DeterministicActor, QEnsemble, frozen, frozen_copy, polyak_update_, seed_batch
-from offrl_zoo.nets.losses import not_done
+from offrl_zoo.nets.losses import td_target
 from offrl_zoo.optim import step_optimizer
 from offrl_zoo.spec import DataSpec
 
@@ -64,7 +64,7 @@ class TD3BC(Algorithm[TD3BCConfig]):
             )
             next_action = (self.actor_target(next_obs) + noise).clamp(-a_max, a_max)
             target_q = self.critic_target(next_obs, next_action).min(0).values
-            y = batch["next", "reward"].reshape(-1) + not_done(batch) * cfg.discount * target_q
+            y = td_target(batch, target_q, cfg.discount)
         q = self.critic(obs, action)  # (2, B)
         critic_loss = (q - y).pow(2).mean(1).sum()  # MSE(Q1, y) + MSE(Q2, y)
         step_optimizer(self.optimizers["critic"], critic_loss)

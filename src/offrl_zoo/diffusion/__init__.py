@@ -9,6 +9,7 @@ Split the way CleanDiffuser splits it, so that no algorithm carries its own copy
 
 from offrl_zoo.diffusion.backbones import DQLNoiseNet, EDMScoreNet, ResNetNoiseNet
 from offrl_zoo.diffusion.edm import EDM, dmd_distillation_loss, trust_region_loss
+from offrl_zoo.diffusion.embeddings import GaussianFourierEmbedding, LearnableFourierEmbedding, SinusoidalEmbedding
 from offrl_zoo.diffusion.vp_discrete import VPSchedule
 from offrl_zoo.diffusion.vp_sde import vp_sde_alpha_sigma
 
@@ -16,7 +17,10 @@ __all__ = [
     "DQLNoiseNet",
     "EDM",
     "EDMScoreNet",
+    "GaussianFourierEmbedding",
+    "LearnableFourierEmbedding",
     "ResNetNoiseNet",
+    "SinusoidalEmbedding",
     "VPSchedule",
     "dmd_distillation_loss",
     "trust_region_loss",

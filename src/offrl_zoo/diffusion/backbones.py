@@ -6,10 +6,13 @@ scalar broadcast over the batch, and returns (B, A).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Protocol
+
 import torch
 from torch import nn
 
-from offrl_zoo.diffusion.embeddings import GaussianFourierEmbedding, LearnableFourierEmbedding, SinusoidalEmbedding
+from offrl_zoo.diffusion.embeddings import SinusoidalEmbedding
 from offrl_zoo.nets import seed_batch
 from offrl_zoo.nets.activations import Mish
 
@@ -77,29 +80,43 @@ class ResidualBlock(nn.Module):
         return h + self.body(h)
 
 
-class ResNetNoiseNet(nn.Module):
-    """ε_φ(x, s, t) of IDQL and SRPO: concat(x, s, cond(t)) → Dense(hidden) → blocks → act → Dense(A).
+class TimeEmbedding(Protocol):
+    """A module mapping t (B,) to features (B, out_dim), such as those in ``embeddings``."""
 
-    ``style="idql"``: learnable Fourier-128 time features, swish, xavier-uniform input/output kernels.
-    ``style="srpo"``: fixed Gaussian-Fourier-64 time features, Mish, PyTorch default init.
+    out_dim: int
+
+    def __call__(self, t: torch.Tensor) -> torch.Tensor: ...
+
+
+class ResNetNoiseNet(nn.Module):
+    """ε_φ(x, s, t): concat(x, s, time_embedding(t)) → Dense(hidden) → blocks → act → Dense(A).
+
+    ``io_init`` (e.g. a xavier initialiser) re-initialises the input and output Dense layers, in that
+    order, after every layer has its PyTorch default init; None keeps the default init.
     Dropout is active in train mode only; call ``.eval()`` for sampling.
     """
 
     def __init__(
-        self, action_dim: int, obs_dim: int, style: str, hidden: int = 256, blocks: int = 3, dropout: float = 0.1
+        self,
+        action_dim: int,
+        obs_dim: int,
+        time_embedding: TimeEmbedding,
+        act: type[nn.Module],
+        io_init: Callable[[nn.Module], object] | None = None,
+        hidden: int = 256,
+        blocks: int = 3,
+        dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        if style not in ("idql", "srpo"):
-            raise ValueError(f"ResNetNoiseNet style {style!r}: expected 'idql' or 'srpo'")
-        act = nn.SiLU if style == "idql" else Mish
-        self.embed: nn.Module = LearnableFourierEmbedding() if style == "idql" else GaussianFourierEmbedding()
-        self.inp = nn.Linear(action_dim + obs_dim + self.embed.out_dim, hidden)
+        if not isinstance(time_embedding, nn.Module):
+            raise TypeError(f"ResNetNoiseNet time_embedding {time_embedding!r}: expected an nn.Module")
+        self.embed = time_embedding  # registered first: its parameters lead (optimiser order, checkpoint keys)
+        self.inp = nn.Linear(action_dim + obs_dim + time_embedding.out_dim, hidden)
         self.blocks = nn.Sequential(*(ResidualBlock(hidden, act, dropout) for _ in range(blocks)))
         self.out = nn.Sequential(act(), nn.Linear(hidden, action_dim))
-        if style == "idql":
-            for layer in (self.inp, self.out[1]):
-                nn.init.xavier_uniform_(layer.weight)
-                nn.init.zeros_(layer.bias)
+        if io_init is not None:
+            io_init(self.inp)
+            io_init(self.out[1])
 
     def forward(self, x: torch.Tensor, obs: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         return self.out(self.blocks(self.inp(torch.cat([x, obs, self.embed(_per_row(t, x))], dim=-1))))
