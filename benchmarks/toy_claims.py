@@ -1,4 +1,4 @@
-"""Reproduce the DTQL paper's 2-D bandit claims (ALGORITHMS.md §14) and measure them.
+"""Reproduce the DTQL paper's 2-D bandit claims (docs/reference.md §14) and measure them.
 
 For each algorithm × toy task: train (or resume, or reuse a finished run), draw 1 000 actions at the
 dummy state, plot them over the data coloured by reward, and compute the §14 numbers. Writes one PNG

@@ -1,4 +1,4 @@
-"""The diffusion toolbox's maths pinned to ALGORITHMS.md §1.5–1.7, §2.3c and §3.2."""
+"""The diffusion toolbox's maths pinned to docs/reference.md §1.5–1.7, §2.3c and §3.2."""
 
 from __future__ import annotations
 

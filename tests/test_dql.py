@@ -1,4 +1,4 @@
-"""DQL specifics pinned to ALGORITHMS.md §4: the normalised Q loss (quirk #12), the max-Q backup, the
+"""DQL specifics pinned to docs/reference.md §4: the normalised Q loss (quirk #12), the max-Q backup, the
 EMA actor's late start (quirk #15), the once-per-50-epochs lr schedule (quirk #13); and it learns."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SRPO (ALGORITHMS.md §6): the policy-loss gradient, the task table, stage sharing and "it learns"."""
+"""SRPO (docs/reference.md §6): the policy-loss gradient, the task table, stage sharing and "it learns"."""
 
 from __future__ import annotations
 

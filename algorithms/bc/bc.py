@@ -1,4 +1,4 @@
-"""Behaviour cloning as CORL's ``any_percent_bc`` (ALGORITHMS.md §9)."""
+"""Behaviour cloning as CORL's ``any_percent_bc`` (docs/reference.md §9)."""
 
 from __future__ import annotations
 

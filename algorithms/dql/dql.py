@@ -1,4 +1,4 @@
-"""Diffusion-QL (Wang, Hunt, Zhou 2022), as the official code (ALGORITHMS.md §4).
+"""Diffusion-QL (Wang, Hunt, Zhou 2022), as the official code (docs/reference.md §4).
 
 The policy is a T = 5 VP-DDPM ε-network: L_π = L_bc + η·L_q, with L_q the Q of the policy's own samples,
 back-propagated through the whole 5-step sampler and divided by the other Q head's mean |Q|. The twin-Q

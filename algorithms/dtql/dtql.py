@@ -1,4 +1,4 @@
-"""Diffusion Trusted Q-Learning (Chen, Wang, Zhou 2024), as the official code (ALGORITHMS.md §2).
+"""Diffusion Trusted Q-Learning (Chen, Wang, Zhou 2024), as the official code (docs/reference.md §2).
 
 A diffusion behaviour model (EDM) defines a trust region for a one-step tanh-Gaussian policy:
 L_π = α·L_TR − η·min Q + γ·L_ent. Stages: ``pretrain`` (behaviour model + critic, shared with

@@ -1,5 +1,5 @@
 """DTQL-KL: DTQL with the trust-region loss replaced by a reverse-KL (DMD/VSD) distillation of the
-behaviour model into an implicit one-step generator (DTQL paper App. D; ALGORITHMS.md §3).
+behaviour model into an implicit one-step generator (DTQL paper App. D; docs/reference.md §3).
 
 Same critic, behaviour model, pretraining stage (shared with DTQL) and action selection as DTQL. The
 generator G(z, s, σ_g) with z ~ N(0, σ_g²I) and a fake-score model that tracks the generator's
@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from ..dtql.dtql import DTQL, DTQLConfig
 from tensordict import TensorDict
 
 from offrl_zoo.algorithm import check_choice, check_positive
 from offrl_zoo.diffusion import EDMScoreNet, dmd_distillation_loss
 from offrl_zoo.nets import frozen, seed_batch
 from offrl_zoo.optim import step_optimizer
+
+from ..dtql.dtql import DTQL, DTQLConfig
 
 
 @dataclass

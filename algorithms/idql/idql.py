@@ -1,4 +1,4 @@
-"""Implicit Diffusion Q-Learning (Hansen-Estruch et al. 2023), as the official code (ALGORITHMS.md §5).
+"""Implicit Diffusion Q-Learning (Hansen-Estruch et al. 2023), as the official code (docs/reference.md §5).
 
 An IQL critic (expectile V, twin Q) next to a pure behaviour-cloning diffusion model (discrete VP-DDPM,
 T = 5, ResNet ε-network); the policy exists only at acting time: N behaviour samples from the EMA

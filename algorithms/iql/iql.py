@@ -1,4 +1,4 @@
-"""Implicit Q-Learning (Kostrikov, Nair, Levine 2021), as the original JAX code (ALGORITHMS.md §7).
+"""Implicit Q-Learning (Kostrikov, Nair, Levine 2021), as the original JAX code (docs/reference.md §7).
 
 CORL's PyTorch variant is the ``corl`` preset (``--preset corl``): state normalisation, PyTorch init,
 critic loss averaged over heads, its step order, and its per-task table.
@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import torch
 from tensordict import TensorDict
-from torch import nn
 
 from offrl_zoo.algorithm import Algorithm, BaseConfig, Stage, check_choice, check_positive, check_unit_interval
 from offrl_zoo.nets import DeterministicActor, EnsembleMLP, GaussianPolicy, QEnsemble, frozen_copy, polyak_update_
@@ -66,7 +65,9 @@ class IQL(Algorithm[IQLConfig]):
             self.critic.body.orthogonal_()
             self.value.orthogonal_()
         if cfg.deterministic_actor:
-            self.actor: nn.Module = DeterministicActor(s, a, cfg.hidden, spec.max_action, init=cfg.init)
+            self.actor: DeterministicActor | GaussianPolicy = DeterministicActor(
+                s, a, cfg.hidden, spec.max_action, init=cfg.init
+            )
         else:
             self.actor = GaussianPolicy(
                 s, a, cfg.hidden, cfg.log_std_min, cfg.log_std_max, dropout=cfg.actor_dropout, init=cfg.init
@@ -118,7 +119,7 @@ class IQL(Algorithm[IQLConfig]):
             with torch.no_grad():
                 adv = target_q - self.v(obs)
         weight = torch.exp(self.cfg.beta * adv).clamp(max=self.cfg.max_weight)
-        if self.cfg.deterministic_actor:
+        if isinstance(self.actor, DeterministicActor):  # cfg.deterministic_actor
             per_sample = (self.actor(obs) - action).pow(2).sum(-1)
         else:
             per_sample = -self.actor.log_prob(obs, action)

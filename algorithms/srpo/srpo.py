@@ -1,4 +1,4 @@
-"""Score-Regularized Policy Optimization (Chen et al. 2023), as the official code thu-ml/SRPO (ALGORITHMS.md §6).
+"""Score-Regularized Policy Optimization (Chen et al. 2023), as the official code thu-ml/SRPO (docs/reference.md §6).
 
 Three stages, the official code's three phases: ``behaviour`` (VP-SDE ε-model of the data, §6.2) and
 ``critic`` (IQL, §6.3) are independent and *shared*; ``policy`` (§6.4) trains a deterministic tanh policy

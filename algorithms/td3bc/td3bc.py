@@ -1,4 +1,4 @@
-"""TD3+BC (Fujimoto & Gu 2021), as the original code (ALGORITHMS.md §8)."""
+"""TD3+BC (Fujimoto & Gu 2021), as the original code (docs/reference.md §8)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from tensordict import TensorDict
@@ -23,11 +23,12 @@ from offrl_zoo.spec import DataSpec
 
 REWARD_TRANSFORMS = ("raw", "return_range", "minus_one", "dql_antmaze", "standardize")
 EPISODE_SPLITS = ("gap", "fixed_1000")
+SAMPLINGS = ("uniform", "shuffled")  # how a stage draws its batches (Stage.sampling)
 
 
 @dataclass
 class BaseConfig:
-    """Fields every algorithm config has: how its data is prepared (ALGORITHMS.md §1.1–1.2), and the
+    """Fields every algorithm config has: how its data is prepared (docs/reference.md §1.1–1.2), and the
     speed switch.
 
     The data fields are applied once to the whole dataset by ``offrl_zoo.data.transforms``, never inside
@@ -113,12 +114,16 @@ class Stage:
     batch_size: int
     update: UpdateFn
     modules: tuple[str, ...]
-    sampling: Literal["uniform", "shuffled"] = "uniform"
+    sampling: str = "uniform"  # a config value, so a str; checked below
     has_policy: bool = True
     shared: dict[str, Any] | None = None
 
+    def __post_init__(self) -> None:
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"stage {self.name!r}: sampling={self.sampling!r}, expected one of {', '.join(SAMPLINGS)}")
 
-def compile_for_speed(fn: Callable) -> Callable:
+
+def compile_for_speed(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``torch.compile(fn)`` with ATen's random ops kept (inductor's ``fallback_random``): the compiled
     function draws the very random numbers the eager one draws, so losses match and resume stays exact.
     The setting is process-wide; it only changes how compiled code draws random numbers."""
@@ -171,6 +176,12 @@ class Algorithm(nn.Module, Generic[ConfigT]):
     # (reason, key). Resolving such a task fails with the reason unless the user sets ``key``
     # (user YAML or command line), so a missing official value is never silently guessed.
     unsupported_tasks: ClassVar[dict[str, tuple[str, str]]] = {}
+    cfg: ConfigT
+    # Buffers registered in __init__: the observation normalisation and the action box.
+    obs_loc: torch.Tensor
+    obs_scale: torch.Tensor
+    action_low: torch.Tensor
+    action_high: torch.Tensor
 
     def __init__(self, spec: DataSpec, cfg: ConfigT, device: torch.device | str = "cpu") -> None:
         super().__init__()
@@ -227,7 +238,7 @@ class Algorithm(nn.Module, Generic[ConfigT]):
             raise ValueError(f"act: expected observations of shape (B, {self.spec.obs_dim}), got {tuple(obs.shape)}")
         was_training = self.training
         self.eval()  # dropout etc. off while acting
-        act = self._act
+        act: Callable[[torch.Tensor, bool], torch.Tensor] = self._act
         if self.cfg.fast:
             if self._compiled_act is None:
                 self._compiled_act = compile_for_speed(self._act)

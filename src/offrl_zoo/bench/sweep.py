@@ -1,6 +1,6 @@
 """A sweep: algorithms × tasks × seeds expanded into runs of one results store, with their status.
 
-Results store (DESIGN.md §4)::
+Results store (see docs/guide.md, Runs)::
 
     OUT/sweep.json                       what was asked (algorithms, suite, tasks, seeds, budget), merged
     OUT/runs/<algo>/<task>/seed<N>/      ordinary run directories (``offrl-zoo train`` layout)

@@ -1,4 +1,4 @@
-"""Dataset preparation shared by every algorithm (ALGORITHMS.md §1.1–1.2), applied once before training.
+"""Dataset preparation shared by every algorithm (docs/reference.md §1.1–1.2), applied once before training.
 
 Reward transforms, action clipping, observation normalisation and the held-out split live here and
 only here; an algorithm selects them through the ``BaseConfig`` fields and never re-implements them.

@@ -1,4 +1,4 @@
-"""Diffusion toolbox shared by DTQL, DTQL-KL, DQL, IDQL and SRPO (ALGORITHMS.md §1.4–1.7).
+"""Diffusion toolbox shared by DTQL, DTQL-KL, DQL, IDQL and SRPO (docs/reference.md §1.4–1.7).
 
 Split the way CleanDiffuser splits it, so that no algorithm carries its own copy:
 - processes: ``edm`` (EDM/Karras, VE noise, DTQL), ``vp_discrete`` (T-step VP-DDPM, DQL/IDQL),

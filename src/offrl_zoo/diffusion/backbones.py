@@ -1,4 +1,4 @@
-"""The ε / score networks of each method (ALGORITHMS.md §2.2, §4.1, §5.1, §6.2).
+"""The ε / score networks of each method (docs/reference.md §2.2, §4.1, §5.1, §6.2).
 
 Every backbone has the call signature ``net(x, obs, t)`` with x (B, A), obs (B, S) and t (B,) or a
 scalar broadcast over the batch, and returns (B, A).
@@ -27,7 +27,7 @@ class EDMScoreNet(nn.Module):
 
     ``hidden_layers`` counts like the official code: the first Linear, then hidden_layers − 1 blocks of
     Linear + Mish, then the output Linear. With the first Linear un-activated, the first two affine maps
-    compose into one (quirk #1 in ALGORITHMS.md §12, kept so that parameter count and init match).
+    compose into one (quirk #1 in docs/reference.md §12, kept so that parameter count and init match).
     """
 
     def __init__(self, action_dim: int, obs_dim: int, hidden: int = 256, time_dim: int = 16, hidden_layers: int = 4):

@@ -1,4 +1,4 @@
-"""EDM ("Karras") diffusion as DTQL uses it (ALGORITHMS.md §1.5, §2.3): VE noise x̃ = x + σε,
+"""EDM ("Karras") diffusion as DTQL uses it (docs/reference.md §1.5, §2.3): VE noise x̃ = x + σε,
 preconditioned denoiser, truncated log-logistic σ, and the (optionally clipped) denoising loss.
 
 The diffusion trust-region loss (§2.3c) is the same denoising loss evaluated at the policy's own
@@ -82,7 +82,7 @@ class EDM:
 
 
 def trust_region_loss(edm: EDM, behaviour: nn.Module, action: torch.Tensor, obs: torch.Tensor, clip: float | None):
-    """DTQL's diffusion trust-region loss L_TR(θ) = ℓ(a_θ, s, σ, ε; φ) (ALGORITHMS.md §2.3c).
+    """DTQL's diffusion trust-region loss L_TR(θ) = ℓ(a_θ, s, σ, ε; φ) (docs/reference.md §2.3c).
 
     The gradient reaches the policy's action through the noisy input and through the regression
     target; the behaviour model's parameters are frozen for this term, so no weight gradients are
@@ -95,7 +95,7 @@ def trust_region_loss(edm: EDM, behaviour: nn.Module, action: torch.Tensor, obs:
 def dmd_distillation_loss(
     edm: EDM, real: nn.Module, fake: nn.Module, action: torch.Tensor, obs: torch.Tensor, clip: float | None
 ) -> torch.Tensor:
-    """DTQL-KL's reverse-KL (DMD/VSD) surrogate (ALGORITHMS.md §3.2), whose gradient w.r.t. ``action``
+    """DTQL-KL's reverse-KL (DMD/VSD) surrogate (docs/reference.md §3.2), whose gradient w.r.t. ``action``
     is g/(B·A) with g = (D_fake − D_real)/mean_j|a − D_real|, both denoisers at the same (σ, ε).
 
     Both denoisers run without gradient; only the generator's action carries one.

@@ -1,4 +1,4 @@
-"""Noise-level / time embeddings (ALGORITHMS.md §1.4): each maps a (B,) input to (B, out_dim)."""
+"""Noise-level / time embeddings (docs/reference.md §1.4): each maps a (B,) input to (B, out_dim)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Discrete VP-DDPM with T steps (ALGORITHMS.md §1.6): the schedule, the ε-prediction loss, and the
+"""Discrete VP-DDPM with T steps (docs/reference.md §1.6): the schedule, the ε-prediction loss, and the
 two samplers: DQL's posterior-mean sampler with x̂0 clipping (A) and IDQL's ε-form ancestral sampler (B).
 
 Step indices are 0-based (t = 0..T−1) as in both codebases.

@@ -1,4 +1,4 @@
-"""Continuous VP-SDE with linear β(t) = β_0 + t(β_1 − β_0) on t ∈ [0, 1] (SRPO; ALGORITHMS.md §1.7)."""
+"""Continuous VP-SDE with linear β(t) = β_0 + t(β_1 − β_0) on t ∈ [0, 1] (SRPO; docs/reference.md §1.7)."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ ANTMAZE = ("umaze", "umaze-diverse", "medium-play", "medium-diverse", "large-pla
 PEN = ("human", "cloned", "expert")
 KITCHEN = ("complete", "partial", "mixed")
 
-# task id → (Minari id, horizon, D4RL reference min/max, eval-env overrides); §1.1 and §1.3 of ALGORITHMS.md.
+# task id → (Minari id, horizon, D4RL reference min/max, eval-env overrides); docs/reference.md §1.1 and §1.3.
 MINARI_TASKS: dict[str, tuple[str, int, float, float, dict]] = {
     **{
         f"antmaze-{name}-v2": (

@@ -25,7 +25,7 @@ class Task:
     id: str
     env_id: str  # Gymnasium id used for evaluation
     horizon: int
-    ref_min: float | None  # reference returns of the normalised score (ALGORITHMS.md §1.3)
+    ref_min: float | None  # reference returns of the normalised score (docs/reference.md §1.3)
     ref_max: float | None
     eval_episodes: int  # default episodes per evaluation (DTQL rule: 10 for gym v2, 100 otherwise)
     source: str  # where the data comes from: "toy" (generated) | "d4rl" | "minari" | "file"

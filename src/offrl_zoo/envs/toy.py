@@ -1,4 +1,4 @@
-"""The DTQL paper's 2-D bandit toys (ALGORITHMS.md §14) as datasets and one-step Gymnasium envs.
+"""The DTQL paper's 2-D bandit toys (docs/reference.md §14) as datasets and one-step Gymnasium envs.
 
 Data: 10 000 actions in R² at a single dummy state s = 0; the reward depends on the action only.
 The env is a one-step bandit whose reward is the same function, so the shared evaluator scores it.
@@ -98,7 +98,7 @@ def register_env() -> None:
 
 
 def toy_metrics(actions: np.ndarray, distribution: str, reward: str, data_seed: int = 0) -> dict[str, float]:
-    """The measurements of ALGORITHMS.md §14 for policy samples ``actions`` (N, 2).
+    """The measurements of docs/reference.md §14 for policy samples ``actions`` (N, 2).
 
     - ``normalized_reward``: mean reward of the samples / the best reward in the dataset;
     - ``in_support``: share of samples within 3 std (0.9) of a mode centre (25_gaussian), or within

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from offrl_zoo.nets import seed_batch
 from offrl_zoo.nets.activations import Mish
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "mish": Mish, "silu": nn.SiLU, "tanh": nn.Tanh}
 
@@ -68,7 +71,7 @@ def polyak_update_(target: nn.Module, source: nn.Module, tau: float) -> None:
     torch._foreach_lerp_(targets, [seed_batch.unbatched(p) for p in source.parameters()], tau)
 
 
-def frozen_copy(module: nn.Module) -> nn.Module:
+def frozen_copy(module: ModuleT) -> ModuleT:
     """A deep copy with gradients off, for target networks."""
     import copy
 

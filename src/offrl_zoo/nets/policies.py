@@ -68,7 +68,7 @@ class TanhGaussianPolicy(nn.Module):
     orthogonal init with gain 1 and zero biases on every Linear (the official ``weight_init``; ``init``
     picks another scheme, e.g. ``torch`` for the SAC behaviour policies).
     ``log_prob`` is the official "likelihood" of a dataset action: the pre-tanh Gaussian density at
-    atanh(a / (a_max + 1e−3)), with no tanh Jacobian (ALGORITHMS.md §2.2).
+    atanh(a / (a_max + 1e−3)), with no tanh Jacobian (docs/reference.md §2.2).
     """
 
     def __init__(
