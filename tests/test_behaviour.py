@@ -12,7 +12,7 @@ import torch
 from torch.distributions import Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
 
-from offrl_zoo.data.generation import online
+from offrl_zoo import io as offrl_io
 from offrl_zoo.data.generation.online import BehaviourRun, train_behaviour
 from offrl_zoo.data.generation.rollout import rollout, uniform_policy
 from offrl_zoo.data.generation.sac import SACConfig
@@ -53,23 +53,34 @@ def test_sac_log_prob_is_the_tanh_gaussian_density():
     torch.testing.assert_close(log_prob, reference, rtol=1e-4, atol=1e-4)
 
 
-def test_behaviour_training_resumes_exactly(tmp_path, monkeypatch):
-    full = train_behaviour(tiny_run(tmp_path / "full"), TINY_SAC, progress=False)
-
+def killed_at_checkpoint(monkeypatch, run: BehaviourRun, n: int, written: bool) -> None:
+    """Train ``run`` and kill it at its ``n``-th checkpoint, right after (``written``) or before it reached the disk."""
     saves = {"n": 0}
-    real_save = online.save_torch
+    real_save = offrl_io.save_torch
 
-    def save_then_die(path, obj):  # a kill right after the second checkpoint reached the disk
-        real_save(path, obj)
+    def save_then_die(path, obj):
+        if written:
+            real_save(path, obj)
         if Path(path).name == "checkpoint.pt":
             saves["n"] += 1
-            if saves["n"] == 2:
+            if saves["n"] == n:
                 raise KeyboardInterrupt
+        if not written:
+            real_save(path, obj)
 
-    monkeypatch.setattr(online, "save_torch", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train_behaviour(tiny_run(tmp_path / "cut"), TINY_SAC, progress=False)
-    monkeypatch.setattr(online, "save_torch", real_save)
+    with monkeypatch.context() as patch:
+        patch.setattr(offrl_io, "save_torch", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            train_behaviour(run, TINY_SAC, progress=False)
+
+
+def without_time(path: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(x).items() if k != "time"} for x in path.read_text().splitlines()]
+
+
+def test_behaviour_training_resumes_exactly(tmp_path, monkeypatch):
+    full = train_behaviour(tiny_run(tmp_path / "full"), TINY_SAC, progress=False)
+    killed_at_checkpoint(monkeypatch, tiny_run(tmp_path / "cut"), n=2, written=True)
     assert load_torch(tmp_path / "cut" / "checkpoint.pt")["step"] < 400
     cut = train_behaviour(tiny_run(tmp_path / "cut"), TINY_SAC, progress=False)
 
@@ -77,13 +88,18 @@ def test_behaviour_training_resumes_exactly(tmp_path, monkeypatch):
         a, b = load_torch(full / "snapshots" / name), load_torch(cut / "snapshots" / name)
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
-    records = [json.loads(x) for x in (full / "snapshots.jsonl").read_text().splitlines()]
-    resumed = [json.loads(x) for x in (cut / "snapshots.jsonl").read_text().splitlines()]
-    for record in (*records, *resumed):
-        record.pop("time")  # wall-clock
-    assert records == resumed
+    records = without_time(full / "snapshots.jsonl")  # time: wall-clock
+    assert records == without_time(cut / "snapshots.jsonl")
     assert [r["step"] for r in records] == [200, 400]
     assert len(records[0]["stochastic"]["returns"]) == 2
+
+
+def test_run_killed_before_its_first_checkpoint_starts_clean(tmp_path, monkeypatch):
+    full = train_behaviour(tiny_run(tmp_path / "full", steps=150), TINY_SAC, progress=False)
+    killed_at_checkpoint(monkeypatch, tiny_run(tmp_path / "cut", steps=150), n=1, written=False)
+    assert not (tmp_path / "cut" / "checkpoint.pt").exists() and (tmp_path / "cut" / "metrics.jsonl").stat().st_size
+    cut = train_behaviour(tiny_run(tmp_path / "cut", steps=150), TINY_SAC, progress=False)
+    assert without_time(full / "metrics.jsonl") == without_time(cut / "metrics.jsonl")
 
 
 def test_resume_refuses_other_settings(tmp_path):

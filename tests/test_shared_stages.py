@@ -54,7 +54,7 @@ def test_dtql_kl_reuses_dtql_pretraining_exactly(tmp_path):
     assert strip(metrics(reused)) == strip(metrics(fresh))  # the same losses, step for step
     a, _, _ = load_run(reused)
     b, _, _ = load_run(fresh)
-    for (name, p), (_, q) in zip(a.state_dict()["modules"].items(), b.state_dict()["modules"].items(), strict=True):
+    for (name, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(p, q), name
 
 

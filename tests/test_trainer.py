@@ -7,10 +7,14 @@ import json
 import pytest
 import torch
 import yaml
+from torch import nn
 
 from offrl_zoo import registry
 from offrl_zoo.config import ConfigError
-from offrl_zoo.train import RunRequest, load_run, train
+from offrl_zoo.errors import CheckpointError
+from offrl_zoo.io import save_torch
+from offrl_zoo.train import RunRequest, Trainer, load_run, train
+from offrl_zoo.train.trainer import rng_state
 
 TASK = "toy-25_gaussian-near"
 VOLATILE = {"time", "updates_per_s"}
@@ -68,31 +72,88 @@ def test_run_directory_contents(tmp_path):
     assert cost["peak_rss_mb"] > 0
 
 
-@pytest.mark.parametrize("name", ["bc", "td3bc", "iql"])
-def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch, name):
-    reference = train(request(name), run_dir=tmp_path / "reference", progress=False)
-
-    cls = registry.get(name)
+def crash_after_step_20(monkeypatch, req: RunRequest, run_dir) -> None:
+    """Train ``req`` into ``run_dir`` and crash at update 26: after the step-20 checkpoint, before step 30."""
+    cls = registry.get(req.algorithm)
     original = cls.update
     calls = {"n": 0}
 
     def crashing_update(self, batch, step):
         calls["n"] += 1
-        if calls["n"] == 26:  # after the step-20 checkpoint, before the step-30 one
+        if calls["n"] == 26:
             raise KeyboardInterrupt
         return original(self, batch, step)
 
-    monkeypatch.setattr(cls, "update", crashing_update)
-    with pytest.raises(KeyboardInterrupt):
-        train(request(name), run_dir=tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(cls, "update", original)
-    resumed = train(request(name), run_dir=tmp_path / "resumed", progress=False)
+    with monkeypatch.context() as patch:
+        patch.setattr(cls, "update", crashing_update)
+        with pytest.raises(KeyboardInterrupt):
+            train(req, run_dir=run_dir, progress=False)
 
+
+def assert_same_run(a, b) -> None:
     for log in ("metrics.jsonl", "eval.jsonl"):
-        assert stable(read_jsonl(resumed / log)) == stable(read_jsonl(reference / log)), log
-    a = torch.load(reference / "checkpoint.pt", weights_only=True)["algorithm"]["modules"]
-    b = torch.load(resumed / "checkpoint.pt", weights_only=True)["algorithm"]["modules"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+        assert stable(read_jsonl(a / log)) == stable(read_jsonl(b / log)), log
+    x = torch.load(a / "checkpoint.pt", weights_only=True)["algorithm"]["modules"]
+    y = torch.load(b / "checkpoint.pt", weights_only=True)["algorithm"]["modules"]
+    assert all(torch.equal(x[k], y[k]) for k in x)
+
+
+@pytest.mark.parametrize("name", ["bc", "td3bc", "iql"])
+def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch, name):
+    reference = train(request(name), run_dir=tmp_path / "reference", progress=False)
+    crash_after_step_20(monkeypatch, request(name), tmp_path / "resumed")
+    assert_same_run(train(request(name), run_dir=tmp_path / "resumed", progress=False), reference)
+
+
+def old_save_checkpoint(self, stage_index, next_step, sampler_state, elapsed) -> None:
+    """Trainer.save_checkpoint as it was when ``Algorithm.state_dict()`` (no arguments) returned the
+    training state: the checkpoints of runs started before ``training_state()`` existed."""
+    save_torch(
+        self.run_dir / "checkpoint.pt",
+        {
+            "algorithm": {
+                "modules": nn.Module.state_dict(self.algo),
+                "optimizers": {k: o.state_dict() for k, o in self.algo.optimizers.items()},
+                "schedulers": {k: s.state_dict() for k, s in self.algo.schedulers.items()},
+            },
+            "stage_index": stage_index,
+            "next_step": next_step,
+            "rng": rng_state(self.algo.device),
+            "generator": self.generator.get_state(),
+            "sampler": sampler_state,
+            "metrics_offset": self.metrics_log.offset(),
+            "eval_offset": self.eval_log.offset(),
+            "elapsed": elapsed,
+        },
+    )
+
+
+def test_checkpoint_written_before_training_state_resumes_exactly(tmp_path, monkeypatch):
+    """IQL decaying its actor's learning rate over the 40 steps: a lost scheduler state would show."""
+    iql = request("iql", overrides=["hidden=[32,32]", "steps=40"])
+    reference = train(iql, run_dir=tmp_path / "reference", progress=False)
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "save_checkpoint", old_save_checkpoint)
+        crash_after_step_20(monkeypatch, iql, tmp_path / "old")
+    assert torch.load(tmp_path / "old" / "checkpoint.pt", weights_only=True)["next_step"] == 20
+    assert_same_run(train(iql, run_dir=tmp_path / "old", progress=False), reference)
+
+
+def test_checkpoint_holding_bare_weights_is_refused(tmp_path):
+    run_dir = train(request("bc", steps=10), run_dir=tmp_path / "run", progress=False)
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    state["algorithm"] = state["algorithm"]["modules"]  # what nn.Module.state_dict() gives
+    torch.save(state, run_dir / "checkpoint.pt")
+    (run_dir / "done").unlink()
+    with open(run_dir / "metrics.jsonl", "a") as fh:  # a line written after the checkpoint
+        fh.write('{"step": 11}\n')
+    metrics = (run_dir / "metrics.jsonl").read_text()
+    expected = r"checkpoint\.pt: its 'algorithm' entry holds weights only .*needs training_state\(\)"
+    for attempt in (lambda: load_run(run_dir), lambda: train(request("bc", steps=10), run_dir=run_dir, progress=False)):
+        with pytest.raises(CheckpointError, match=expected) as err:
+            attempt()
+        assert "\n" not in str(err.value)
+    assert (run_dir / "metrics.jsonl").read_text() == metrics  # a refused checkpoint cuts no log back
 
 
 def test_finished_run_is_skipped_and_other_experiment_refused(tmp_path):

@@ -16,9 +16,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from tensordict import TensorDict
-from torch import nn
 
-from offrl_zoo.optim import make_optimizer
+from offrl_zoo.optim import TrainableModule, make_optimizer
 from offrl_zoo.spec import DataSpec
 
 REWARD_TRANSFORMS = ("raw", "return_range", "minus_one", "dql_antmaze", "standardize")
@@ -152,7 +151,7 @@ def seeded_init(tag: str) -> Iterator[None]:
         yield
 
 
-class Algorithm(nn.Module, Generic[ConfigT]):
+class Algorithm(TrainableModule, Generic[ConfigT]):
     """Base class, generic over its config: ``class IQL(Algorithm[IQLConfig])`` sets ``name`` and
     ``Config = IQLConfig`` and implements ``stages`` and ``_act``; ``self.cfg`` is then typed ``IQLConfig``.
 
@@ -162,7 +161,8 @@ class Algorithm(nn.Module, Generic[ConfigT]):
       TensorDict of 0-d tensors without synchronising with the host (no ``.item()``, no branching on
       tensor values; branching on the integer ``step`` is fine);
     - ``act(obs, deterministic)`` is batched over observations and takes raw (unnormalised) ones;
-    - ``state_dict()`` holds networks, targets, optimisers, schedulers: enough for exact resume.
+    - optimisers go in ``self.optimizers``, schedulers in ``self.schedulers``: ``training_state()`` then holds
+      networks, targets, optimisers, schedulers, enough for exact resume (``state_dict()`` is the weights alone).
     """
 
     name: ClassVar[str]
@@ -248,22 +248,3 @@ class Algorithm(nn.Module, Generic[ConfigT]):
         finally:
             self.train(was_training)
         return torch.maximum(torch.minimum(action, self.action_high), self.action_low)
-
-    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
-        if args or kwargs:  # called as a child module: behave like nn.Module
-            return super().state_dict(*args, **kwargs)
-        return {
-            "modules": super().state_dict(),
-            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
-        }
-
-    def load_state_dict(self, state: dict[str, Any], strict: bool = True, assign: bool = False):  # type: ignore[override]
-        if "modules" not in state:
-            return super().load_state_dict(state, strict=strict, assign=assign)
-        result = super().load_state_dict(state["modules"], strict=strict, assign=assign)
-        for key, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][key])
-        for key, sched in self.schedulers.items():
-            sched.load_state_dict(state["schedulers"][key])
-        return result

@@ -38,3 +38,7 @@ class WriteError(OffrlZooError, OSError):
 
 class UnsafeFileError(OffrlZooError, ValueError):
     """A checkpoint or weights file that would run code when loaded (a pickle payload): refused."""
+
+
+class CheckpointError(OffrlZooError, ValueError):
+    """A checkpoint that cannot be resumed from; the message says what it holds and what was expected."""

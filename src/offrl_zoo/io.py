@@ -7,7 +7,7 @@ import os
 import pickle
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -117,6 +117,39 @@ class JsonlLog:
 
     def read(self) -> list[dict]:
         return read_jsonl(self.path)
+
+
+class Checkpoint:
+    """A resume point: a state saved atomically with the lengths of the run's JSON-lines logs.
+
+    ``resume`` cuts each log back to its length at save time, so that a resumed run rewrites the lines
+    written after it and its logs equal an uninterrupted run's. With no checkpoint yet, the logs are
+    emptied instead (lines of a process killed before its first checkpoint). The trainer and the
+    behaviour-policy trainer share these mechanics; what the state holds is theirs.
+    """
+
+    def __init__(self, path: str | Path, logs: dict[str, JsonlLog]) -> None:
+        self.path = Path(path)
+        self.logs = logs  # saved as "<name>_offset"
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def save(self, state: dict) -> None:
+        save_torch(self.path, state | {f"{name}_offset": log.offset() for name, log in self.logs.items()})
+
+    def resume(self, restore: Callable[[dict], None]) -> dict | None:
+        """The saved state (None when there is none), after ``restore(state)`` took it in and the logs were
+        cut back to it: a state that ``restore`` refuses leaves the logs as they are."""
+        if not self.exists():
+            for log in self.logs.values():
+                log.truncate(0)
+            return None
+        state = load_torch(self.path, map_location="cpu")  # RNG states must stay CPU tensors
+        restore(state)
+        for name, log in self.logs.items():
+            log.truncate(state[f"{name}_offset"])
+        return state
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

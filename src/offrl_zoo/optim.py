@@ -1,4 +1,5 @@
-"""Optimisers: how they are built (fused kernels on the fast path) and how one optimiser step is taken."""
+"""Optimisers: how they are built (fused kernels on the fast path), how one optimiser step is taken, and the
+training state (weights + optimisers + schedulers) of a module that owns them."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 
+from offrl_zoo.errors import CheckpointError
 from offrl_zoo.nets import seed_batch
 
 
@@ -43,3 +46,36 @@ def step_optimizer(
     if scheduler is not None:
         scheduler.step()
     return norm
+
+
+class TrainableModule(nn.Module):
+    """An ``nn.Module`` that owns the optimisers (and schedulers) training it.
+
+    ``state_dict``/``load_state_dict`` stay ``nn.Module``'s: the weights alone. ``training_state()`` is what
+    exact resume needs: ``{"modules": weights, "optimizers": {...}, "schedulers": {...}}``.
+    """
+
+    optimizers: dict[str, torch.optim.Optimizer]  # set by the subclass's __init__
+    schedulers: dict[str, Any]
+
+    def training_state(self) -> dict[str, Any]:
+        return {
+            "modules": self.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+        }
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Load what ``training_state()`` returned; bare weights (``state_dict()``) are refused, since
+        resuming without the optimiser states would silently change the run."""
+        if "modules" not in state:
+            raise CheckpointError(
+                "holds weights only (nn.Module.state_dict()); a resumable checkpoint needs training_state(): "
+                "{'modules', 'optimizers', 'schedulers'}. To start from these weights, load_state_dict() them "
+                "into a freshly built model and save its training_state()"
+            )
+        self.load_state_dict(state["modules"])
+        for key, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][key])
+        for key, sched in self.schedulers.items():
+            sched.load_state_dict(state["schedulers"][key])

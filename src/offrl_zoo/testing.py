@@ -111,12 +111,12 @@ def check_resume(algo_cls: type[Algorithm], steps: int = 3) -> None:
         algo = make(algo_cls, seed=0)
         stage = algo.stages()[stage_index]
         list(_run(stage, range(steps)))
-        state = _roundtrip(algo.state_dict())
+        state = _roundtrip(algo.training_state())
         rng = torch.get_rng_state()
         reference = [m.to_dict() for m in _run(stage, range(steps, 2 * steps))]
 
         resumed = make(algo_cls, seed=123)
-        resumed.load_state_dict(state)
+        resumed.load_training_state(state)
         torch.set_rng_state(rng)
         stage2 = resumed.stages()[stage_index]
         again = [m.to_dict() for m in _run(stage2, range(steps, 2 * steps))]
@@ -125,14 +125,14 @@ def check_resume(algo_cls: type[Algorithm], steps: int = 3) -> None:
                 assert torch.equal(a[key], b[key]), f"{stage.name} step {steps + step}: {key} {a[key]} != {b[key]}"
 
 
-def check_state_dict_is_safe(algo_cls: type[Algorithm]) -> None:
-    """The full state loads with ``weights_only=True`` (no arbitrary unpickling needed)."""
+def check_training_state_is_safe(algo_cls: type[Algorithm]) -> None:
+    """The full training state loads with ``weights_only=True`` (no arbitrary unpickling needed)."""
     algo = make(algo_cls)
-    state = _roundtrip(algo.state_dict())
+    state = _roundtrip(algo.training_state())
     clone = make(algo_cls, seed=5)
-    clone.load_state_dict(copy.deepcopy(state))
-    for (k, a), (_, b) in zip(algo.state_dict()["modules"].items(), clone.state_dict()["modules"].items(), strict=True):
-        assert torch.equal(a, b), f"{k} differs after load_state_dict"
+    clone.load_training_state(copy.deepcopy(state))
+    for (k, a), (_, b) in zip(algo.state_dict().items(), clone.state_dict().items(), strict=True):
+        assert torch.equal(a, b), f"{k} differs after load_training_state"
 
 
 # Vectorised seeds against seeds run alone, after ``steps`` updates of every stage: batched matmuls and
@@ -188,7 +188,7 @@ CHECKS = (
     check_act,
     check_update_touches_declared_modules,
     check_resume,
-    check_state_dict_is_safe,
+    check_training_state_is_safe,
     check_vectorized_seeds,
 )
 

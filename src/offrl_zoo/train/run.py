@@ -10,7 +10,7 @@ import os
 import platform
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from offrl_zoo.io import load_torch, remove_stale_temps, write_json, write_text
 from offrl_zoo.spec import DataSpec
 from offrl_zoo.train.cost import run_cost
 from offrl_zoo.train.evaluator import Evaluator
-from offrl_zoo.train.trainer import CHECKPOINT, DONE, Trainer, TrainerSettings, seed_everything
+from offrl_zoo.train.trainer import CHECKPOINT, DONE, Trainer, TrainerSettings, load_algorithm_state, seed_everything
 
 FAILED = "failed"  # JSON marker of a run that stopped on an error (a report shows it as failed, never a score)
 LOCK = ".lock"
@@ -132,19 +132,39 @@ def train(
     resolved = resolve(algo_cls, task.id, request.preset, request.config_file, request.overrides)
     device = check_device(request.device)
     run_dir = Path(run_dir) if run_dir else default_run_dir(out, request, task)
-    if (run_dir / DONE).is_file():
-        return run_dir
-    with run_lock(run_dir):
-        if (run_dir / DONE).is_file():  # another process finished it between the check and the lock
-            return run_dir
-        try:
+    with claim_runs([run_dir]) as todo, failures_marked(todo):
+        if todo:
             _train_locked(request, task, resolved, device, run_dir, progress, stage_cache)
-        except Exception as err:  # marked for reports; re-running the command retries the run
-            kind = "diverged" if isinstance(err, TrainingDiverged) else "error"
-            with contextlib.suppress(OSError):  # a full disk that broke the run: its own error matters more
-                write_json(run_dir / FAILED, {"kind": kind, "error": f"{type(err).__name__}: {err}"})
-            raise
     return run_dir
+
+
+@contextmanager
+def claim_runs(run_dirs: list[Path]) -> Iterator[list[Path]]:
+    """Lock the unfinished ones of ``run_dirs`` (``run_lock``, in their order) for the block; yields those
+    still unfinished once locked, as another process may have finished one between the check and the lock."""
+    with ExitStack() as locks:
+        for run_dir in run_dirs:
+            if not (run_dir / DONE).is_file():
+                locks.enter_context(run_lock(run_dir))
+        yield [d for d in run_dirs if not (d / DONE).is_file()]
+
+
+@contextmanager
+def failures_marked(run_dirs: list[Path]) -> Iterator[None]:
+    """An error in the block marks each of ``run_dirs`` failed, then propagates; re-running retries them."""
+    try:
+        yield
+    except Exception as err:
+        for run_dir in run_dirs:
+            mark_failed(run_dir, err)
+        raise
+
+
+def mark_failed(run_dir: Path, err: Exception) -> None:
+    """The ``failed`` marker, for reports: ``diverged`` or ``error``, and the error."""
+    kind = "diverged" if isinstance(err, TrainingDiverged) else "error"
+    with contextlib.suppress(OSError):  # a full disk that broke the run: its own error matters more
+        write_json(run_dir / FAILED, {"kind": kind, "error": f"{type(err).__name__}: {err}"})
 
 
 @contextmanager
@@ -343,5 +363,5 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Algorithm, Task,
     algo = algo_cls(spec, cfg, check_device(device))
     if not (run_dir / CHECKPOINT).is_file():
         raise ConfigError(f"{run_dir}: no {CHECKPOINT} to evaluate")
-    algo.load_state_dict(load_torch(run_dir / CHECKPOINT, map_location="cpu")["algorithm"])
+    load_algorithm_state(algo, load_torch(run_dir / CHECKPOINT, map_location="cpu"), run_dir / CHECKPOINT)
     return algo, task, record

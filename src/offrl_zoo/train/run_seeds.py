@@ -8,10 +8,9 @@ like any other (its provenance names the seed batch).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -19,16 +18,15 @@ import torch
 from offrl_zoo import registry
 from offrl_zoo.config import ConfigError, resolve
 from offrl_zoo.errors import TrainingDiverged
-from offrl_zoo.io import write_json
 from offrl_zoo.train.run import (
-    DONE,
-    FAILED,
     RunRequest,
     check_device,
+    claim_runs,
     default_run_dir,
+    failures_marked,
     finish_run,
+    mark_failed,
     prepare_trainer,
-    run_lock,
 )
 from offrl_zoo.train.seed_batch_model import SeedBatch
 from offrl_zoo.train.trainer import StageRun, Trainer, rng_state, set_rng_state
@@ -79,19 +77,14 @@ def train_seed_batch(
     resolved = resolve(algo_cls, task.id, first.preset, first.config_file, first.overrides)
     device = check_device(first.device)
     dirs = [default_run_dir(out, r, task) for r in requests]
-    todo = [(r, d) for r, d in zip(requests, dirs, strict=True) if not (d / DONE).is_file()]
-    if not todo:
-        return dirs
-    with ExitStack() as locks:
-        for _, run_dir in todo:
-            locks.enter_context(run_lock(run_dir))
-        todo = [(r, d) for r, d in todo if not (d / DONE).is_file()]  # finished meanwhile by another process
+    with claim_runs(dirs) as claimed:
+        todo = [(r, d) for r, d in zip(requests, dirs, strict=True) if d in claimed]
         if not todo:
             return dirs
         streams = SeedStreams(device)
         trainers: list[Trainer] = []
         seeds = [r.seed for r, _ in todo]
-        try:
+        with failures_marked(claimed):
             for request, run_dir in todo:
                 trainers.append(
                     prepare_trainer(
@@ -109,25 +102,15 @@ def train_seed_batch(
                 streams.add_current()
             driver = _Driver(trainers, streams)
             driver.train()
-        except Exception as err:
-            for _, run_dir in todo:
-                _mark_failed(run_dir, err)
-            raise
         for i, trainer in enumerate(trainers):
             if i in driver.failed:
-                _mark_failed(trainer.run_dir, driver.failed[i])
+                mark_failed(trainer.run_dir, driver.failed[i])
             else:
                 finish_run(trainer, trainer.result())
     if driver.failed:  # the other seeds finished; the command fails as a lone run that diverged does
         i, err = next(iter(driver.failed.items()))
         raise TrainingDiverged(f"seed {trainers[i].settings.seed}: {err}") from err
     return dirs
-
-
-def _mark_failed(run_dir: Path, err: Exception) -> None:
-    kind = "diverged" if isinstance(err, TrainingDiverged) else "error"
-    with contextlib.suppress(OSError):  # a full disk that broke the run: its own error matters more
-        write_json(run_dir / FAILED, {"kind": kind, "error": f"{type(err).__name__}: {err}"})
 
 
 class _Driver:

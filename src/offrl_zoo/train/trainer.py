@@ -1,10 +1,11 @@
 """The one training loop: runs an algorithm's stages on a prepared dataset, logs, evaluates, checkpoints.
 
-Run directory layout (DESIGN.md §4): ``config.yaml``, ``provenance.json``, ``metrics.jsonl``,
+Run directory layout (docs/guide.md, "Runs"): ``config.yaml``, ``provenance.json``, ``metrics.jsonl``,
 ``eval.jsonl``, ``checkpoint.pt`` and a ``done`` marker written last. A killed run restarted on the
 same directory resumes from its checkpoint and produces the same losses as an uninterrupted run: the
-checkpoint holds the algorithm (networks, optimisers, schedulers), the global and sampler RNG states,
-the sampler's position, and the lengths of the log files, which are cut back to them on resume.
+checkpoint holds the algorithm's ``training_state()`` (networks, optimisers, schedulers), the global and
+sampler RNG states, the sampler's position, and the lengths of the log files (``offrl_zoo.io.Checkpoint``),
+which are cut back to them on resume.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from tqdm.auto import tqdm
 from offrl_zoo.algorithm import Algorithm, Stage, derived_seed
 from offrl_zoo.data.buffer import make_replay_buffer
 from offrl_zoo.data.dataset import Dataset
-from offrl_zoo.errors import TrainingDiverged
-from offrl_zoo.io import JsonlLog, load_torch, save_torch, write_json
+from offrl_zoo.errors import CheckpointError, TrainingDiverged
+from offrl_zoo.io import Checkpoint, JsonlLog, write_json
 from offrl_zoo.train.evaluator import Evaluator
 from offrl_zoo.train.stage_cache import is_cached, load_stage, save_stage, stage_folder, stage_identity
 
@@ -66,6 +67,14 @@ def set_rng_state(state: dict, device: torch.device) -> None:
     random.setstate(state["python"])
     if "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def load_algorithm_state(algo: Algorithm, checkpoint: dict, path: Path) -> None:
+    """Load the ``algorithm`` entry (``training_state()``) of the checkpoint read from ``path``."""
+    try:
+        algo.load_training_state(checkpoint["algorithm"])
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: its 'algorithm' entry {err}") from None
 
 
 @dataclass
@@ -115,6 +124,7 @@ class Trainer:
         self.settings = settings
         self.metrics_log = JsonlLog(self.run_dir / "metrics.jsonl")
         self.eval_log = JsonlLog(self.run_dir / "eval.jsonl")
+        self.checkpoint = Checkpoint(self.run_dir / CHECKPOINT, {"metrics": self.metrics_log, "eval": self.eval_log})
         self.generator = torch.Generator(device=algo.device)
         self.elapsed = 0.0
         self.last_eval: dict | None = None
@@ -133,19 +143,16 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self, stage_index: int, next_step: int, sampler_state: dict, elapsed: float) -> None:
         self._check_finite_weights(stage_index, next_step)
-        save_torch(
-            self.run_dir / CHECKPOINT,
+        self.checkpoint.save(
             {
-                "algorithm": self.algo.state_dict(),
+                "algorithm": self.algo.training_state(),
                 "stage_index": stage_index,
                 "next_step": next_step,
                 "rng": rng_state(self.algo.device),
                 "generator": self.generator.get_state(),
                 "sampler": sampler_state,
-                "metrics_offset": self.metrics_log.offset(),
-                "eval_offset": self.eval_log.offset(),
                 "elapsed": elapsed,
-            },
+            }
         )
 
     def _check_finite_weights(self, stage_index: int, next_step: int) -> None:
@@ -166,17 +173,13 @@ class Trainer:
         return "no checkpoint yet (it diverged before the first one)"
 
     def load_checkpoint(self) -> dict | None:
-        path = self.run_dir / CHECKPOINT
-        if not path.is_file():
-            return None
-        # Loaded on the CPU: RNG states must stay CPU tensors; load_state_dict copies weights to the device.
-        state = load_torch(path, map_location="cpu")
-        self.algo.load_state_dict(state["algorithm"])
+        """Restore the last checkpoint (logs cut back to it); None, with empty logs, when there is none."""
+        return self.checkpoint.resume(self._restore)
+
+    def _restore(self, state: dict) -> None:
+        load_algorithm_state(self.algo, state, self.checkpoint.path)  # copies the CPU weights to the device
         set_rng_state(state["rng"], self.algo.device)
         self.generator.set_state(state["generator"])
-        self.metrics_log.truncate(state["metrics_offset"])
-        self.eval_log.truncate(state["eval_offset"])
-        return state
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -193,9 +196,6 @@ class Trainer:
         resume = self.load_checkpoint()
         if resume is None:  # the caller seeded the global RNGs before building the algorithm
             self.generator.manual_seed(self.settings.seed)
-            for log in (self.metrics_log, self.eval_log):  # lines of a process killed before its first checkpoint
-                if log.path.is_file():
-                    log.truncate(0)
         start_stage = resume["stage_index"] if resume else 0
         self.elapsed = resume["elapsed"] if resume else 0.0
         total = sum(self.planned_steps(s) for s in stages)

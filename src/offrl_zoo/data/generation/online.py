@@ -31,7 +31,7 @@ from offrl_zoo.algorithm import derived_seed
 from offrl_zoo.data.generation.rollout import actor_policy, rollout
 from offrl_zoo.data.generation.sac import SAC, SACConfig
 from offrl_zoo.envs.make import make
-from offrl_zoo.io import JsonlLog, load_torch, save_torch, write_json
+from offrl_zoo.io import Checkpoint, JsonlLog, load_torch, save_torch, write_json
 
 BUFFER_KEYS = ("observation", "action", "reward", "next_observation", "terminated")
 
@@ -138,55 +138,39 @@ def train_behaviour(run: BehaviourRun, cfg: SACConfig, progress: bool = True) ->
     agent = SAC(obs_dim, action_dim, cfg)
     buffer = _Buffer(run.total_steps, cfg.batch_size)
     metrics, snapshots = JsonlLog(out / "metrics.jsonl"), JsonlLog(out / "snapshots.jsonl")
-    config = {
-        "env_id": run.env_id,
-        "seed": run.seed,
-        "sac": asdict(cfg),
-        "run": {k: v for k, v in asdict(run).items() if k not in ("env_id", "out", "seed")},
-        "torch": torch.__version__,
-        "gymnasium": gym.__version__,
-    }
-    step, episode, elapsed = 0, 0, 0.0
-    if (out / "checkpoint.pt").is_file():
-        state = load_torch(out / "checkpoint.pt")
-        saved = json.loads((out / "config.json").read_text())
-        # A setting added to SACConfig after the run started counts at its default (the old behaviour).
-        saved_sac = {**json.loads(json.dumps(asdict(SACConfig()))), **saved["sac"]}
-        if (
-            saved["env_id"] != run.env_id
-            or saved["seed"] != run.seed
-            or saved_sac != json.loads(json.dumps(asdict(cfg)))
-        ):
-            raise ValueError(f"{out}: holds a run with other settings ({saved['env_id']}, seed {saved['seed']})")
+    ckpt = Checkpoint(out / "checkpoint.pt", {"metrics": metrics, "snapshots": snapshots})
+    if ckpt.exists():
+        _check_same_run(out, run, cfg)
+
+    def restore(state: dict) -> None:
         agent.load_training_state(state["agent"])
         buffer.restore(out / "buffer", state["step"])
-        step, episode, elapsed = state["step"], state["episode"], state["elapsed"]
-        metrics.truncate(state["metrics_offset"])
-        snapshots.truncate(state["snapshots_offset"])
         torch.set_rng_state(state["torch_rng"])
         env.unwrapped.np_random.bit_generator.state = state["env_rng"]
-        obs, _ = env.reset()
-    else:
-        write_json(out / "config.json", config)
+
+    state = ckpt.resume(restore)
+    if state is None:
+        write_json(out / "config.json", _config(run, cfg))
+        step, episode, elapsed = 0, 0, 0.0
         obs, _ = env.reset(seed=run.seed)
+    else:
+        step, episode, elapsed = state["step"], state["episode"], state["elapsed"]
+        obs, _ = env.reset()
     saved_rows, last_ckpt = step, step
 
-    def checkpoint() -> None:
+    def save_checkpoint() -> None:
         nonlocal saved_rows, last_ckpt
         buffer.flush(out / "buffer", saved_rows)
         saved_rows = last_ckpt = step
-        save_torch(
-            out / "checkpoint.pt",
+        ckpt.save(
             {
                 "agent": agent.training_state(),
                 "step": step,
                 "episode": episode,
                 "elapsed": time.perf_counter() - t0,
-                "metrics_offset": metrics.offset(),
-                "snapshots_offset": snapshots.offset(),
                 "torch_rng": torch.get_rng_state(),
                 "env_rng": env.unwrapped.np_random.bit_generator.state,
-            },
+            }
         )
 
     bar = _progress(progress, run.total_steps, step, run.env_id)
@@ -215,15 +199,36 @@ def train_behaviour(run: BehaviourRun, cfg: SACConfig, progress: bool = True) ->
             metrics.append({"step": step, "episode": episode, "episode_return": round(episode_return, 3)})
             episode_return = 0.0
             if step - last_ckpt >= run.checkpoint_every:
-                checkpoint()
+                save_checkpoint()
             obs, _ = env.reset()
         if bar is not None:
             bar.update(1)
     if last_ckpt < step:  # the budget ended inside an episode: the run is over, nothing resumes from here
-        checkpoint()
+        save_checkpoint()
     write_json(out / "done", {"step": step, "episodes": episode, "elapsed_s": round(time.perf_counter() - t0, 1)})
     env.close()
     return out
+
+
+def _config(run: BehaviourRun, cfg: SACConfig) -> dict:
+    """The run's ``config.json``."""
+    return {
+        "env_id": run.env_id,
+        "seed": run.seed,
+        "sac": asdict(cfg),
+        "run": {k: v for k, v in asdict(run).items() if k not in ("env_id", "out", "seed")},
+        "torch": torch.__version__,
+        "gymnasium": gym.__version__,
+    }
+
+
+def _check_same_run(out: Path, run: BehaviourRun, cfg: SACConfig) -> None:
+    """Refuse to resume a run directory that holds a run with other settings."""
+    saved = json.loads((out / "config.json").read_text())
+    # A setting added to SACConfig after the run started counts at its default (the old behaviour).
+    saved_sac = {**json.loads(json.dumps(asdict(SACConfig()))), **saved["sac"]}
+    if saved["env_id"] != run.env_id or saved["seed"] != run.seed or saved_sac != json.loads(json.dumps(asdict(cfg))):
+        raise ValueError(f"{out}: holds a run with other settings ({saved['env_id']}, seed {saved['seed']})")
 
 
 def _snapshot(run: BehaviourRun, agent: SAC, step: int, log: JsonlLog, elapsed: float) -> None:

@@ -16,7 +16,7 @@ from torch import nn
 
 from offrl_zoo.nets import QEnsemble, TanhGaussianPolicy, frozen, frozen_copy, polyak_update_
 from offrl_zoo.nets.losses import not_done
-from offrl_zoo.optim import make_optimizer, step_optimizer
+from offrl_zoo.optim import TrainableModule, make_optimizer, step_optimizer
 
 
 @dataclass
@@ -62,7 +62,9 @@ def make_actor(obs_dim: int, action_dim: int, cfg: SACConfig) -> TanhGaussianPol
     )
 
 
-class SAC(nn.Module):
+class SAC(TrainableModule):
+    """Networks and optimisers; ``training_state()`` is what its checkpoints hold."""
+
     def __init__(self, obs_dim: int, action_dim: int, cfg: SACConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -77,6 +79,7 @@ class SAC(nn.Module):
             "critic": make_optimizer(self.critic.parameters(), cfg.fused_adam, lr=cfg.lr),
             "alpha": make_optimizer([self.log_alpha], cfg.fused_adam, lr=cfg.lr),
         }
+        self.schedulers = {}  # constant learning rates
 
     def update(self, batch: TensorDict) -> TensorDict:
         """Temperature, actor, then critic (rlkit's order), then the Polyak target step; no host sync."""
@@ -112,11 +115,3 @@ class SAC(nn.Module):
                 "q": q.detach().mean(),
             }
         )
-
-    def training_state(self) -> dict:
-        return {"modules": self.state_dict(), "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}
-
-    def load_training_state(self, state: dict) -> None:
-        self.load_state_dict(state["modules"])
-        for key, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][key])
