@@ -74,3 +74,19 @@ def test_unsupported_task_is_refused_unless_the_user_sets_the_missing_key(monkey
         resolve(cls, "toy-25_gaussian-far")
     assert resolve(cls, "toy-25_gaussian-far", overrides=["hidden=[8]"]).config.hidden == [8]
     resolve(cls, "hopper-medium-v2")  # other tasks are unaffected
+
+
+def test_a_preset_scope_limits_the_tasks_it_applies_to(tmp_path, monkeypatch):
+    from offrl_zoo import config
+
+    path = tmp_path / "toyish.yaml"
+    path.write_text('scope: "toy-*|pen-*"\ndefaults:\n  expectile: {value: 0.8, source: tuned-here}\n')
+    monkeypatch.setattr(config, "preset_files", lambda cls: {"toyish": path})
+    assert resolve(IQL, "toy-25_gaussian-far", preset="toyish").config.expectile == 0.8
+    assert config.preset_applies(IQL, "toyish", "pen-human-v1")
+    assert not config.preset_applies(IQL, "toyish", "hopper-medium-v2")
+    with pytest.raises(ConfigError, match=r"preset 'toyish' of iql is made for tasks 'toy-\*\|pen-\*' only, not hop"):
+        resolve(IQL, "hopper-medium-v2", preset="toyish")
+    path.write_text("scope: [toy]\n")
+    with pytest.raises(ConfigError, match="scope must be a task pattern"):
+        resolve(IQL, "toy-25_gaussian-far", preset="toyish")

@@ -8,6 +8,9 @@ entries) ← a user YAML file ← the command line's ``key=value`` list.
 
     "hopper-*|walker2d-*":            # fnmatch patterns, '|' separates alternatives; file order applies
       expectile: {value: 0.7, source: paper}   # source: paper | official-code | tuned-here
+
+A preset may declare ``scope``, the task pattern it is made for (DTQL's ``quick``: ``toy-*``); it is
+refused on any other task, so a setting tuned for one suite never lands on another.
 """
 
 from __future__ import annotations
@@ -106,6 +109,44 @@ def presets(algo_cls: type[Algorithm]) -> list[str]:
     return sorted(preset_files(algo_cls))
 
 
+PRESET_SECTIONS = ("description", "scope", "defaults", "tasks")
+
+
+def read_preset(algo_cls: type[Algorithm], name: str) -> dict:
+    """A preset's checked sections; an unknown name fails with the known ones."""
+    path = preset_files(algo_cls).get(name)
+    if path is None:
+        known = presets(algo_cls)
+        raise ConfigError(f"preset {name!r} unknown for {algo_cls.name}; known presets: {', '.join(known) or 'none'}")
+    content = _read_yaml(path)
+    unknown = set(content) - set(PRESET_SECTIONS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown sections {sorted(unknown)}; expected {', '.join(PRESET_SECTIONS)}")
+    scope = content.get("scope")
+    if scope is not None and not (isinstance(scope, str) and scope.strip()):
+        raise ConfigError(f"{path}: scope must be a task pattern such as 'toy-*', got {scope!r}")
+    return content
+
+
+def preset_scope(algo_cls: type[Algorithm], name: str) -> str | None:
+    """The task pattern a preset is made for, or None when it is made for every task."""
+    return read_preset(algo_cls, name).get("scope")
+
+
+def preset_applies(algo_cls: type[Algorithm], name: str, task_id: str) -> bool:
+    scope = preset_scope(algo_cls, name)
+    return scope is None or matches(scope, task_id)
+
+
+def check_preset_scope(algo_cls: type[Algorithm], name: str, task_id: str) -> None:
+    """Refuse a preset on a task it was not made for (a toy budget on a locomotion task, say)."""
+    if not preset_applies(algo_cls, name, task_id):
+        raise ConfigError(
+            f"preset {name!r} of {algo_cls.name} is made for tasks {preset_scope(algo_cls, name)!r} only, "
+            f"not {task_id}: leave out --preset or pick a task in its scope"
+        )
+
+
 def check_supported(algo_cls: type[Algorithm], task_id: str, sources: dict[str, str]) -> None:
     """Refuse a task the official code has no settings for, unless the user supplied the missing key."""
     for pattern, (reason, key) in algo_cls.unsupported_tasks.items():
@@ -157,35 +198,40 @@ def resolve(
         if (algorithm_dir(cls) / "tasks.yaml").is_file():
             apply_table(_read_yaml(algorithm_dir(cls) / "tasks.yaml"), f"{cls.name}/tasks.yaml")
     if preset is not None:
-        path = preset_files(algo_cls).get(preset)
-        if path is None:
-            known = presets(algo_cls)
-            raise ConfigError(
-                f"preset {preset!r} unknown for {algo_cls.name}; known presets: {', '.join(known) or 'none'}"
-            )
-        content = _read_yaml(path)
-        unknown = set(content) - {"defaults", "tasks", "description"}
-        if unknown:
-            raise ConfigError(f"{path}: unknown sections {sorted(unknown)}; expected defaults, tasks, description")
+        check_preset_scope(algo_cls, preset, task_id)
+        content = read_preset(algo_cls, preset)
         apply_table({"*": content.get("defaults", {})}, f"preset {preset}")
         apply_table(content.get("tasks", {}), f"preset {preset}")
     if user_file is not None:
         values = _read_yaml(Path(user_file))
         apply(values, dict.fromkeys(values, str(user_file)), str(user_file))
     if overrides:
-        for item in overrides:
-            if "=" not in item:
-                raise ConfigError(f"command-line override {item!r}: expected key=value")
-        try:
-            # a DictConfig converts to a dict (the stubs give every container type)
-            values = cast(dict[str, Any], OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides))))
-        except OmegaConfBaseException as err:
-            detail = str(err).splitlines()[0]
-            raise ConfigError(f"command line: cannot parse overrides {list(overrides)}: {detail}") from None
+        values = parse_overrides(overrides)
         apply(values, dict.fromkeys(values, "command line"), "command line")
     check_supported(algo_cls, task_id, sources)
     try:
         obj = cast(BaseConfig, OmegaConf.to_object(cfg))  # a structured config of ``config_cls``
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"{algo_cls.name} config for {task_id}: {err}") from None
+    except (ValueError, TypeError, OmegaConfBaseException) as err:  # the last: a ${...} that does not resolve
+        detail = " ".join(str(getattr(err, "msg", err)).split())
+        raise ConfigError(f"{algo_cls.name} config for {task_id}: {detail}") from None
     return ResolvedConfig(obj, sources)
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """The command line's ``key=value`` items as a dict (a later item wins); a malformed item is refused
+    by itself, with what YAML found wrong in it."""
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"command-line override {item!r}: expected key=value")
+        try:
+            # a DictConfig converts to a dict (the stubs give every container type)
+            values.update(cast(dict[str, Any], OmegaConf.to_container(OmegaConf.from_dotlist([item]))))
+        except (OmegaConfBaseException, yaml.YAMLError) as err:
+            detail = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(
+                f"command-line override {item!r}: not a valid value ({detail}); "
+                "write numbers as 3e-4, lists as [256,256], text as is"
+            ) from None
+    return values

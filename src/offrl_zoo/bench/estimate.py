@@ -3,7 +3,9 @@
 Per (algorithm, task): the algorithm is built at the task's shapes with the run's resolved config,
 each stage times a few updates on synthetic data at its batch size, and acting is timed at the
 evaluator's batch (its parallel envs). Run time = Σ stages (steps × s/update) + evaluations ×
-(episodes / parallel envs) × horizon × s/act. Dataset generation or download is not included.
+(episodes / parallel envs) × horizon × s/act. The timings are kept per run settings, so a plan at
+another step cap (``compare``'s cheaper alternative) is priced without measuring again. Generating a
+missing dataset is estimated apart (``generation_seconds``); a download is not included.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import torch
 from offrl_zoo import registry
 from offrl_zoo.bench.sweep import RunSpec
 from offrl_zoo.bench.timing import seconds_per_update, synthetic_data
-from offrl_zoo.config import resolve
 from offrl_zoo.envs import get_task
 from offrl_zoo.spec import DataSpec
 from offrl_zoo.train.cost import seconds_per_act
@@ -36,6 +37,33 @@ class RunEstimate:
     @property
     def total_s(self) -> float:
         return self.train_s + self.eval_s
+
+
+@dataclass(frozen=True)
+class StageTiming:
+    name: str
+    steps: int  # the stage's steps in the resolved config, before a budget's cap
+    seconds_per_update: float
+    has_policy: bool
+    shared_kind: str | None
+
+
+@dataclass(frozen=True)
+class RunTiming:
+    """What a run's settings cost, measured once: priced at any step cap with ``estimate``."""
+
+    algorithm: str
+    task: str
+    stages: tuple[StageTiming, ...]
+    eval_s: float  # one evaluation: episodes / parallel envs × horizon × (act + env steps)
+
+    def estimate(self, cap: int | None, eval_every: int) -> RunEstimate:
+        steps = {s.name: s.steps if cap is None else min(s.steps, cap) for s in self.stages}
+        stage_s = {s.name: steps[s.name] * s.seconds_per_update for s in self.stages}
+        shared_s = {s.shared_kind: stage_s[s.name] for s in self.stages if s.shared_kind}
+        policy_steps = sum(steps[s.name] for s in self.stages if s.has_policy)
+        evaluations = math.ceil(policy_steps / eval_every) + 1 if policy_steps else 0
+        return RunEstimate(self.algorithm, self.task, steps, sum(stage_s.values()), evaluations * self.eval_s, shared_s)
 
 
 def task_spec(task_id: str) -> DataSpec:
@@ -69,40 +97,56 @@ def env_step_seconds(task_id: str, steps: int = 50) -> float:
         env.close()
 
 
-def estimate_run(
-    spec: RunSpec, eval_every: int, eval_episodes: int | None, device: torch.device, warmup: int = 2, timed: int = 3
-) -> RunEstimate:
+def measure_run(
+    spec: RunSpec, eval_episodes: int | None, device: torch.device, warmup: int = 2, timed: int = 3
+) -> RunTiming:
     cls = registry.get(spec.algorithm)
     task = get_task(spec.task)
-    budget = [f"{k}={v}" for k, v in spec.budget_config]
-    cfg = resolve(cls, spec.task, spec.preset, None, [*spec.overrides, *budget]).config
     data_spec = task_spec(spec.task)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        algo = cls(data_spec, cfg, device)
+        algo = cls(data_spec, spec.config(), device)
         stages = algo.stages()
         data = synthetic_data(data_spec, max(s.batch_size for s in stages) * 2, device)
-        steps = {s.name: s.steps if spec.steps is None else min(s.steps, spec.steps) for s in stages}
-        stage_s = {s.name: steps[s.name] * seconds_per_update(s, data, warmup, timed, device) for s in stages}
-        shared_s = {s.shared["kind"]: stage_s[s.name] for s in stages if s.shared}
+        timings = tuple(
+            StageTiming(
+                s.name,
+                s.steps,
+                seconds_per_update(s, data, warmup, timed, device),
+                s.has_policy,
+                str(s.shared["kind"]) if s.shared else None,
+            )
+            for s in stages
+        )
         episodes = eval_episodes or task.eval_episodes
         envs = max(1, min(task.eval_envs, episodes))
         act_s = seconds_per_act(algo, envs, warmup=1, repeats=2) + envs * env_step_seconds(spec.task)
-    policy_steps = sum(steps[s.name] for s in stages if s.has_policy)
-    evaluations = math.ceil(policy_steps / eval_every) + 1 if policy_steps else 0
-    eval_s = evaluations * math.ceil(episodes / envs) * task.horizon * act_s
-    return RunEstimate(spec.algorithm, spec.task, steps, sum(stage_s.values()), eval_s, shared_s)
+    return RunTiming(spec.algorithm, spec.task, timings, math.ceil(episodes / envs) * task.horizon * act_s)
+
+
+def estimate_run(
+    spec: RunSpec, eval_every: int, eval_episodes: int | None, device: torch.device, warmup: int = 2, timed: int = 3
+) -> RunEstimate:
+    return measure_run(spec, eval_episodes, device, warmup, timed).estimate(spec.steps, eval_every)
 
 
 def estimate_sweep(
-    runs: list[RunSpec], eval_every: int, eval_episodes: int | None, device: torch.device
+    runs: list[RunSpec],
+    eval_every: int,
+    eval_episodes: int | None,
+    device: torch.device,
+    timings: dict[tuple, RunTiming] | None = None,
 ) -> dict[tuple[str, str], RunEstimate]:
-    """One estimate per (algorithm, task); seeds cost the same."""
+    """One estimate per (algorithm, task); seeds cost the same. ``timings`` (by ``RunSpec.settings``) holds
+    the measurements already made, and receives the new ones."""
+    timings = {} if timings is None else timings
     out: dict[tuple[str, str], RunEstimate] = {}
     for spec in runs:
         key = (spec.algorithm, spec.task)
         if key not in out:
-            out[key] = estimate_run(spec, eval_every, eval_episodes, device)
+            if spec.settings() not in timings:
+                timings[spec.settings()] = measure_run(spec, eval_episodes, device)
+            out[key] = timings[spec.settings()].estimate(spec.steps, eval_every)
     return out
 
 
@@ -119,3 +163,42 @@ def sweep_compute(runs: list[RunSpec], estimates: dict[tuple[str, str], RunEstim
                 saved += seconds
             seen.add((spec.task, spec.seed, kind))
     return total - saved, saved
+
+
+# Rough time to roll out one generated locomotion dataset row: docs/data.md's timings on the 2-core
+# development machine (114-220 s per million rows of medium, expert and replay data), rounded up.
+GENERATION_S_PER_ROW = 200 / 1_000_000
+
+
+def rows_to_generate(task_ids: list[str], data_source: str) -> dict[str, int]:
+    """Rows each task's run would roll out first because its generated dataset is not cached (none
+    where a cached real D4RL file is used). Nothing is generated here."""
+    from offrl_zoo.data.generation.datasets import can_generate
+    from offrl_zoo.data.sources import d4rl_cache_path
+
+    out = {}
+    for task_id in dict.fromkeys(task_ids):
+        task = get_task(task_id)
+        if task.source != "d4rl" or data_source == "d4rl" or not can_generate(task.source_id):
+            continue
+        if data_source == "auto" and d4rl_cache_path(task.source_id).is_file():
+            continue
+        if rows := _missing_rows(task.source_id):
+            out[task_id] = rows
+    return out
+
+
+def _missing_rows(dataset_id: str) -> int:
+    """Rows to roll out for a generated dataset; medium-expert joins the medium and expert files."""
+    from offrl_zoo.data.generation.datasets import generated_path, parse_task, recipe
+
+    if generated_path(dataset_id).is_file():
+        return 0
+    domain, kind = parse_task(dataset_id)
+    if kind == "medium-expert":
+        return sum(_missing_rows(f"{domain}-{half}-v2") for half in ("medium", "expert"))
+    return int(recipe(dataset_id)["size"])
+
+
+def generation_seconds(rows: dict[str, int]) -> float:
+    return sum(rows.values()) * GENERATION_S_PER_ROW

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import fcntl
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypedDict
 
 from offrl_zoo import registry
-from offrl_zoo.config import field_names, presets, resolve
-from offrl_zoo.envs import get_suite, get_task
+from offrl_zoo.algorithm import Algorithm, BaseConfig
+from offrl_zoo.config import field_names, preset_applies, presets, resolve
+from offrl_zoo.envs import all_suites, get_suite, get_task
 from offrl_zoo.errors import ConfigError, UnsupportedTaskError
 from offrl_zoo.io import write_json
 from offrl_zoo.train.run import FAILED, LOCK
@@ -32,40 +33,63 @@ class QuickBudget(TypedDict):
     config: dict[str, Any]
 
 
-# ``quick`` budget per suite: every stage capped at ``steps`` gradient steps, the algorithm's ``quick``
-# preset when it has one, then ``config`` values where the algorithm has the key. On the toys this is
-# minibatches of 256 for 1 000 steps (the official toy settings are full batches of 10 000 for 3 500
-# steps), so that a three-algorithm, three-seed toy comparison takes minutes on a CPU; its scores are
-# lower than at the official settings (docs/toy.md). ``paper`` = the official settings.
+# ``quick`` budget per suite, for every task of the suite: every stage of every algorithm capped at
+# ``steps`` gradient steps, the algorithm's ``quick`` preset where its scope holds the task, then
+# ``config`` values where the algorithm has the key. On the toys this is minibatches of 256 for 1 000
+# steps (the official toy settings are full batches of 10 000 for 3 500 steps), so that a
+# three-algorithm, three-seed toy comparison takes minutes on a CPU; its scores are lower than at the
+# official settings (docs/toy.md). ``paper`` = the official settings.
 QUICK: dict[str, QuickBudget] = {
     "toy": {"steps": 1000, "config": {"batch_size": 256}},
     "gym-medium": {"steps": 20_000, "config": {}},
     "gym": {"steps": 20_000, "config": {}},
 }
 DEFAULT_QUICK: QuickBudget = {"steps": 20_000, "config": {}}
+QUICK_PRESET = "quick"
+
+
+def quick_budget(task_id: str) -> QuickBudget:
+    """The ``quick`` entry of the first suite in ``QUICK`` that holds the task (whatever ``--suite`` said)."""
+    suites = all_suites()
+    return next((quick for name, quick in QUICK.items() if task_id in suites.get(name, ())), DEFAULT_QUICK)
+
+
+@dataclass(frozen=True)
+class RunBudget:
+    """What a budget sets for one algorithm on one task."""
+
+    preset: str | None
+    steps: int | None  # cap on every stage (None: the official number of steps)
+    values: tuple[tuple[str, object], ...] = ()  # config values, applied as a config file
 
 
 @dataclass(frozen=True)
 class Budget:
     name: str  # paper | quick | <steps>
-    steps: int | None  # cap on every stage (None: the official number of steps)
-    use_quick_preset: bool
-    config: dict = field(default_factory=dict)  # values set where the algorithm's config has the key
+    steps: int | None  # cap on every stage (paper: None; quick: per suite, see ``for_run``)
 
     @classmethod
-    def parse(cls, text: str, suite: str | None) -> Budget:
-        if text == "paper":
-            return cls("paper", None, False)
-        if text == "quick":
-            quick = QUICK.get(suite or "", DEFAULT_QUICK)
-            return cls("quick", quick["steps"], True, dict(quick["config"]))
+    def parse(cls, text: str) -> Budget:
+        if text in ("paper", "quick"):
+            return cls(text, None)
         try:
             steps = int(text)
         except ValueError:
             raise ConfigError(f"--budget {text!r}: expected paper, quick or a number of steps per stage") from None
         if steps < 1:
             raise ConfigError(f"--budget {steps}: expected at least 1 step")
-        return cls(str(steps), steps, False)
+        return cls(str(steps), steps)
+
+    def for_run(self, algo_cls: type[Algorithm], task_id: str) -> RunBudget:
+        """The one place a budget becomes a run's settings. The cap depends on the task alone, so every
+        algorithm of a comparison gets the same one; a preset applies only on the tasks it is made for."""
+        if self.name != "quick":
+            return RunBudget(None, self.steps)
+        quick = quick_budget(task_id)
+        has_preset = QUICK_PRESET in presets(algo_cls) and preset_applies(algo_cls, QUICK_PRESET, task_id)
+        keys = field_names(algo_cls.Config)
+        values = tuple(sorted((k, v) for k, v in quick["config"].items() if k in keys))
+        return RunBudget(QUICK_PRESET if has_preset else None, quick["steps"], values)
 
 
 @dataclass(frozen=True)
@@ -78,12 +102,22 @@ class RunSpec:
     overrides: tuple[str, ...] = ()
     budget_config: tuple[tuple[str, object], ...] = ()  # the budget's values, applied as a config file
     shared_kinds: tuple[str, ...] = ()  # kinds of the shareable stages it trains (``Stage.shared["kind"]``)
+    stage_steps: tuple[tuple[str, int], ...] = ()  # each stage's steps after the cap
 
     def run_dir(self, store: Path) -> Path:
         return store / "runs" / self.algorithm / self.task.replace(":", "_") / f"seed{self.seed}"
 
     def label(self) -> str:
         return f"{self.algorithm} {self.task} seed{self.seed}"
+
+    def settings(self) -> tuple:
+        """What the run's config depends on: runs with equal settings train the same networks."""
+        return (self.algorithm, self.task, self.preset, self.overrides, self.budget_config)
+
+    def config(self) -> BaseConfig:
+        budget = [f"{k}={v}" for k, v in self.budget_config]
+        cls = registry.get(self.algorithm)
+        return resolve(cls, self.task, self.preset, None, [*self.overrides, *budget]).config
 
     def budget_file(self, store: Path) -> Path | None:
         """The budget's config values as a YAML file in the store (its path is recorded as their origin)."""
@@ -141,35 +175,47 @@ def plan(
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise ConfigError("compare: --seeds must be at least 1")
-    budget = Budget.parse(budget_text, suite)
+    budget = Budget.parse(budget_text)
     sweep = Sweep(list(algorithms), task_ids, seed_list, budget.name, suite, list(overrides or []))
     for name in algorithms:
-        cls = registry.get(name)
-        preset = "quick" if budget.use_quick_preset and "quick" in presets(cls) else None
-        values = tuple(sorted((k, v) for k, v in budget.config.items() if k in field_names(cls.Config)))
         for task_id in task_ids:
+            run = budget.for_run(registry.get(name), task_id)
+            spec = RunSpec(name, task_id, 0, run.preset, run.steps, tuple(sweep.overrides), run.values)
             try:
-                cfg = resolve(cls, task_id, preset, None, [*sweep.overrides, *(f"{k}={v}" for k, v in values)]).config
+                spec = planned_stages(spec)
             except UnsupportedTaskError as err:
                 sweep.unsupported.append({"algorithm": name, "task": task_id, "reason": str(err)})
                 continue
-            kinds = shared_stage_kinds(cls, cfg, task_id)
-            for seed in seed_list:
-                sweep.runs.append(
-                    RunSpec(name, task_id, seed, preset, budget.steps, tuple(sweep.overrides), values, kinds)
-                )
+            sweep.runs += [replace(spec, seed=seed) for seed in seed_list]
+    check_budget_files(sweep.runs)
     return sweep
 
 
-def shared_stage_kinds(cls: type, cfg: object, task_id: str) -> tuple[str, ...]:
-    """The shareable stages an algorithm trains on a task (built at the task's shapes, on the CPU)."""
+def planned_stages(spec: RunSpec) -> RunSpec:
+    """``spec`` with its shareable stage kinds and capped stage steps (built at the task's shapes, on the CPU)."""
     import torch
 
     from offrl_zoo.bench.estimate import task_spec
 
+    cfg = spec.config()
     with torch.random.fork_rng(devices=[]):
-        stages = cls(task_spec(task_id), cfg, "cpu").stages()
-    return tuple(sorted({str(s.shared["kind"]) for s in stages if s.shared}))
+        stages = registry.get(spec.algorithm)(task_spec(spec.task), cfg, "cpu").stages()
+    kinds = tuple(sorted({str(s.shared["kind"]) for s in stages if s.shared}))
+    steps = tuple((s.name, s.steps if spec.steps is None else min(s.steps, spec.steps)) for s in stages)
+    return replace(spec, shared_kinds=kinds, stage_steps=steps)
+
+
+def check_budget_files(runs: list[RunSpec]) -> None:
+    """One budget file per algorithm in a store: refuse tasks whose suites set different values."""
+    values: dict[str, set] = {}
+    for spec in runs:
+        values.setdefault(spec.algorithm, set()).add(spec.budget_config)
+    mixed = sorted(name for name, seen in values.items() if len(seen - {()}) > 1)
+    if mixed:
+        raise ConfigError(
+            f"compare: the quick budget sets different values for {', '.join(mixed)} on these tasks' suites; "
+            "compare the suites in separate stores"
+        )
 
 
 def run_status(run_dir: Path) -> str:
