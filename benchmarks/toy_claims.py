@@ -10,6 +10,9 @@ per run under --figures and a JSON + Markdown table under --results.
 ``official`` = the official toy script's settings (full batch of 10 000 for 3 500 steps, DTQL-KL
 2 000/2 500 steps on far/hard as run_toy.sh); ``quick`` = the `quick` preset (minibatches of 1 000,
 1 500 steps).
+
+The runs' own evaluations measure the same way (sampled actions, ``toy_metrics`` in each record's
+``samples``), on other draws: the evaluator seeds with seed + 100, this script with the seed.
 """
 
 from __future__ import annotations

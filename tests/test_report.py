@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from offrl_zoo.bench import plots, render, results, stats, tables
 from offrl_zoo.bench import report as rep
+from offrl_zoo.envs.tasks import TOY_SCORE
 
 REPS = 200  # bootstrap replications: enough to exercise the code, cheap on a CPU
 SEEDS = [0, 1, 2]
@@ -304,6 +305,11 @@ def test_learning_curve_with_one_evaluation_draws_a_marker():
     (line,) = ax.lines
     assert line.get_marker() not in (None, "", "None", " ") and line.get_markersize() > 0
     assert list(line.get_xdata()) == [1000.0] and list(line.get_ydata()) == [42.0]
+    assert not ax.collections[1:]  # one seed: no band, no error bar
+    ax = Figure().subplots()
+    plots.draw_curves(ax, {"bc": [{"step": 1000, "n": 2, "mean": 42.0, "std": 3.0}]})
+    (bar,) = ax.collections[1:]  # after the (zero-width) band: the ± std of the single point
+    np.testing.assert_allclose(bar.get_segments()[0], [[1000.0, 39.0], [1000.0, 45.0]])
 
 
 def test_mixed_data_is_flagged_and_excluded(tmp_path):
@@ -336,3 +342,52 @@ def test_raw_returns_without_sweep_json(tmp_path):
     assert _cell(report, "hopper-medium-v2", "bc").final["mean"] == pytest.approx(1052.0)
     assert _cell(report, "hopper-medium-v2", "bc").paper is None  # returns are not comparable with scores
     assert report.aggregate["tasks"] == ["toy-25_gaussian-far"]
+
+
+def _toy_record(record: dict, seed: int, one_action: bool) -> dict:
+    """An evaluation record as a toy evaluation writes it: its score label and sample metrics."""
+    protocol = record["protocol"] | {"score": TOY_SCORE, "deterministic": one_action}
+    samples = {"in_support": 0.5, "modes_hit": 4 + seed, "top_mode_share": 0.25}
+    return record | {"protocol": protocol, "samples": samples, "return_std": 0.0 if one_action else 3.0}
+
+
+def _toy_store(root: Path) -> Path:
+    """The store with every toy run evaluated once, as toy evaluations record it; bc's episodes all
+    identical (one action)."""
+    store = make_store(root)
+    for run in (store / "runs").glob("*/toy-25_gaussian-far/seed*"):
+        seed, one_action = int(run.name.removeprefix("seed")), run.parent.parent.name == "bc"
+        evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+        (run / "eval.jsonl").write_text(
+            "".join(json.dumps(_toy_record(e, seed, one_action)) + "\n" for e in evals[-1:])
+        )
+        provenance = json.loads((run / "provenance.json").read_text())
+        provenance["protocol"] = _toy_record({"protocol": provenance["protocol"]}, seed, one_action)["protocol"]
+        (run / "provenance.json").write_text(json.dumps(provenance))
+        if (run / "done").is_file():
+            done = json.loads((run / "done").read_text())
+            done["final_eval"] = _toy_record(done["final_eval"], seed, one_action)
+            (run / "done").write_text(json.dumps(done))
+    return store
+
+
+def test_one_evaluation_per_run_shows_no_best_and_identical_episodes_are_one_action(tmp_path):
+    report = rep.build_report(_toy_store(tmp_path), reps=20)
+    toy = next(t for t in report.tasks if t.task == "toy-25_gaussian-far")
+    bc, iql = _cell(report, toy.task, "bc"), _cell(report, toy.task, "iql")
+    assert bc.best is None and iql.best is None  # best = final with one evaluation: not information
+    assert bc.one_action and not iql.one_action
+    assert bc.samples["modes_hit"] == pytest.approx({"mean": 5.0, "std": 1.0, "n": 3})
+    assert toy.score_label == TOY_SCORE and plots.value_label(toy) == TOY_SCORE
+    md = render.render_markdown(report, {})
+    section = md.split("### toy-25_gaussian-far")[1].split("###")[0]
+    assert f"Value: score ({TOY_SCORE})" in section and "D4RL" not in section
+    assert "| algorithm | final | in-support | modes hit | top-mode share | seeds |" in section
+    assert render.BEST_DROPPED in section and render.ONE_ACTION_NOTE in section
+    assert "| bc | 85.0 ± 5.0 (one action) | 0.500 ± 0.000 | 5.0 ± 1.0 | 0.250 ± 0.000 | 3/3 |" in section
+    assert "| iql | 90.5 ± 9.2 | 0.500 ± 0.000 | 4.5 ± 0.7 |" in section
+    hopper = next(t for t in report.tasks if t.task == "hopper-medium-v2")  # two evaluations: best kept
+    assert "| algorithm | final | best | seeds |" in md.split("### hopper-medium-v2")[1]
+    assert render._table_notes(hopper) == [] and plots.value_label(hopper) == "D4RL normalised score x100"
+    out = render.write_report(report, tmp_path / "out")
+    assert "bc,toy-25_gaussian-far,0,done,score,80,80,1," in (out / "runs.csv").read_text()

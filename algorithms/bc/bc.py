@@ -30,6 +30,7 @@ class BC(Algorithm[BCConfig]):
     name = "bc"
     Config = BCConfig
     summary = "behaviour cloning (CORL any_percent_bc; top_fraction=0.1 gives 10%BC)"
+    samples_actions = False  # a deterministic actor
 
     def __init__(self, spec: DataSpec, cfg: BCConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(spec, cfg, device)

@@ -106,6 +106,7 @@ class SRPO(Algorithm[SRPOConfig]):
             "beta",
         ),
     }
+    samples_actions = False  # a deterministic actor
 
     def __init__(self, spec: DataSpec, cfg: SRPOConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(spec, cfg, device)
@@ -263,6 +264,3 @@ class SRPO(Algorithm[SRPOConfig]):
         if self.cfg.awr_monitor and self.schedulers["actor"].last_epoch == 0:
             return self.awr_actor(obs)
         return self.actor(obs)
-
-    def selection_rule(self, deterministic: bool) -> str:
-        return "deterministic policy output"

@@ -39,6 +39,7 @@ class TD3BC(Algorithm[TD3BCConfig]):
     name = "td3bc"
     Config = TD3BCConfig
     summary = "TD3+BC (Fujimoto & Gu 2021; sfujim/TD3_BC)"
+    samples_actions = False  # a deterministic actor
 
     def __init__(self, spec: DataSpec, cfg: TD3BCConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(spec, cfg, device)

@@ -8,7 +8,9 @@ Nothing in here knows about the trainer, the CLI or the benchmark layer.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,6 +60,7 @@ class BaseConfig:
     fast: bool = False
 
     def __post_init__(self) -> None:
+        check_limits(self)
         if not 0 < self.top_fraction <= 1:
             raise ValueError(f"top_fraction={self.top_fraction}: expected a value in (0, 1]")
         if not 0 <= self.holdout_fraction < 1:
@@ -67,6 +70,44 @@ class BaseConfig:
         check_positive(self, "obs_norm_eps", "return_range_scale")
         if self.clip_actions is not None and not self.clip_actions > 0:
             raise ValueError(f"clip_actions={self.clip_actions}: expected a positive bound or null")
+
+
+# Bounds of what a config value can mean, checked by name and type for every algorithm's config: beyond
+# them a value is a typo or a unit slip (an extra zero, a rate in percent), never an experiment.
+MAX_COUNT = 10**9  # steps, batch sizes and every other integer
+MAX_WIDTH = 16_384  # a layer width (hidden, *_hidden, *_dim): a square layer of it is 1 GiB of float32
+MAX_DEPTH = 1_000  # layers or residual blocks (*_layers, *_blocks)
+MAX_LR = 1.0  # learning rates (lr, *_lr), with Adam or SGD
+FLOAT32_MAX = 3.4028234663852886e38  # the networks compute in float32
+
+
+def check_limits(cfg: Any) -> None:
+    """Refuse numbers no experiment means: non-finite or beyond float32, learning rates above
+    ``MAX_LR``, integers above ``MAX_COUNT``, widths above ``MAX_WIDTH``, depths above ``MAX_DEPTH``.
+    Lower bounds are each config's own (``check_positive`` and the like)."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        for item in value if isinstance(value, list | tuple) else [value]:
+            _check_limit(f.name, item)
+
+
+def _check_limit(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if key == "lr" or key.endswith("_lr"):
+        if not (math.isfinite(value) and value <= MAX_LR):
+            raise ValueError(f"{key}={value!r}: a learning rate must be finite and at most {MAX_LR:g}")
+    elif isinstance(value, float):
+        if not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
+            raise ValueError(f"{key}={value!r}: expected a finite number within float32's range (|x| ≤ 3.4e38)")
+    elif key == "hidden" or key.endswith(("_hidden", "_dim")):
+        if not 1 <= value <= MAX_WIDTH:
+            raise ValueError(f"{key}={value!r}: expected a layer width from 1 to {MAX_WIDTH}")
+    elif key.endswith(("_layers", "_blocks")):
+        if value > MAX_DEPTH:
+            raise ValueError(f"{key}={value!r}: expected at most {MAX_DEPTH} layers")
+    elif value > MAX_COUNT:
+        raise ValueError(f"{key}={value!r}: expected at most 10^9 ({MAX_COUNT:_})")
 
 
 def check_choice(cfg: Any, key: str, choices: tuple[str, ...]) -> None:
@@ -172,6 +213,8 @@ class Algorithm(TrainableModule, Generic[ConfigT]):
     # Whether act(deterministic=True) on a batch equals act row by row (False for selection rules
     # that draw random candidates even in deterministic mode).
     deterministic_act_is_exact: ClassVar[bool] = True
+    # False for a deterministic actor: act ignores ``deterministic``, so no evaluation samples.
+    samples_actions: ClassVar[bool] = True
     # Tasks the official code gives no settings for: fnmatch pattern ('|' for alternatives) ->
     # (reason, key). Resolving such a task fails with the reason unless the user sets ``key``
     # (user YAML or command line), so a missing official value is never silently guessed.
@@ -219,7 +262,7 @@ class Algorithm(TrainableModule, Generic[ConfigT]):
 
     def selection_rule(self, deterministic: bool) -> str:
         """How ``act`` picks an action, stamped next to every evaluation score."""
-        return "deterministic policy output" if deterministic else "policy sample"
+        return "deterministic policy output" if deterministic or not self.samples_actions else "policy sample"
 
     def validation_metrics(self, batch: TensorDict) -> TensorDict | None:
         """Losses on a batch of held-out transitions (``holdout_fraction`` > 0), logged as ``val/<key>``.

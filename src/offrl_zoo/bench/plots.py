@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
     from offrl_zoo.bench.report import Report
+    from offrl_zoo.bench.tables import TaskReport
 
 FIGURES = "figures"
 PNG_METADATA = {"Software": None}
@@ -38,15 +39,23 @@ def _ylabel(kind: str) -> str:
     return "normalised score" if kind == "score" else "return"
 
 
+def value_label(task: TaskReport) -> str:
+    """The task's own score definition when its runs agree on one (the toys' is not D4RL's)."""
+    return (task.value_kind == "score" and task.score_label) or _ylabel(task.value_kind)
+
+
 def draw_curves(ax: Axes, per_alg: dict[str, list[dict]]) -> None:
     """One line per algorithm with a ± std band. Markers on every evaluation: a run evaluated once or
-    twice has a single point (or a short segment) that a bare line would not show."""
+    twice has a single point (or a short segment) that a bare line would not show; a single point gets
+    its ± std as an error bar, as a band of zero width would not show either."""
     for alg, points in sorted(per_alg.items()):
         steps = np.array([p["step"] for p in points], dtype=float)
         mean = np.array([p["mean"] for p in points])
         std = np.array([np.nan if p["std"] is None else p["std"] for p in points])
-        (line,) = ax.plot(steps, mean, label=alg, linewidth=1.5, marker="o", markersize=3)
+        (line,) = ax.plot(steps, mean, label=alg, linewidth=1.5, marker="o", markersize=4)
         ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)  # NaN: no band
+        if len(points) == 1 and np.isfinite(std).all():
+            ax.errorbar(steps, mean, yerr=std, fmt="none", ecolor=line.get_color(), elinewidth=1.5)
 
 
 def _curve_figure(report: Report, task: str, out: Path) -> str | None:
@@ -55,15 +64,15 @@ def _curve_figure(report: Report, task: str, out: Path) -> str | None:
     per_alg = report.curves.get(task) or {}
     if not per_alg:
         return None
-    kind = next(t.value_kind for t in report.tasks if t.task == task)
+    report_task = next(t for t in report.tasks if t.task == task)
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     draw_curves(ax, per_alg)
     rows = [
         [task, alg, p["step"], p["n"], p["mean"], p["std"]] for alg, points in sorted(per_alg.items()) for p in points
     ]
-    source = next(t.source_label() for t in report.tasks if t.task == task)
-    ax.set(title=f"{task} ({source}; mean ± std over seeds)", xlabel="global step", ylabel=_ylabel(kind))
+    title = f"{task} ({report_task.source_label()}; mean ± std over seeds)"
+    ax.set(title=title, xlabel="global step", ylabel=value_label(report_task))
     ax.grid(alpha=0.25)
     ax.legend()
     name = f"curves_{safe_name(task)}"

@@ -12,7 +12,7 @@ from typing import Any
 
 from offrl_zoo.bench.report import Report
 from offrl_zoo.bench.results import PAPER_LABEL
-from offrl_zoo.bench.tables import GENERATED_NOTE, MIXED_DATA, RETURN_NOTE, Cell, TaskReport
+from offrl_zoo.bench.tables import GENERATED_NOTE, MIXED_DATA, RETURN_NOTE, SAMPLE_METRICS, Cell, TaskReport
 from offrl_zoo.io import remove_stale_temps, write_json, write_text
 
 
@@ -37,15 +37,35 @@ def _fmt_paper(cell: Cell, generated: bool) -> str:
     return text + " (not comparable: generated data)" if generated else text
 
 
+ONE_ACTION = "one action"
+ONE_ACTION_NOTE = (
+    f"({ONE_ACTION}): every episode of each seed's final evaluation returned the same, i.e. one action "
+    "repeated (a deterministic action at the one state, or a policy collapsed onto one point); the ± is "
+    "over seeds, the episodes add nothing."
+)
+BEST_DROPPED = "best: not shown: every run was evaluated once, so its best evaluation is its final one."
+BEST_PARTLY = "best – : these runs were evaluated once (best = final)."
+SAMPLE_HEADERS = {"in_support": "in-support", "modes_hit": "modes hit", "top_mode_share": "top-mode share"}
+SAMPLES_NOTE = (
+    "in-support, modes hit, top-mode share: of the final evaluation's samples, one per episode, mean ± std "
+    "over seeds (docs/toy.md)."
+)
+
+
 def _fmt_value(cell: Cell, which: str) -> str:
     return {
-        "ok": lambda: _fmt_stat(getattr(cell, which)),
+        "ok": lambda: _fmt_ok(cell, which),
         "failed": lambda: f"failed ({cell.failed})",
         "unfinished": lambda: f"unfinished ({cell.unfinished})",
         "no-eval": lambda: "no evaluation",
         "not-run": lambda: "not run",
         "unsupported": lambda: "unsupported",
     }[cell.status]()
+
+
+def _fmt_ok(cell: Cell, which: str) -> str:
+    text = _fmt_stat(getattr(cell, which))
+    return text + f" ({ONE_ACTION})" if which == "final" and cell.one_action else text
 
 
 def _fmt_seeds(cell: Cell) -> str:
@@ -77,26 +97,53 @@ def _text_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows)])
 
 
-def _value_label(kind: str) -> str:
-    return "score (normalised ×100, see protocol)" if kind == "score" else "return (raw episode return)"
+def _value_label(t: TaskReport) -> str:
+    if t.value_kind != "score":
+        return "return (raw episode return)"
+    return f"score ({t.score_label})" if t.score_label else "score (normalised ×100, see protocol)"
+
+
+def _task_columns(t: TaskReport) -> tuple[bool, list[str]]:
+    """Whether any cell has a best value, and the sample metrics any cell recorded."""
+    has_best = any(c.best is not None for c in t.cells)
+    return has_best, [m for m in SAMPLE_METRICS if any(m in c.samples for c in t.cells)]
 
 
 def _task_table(t: TaskReport) -> str:
     generated = any(s["source"] == "generated" for s in t.sources)
+    has_best, metrics = _task_columns(t)
+    sample = lambda c, m: _fmt_stat(c.samples.get(m), 1 if m == "modes_hit" else 3) if c.status == "ok" else "–"
     rows = [
-        [c.algorithm, _fmt_value(c, "final"), _fmt_value(c, "best"), _fmt_seeds(c), _fmt_paper(c, generated)]
+        [c.algorithm, _fmt_value(c, "final")]
+        + ([_fmt_value(c, "best")] if has_best else [])
+        + [sample(c, m) for m in metrics]
+        + [_fmt_seeds(c), _fmt_paper(c, generated)]
         for c in t.cells
     ]
-    return _md_table(["algorithm", "final", "best", "seeds", PAPER_LABEL], rows)
+    header = ["algorithm", "final", *(["best"] if has_best else []), *(SAMPLE_HEADERS[m] for m in metrics)]
+    return _md_table([*header, "seeds", PAPER_LABEL], rows)
+
+
+def _table_notes(t: TaskReport) -> list[str]:
+    """What the table's columns leave out or mark, and why."""
+    has_best, metrics = _task_columns(t)
+    ok = [c for c in t.cells if c.status == "ok"]
+    notes = [SAMPLES_NOTE] if metrics else []
+    if ok and not has_best:
+        notes.append(BEST_DROPPED)
+    elif any(c.best is None for c in ok):
+        notes.append(BEST_PARTLY)
+    return notes + ([ONE_ACTION_NOTE] if any(c.one_action for c in ok) else [])
 
 
 def _md_task(t: TaskReport, figure: str | None) -> list[str]:
     sources = "; ".join(f"{s['source']} (sha256 {s['sha256'][:12]})" for s in t.sources) or "unknown"
-    out = [f"### {t.task}", "", f"Data: {sources}. Value: {_value_label(t.value_kind)}.", ""]
+    out = [f"### {t.task}", "", f"Data: {sources}. Value: {_value_label(t)}.", ""]
     out += [f"**ERROR: {e}**" for e in t.errors] + [f"> {n}" for n in t.notes]
     if t.errors or t.notes:
         out.append("")
-    out += [_task_table(t), "", "Evaluation protocol:", ""] + [f"- {p}" for p in t.protocols or ["unknown"]]
+    out += [_task_table(t), ""] + [line for note in _table_notes(t) for line in (note, "")]
+    out += ["Evaluation protocol:", ""] + [f"- {p}" for p in t.protocols or ["unknown"]]
     out += [f"- {c.algorithm} unsupported: {c.reason}" for c in t.cells if c.status == "unsupported" and c.reason]
     out.append("")
     return out + ([f"![learning curves {t.task}]({figure})", ""] if figure else [])
@@ -302,6 +349,7 @@ def runs_csv(report: Report) -> str:
                 kind,
                 r.value("final", kind),
                 r.value("best", kind),
+                r.evaluations,
                 r.elapsed_s,
                 (r.cost or {}).get("updates_per_s"),
                 r.source,
@@ -318,6 +366,7 @@ def runs_csv(report: Report) -> str:
             "value",
             "final",
             "best",
+            "evaluations",
             "elapsed_s",
             "updates_per_s",
             "source",

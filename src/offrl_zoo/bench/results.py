@@ -2,7 +2,7 @@
 ``STORE/sweep.json``) into one ``RunResult`` per run directory, and the DTQL paper's scores.
 
 "final" is the run's final evaluation (``done``), "best" the best evaluation in ``eval.jsonl``
-(optimistic: it selects on the evaluation episodes).
+(optimistic: it selects on the evaluation episodes; the same as final for a run evaluated once).
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ class RunResult:
     final_return: float | None = None
     best_score: float | None = None
     best_return: float | None = None
+    evaluations: int = 0  # records in eval.jsonl of a finished run; with one, best is final
+    # Every episode of the final evaluation returned the same: on a one-state task, one action repeated.
+    identical_episodes: bool = False
+    final_samples: dict | None = None  # sample metrics of the final evaluation (toys: docs/toy.md)
     elapsed_s: float | None = None
     cost: dict | None = None
     device: str | None = None  # from provenance.json; the cost record's device wins
@@ -83,6 +87,13 @@ def _best(evals: list[dict], key: str) -> float | None:
     return max(values) if values else None
 
 
+def _identical_episodes(final: dict) -> bool:
+    """All episodes equal, to float rounding (the mean of N equal returns is not always exact)."""
+    std, mean = final.get("return_std"), final.get("return_mean")
+    episodes = (final.get("protocol") or {}).get("episodes", 2)
+    return std is not None and mean is not None and episodes > 1 and std <= 1e-9 * max(1.0, abs(mean))
+
+
 def read_run(store: Path, run_dir: Path) -> RunResult:
     """Everything the report needs from one run directory."""
     config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
@@ -105,6 +116,9 @@ def read_run(store: Path, run_dir: Path) -> RunResult:
         final_return=final.get("return_mean"),
         best_score=_best(scored, "score_mean"),
         best_return=_best(scored, "return_mean"),
+        evaluations=len(scored),
+        identical_episodes=_identical_episodes(final),
+        final_samples=final.get("samples"),
         elapsed_s=(done or {}).get("elapsed_s"),
         cost=(done or {}).get("cost"),
         device=provenance.get("device"),

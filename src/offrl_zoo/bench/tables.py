@@ -1,12 +1,13 @@
 """The per-task tables of a sweep report, built from the runs: score cells (mean ± std over the finished
-seeds, with the sample standard deviation, ``ddof=1``; none for a single seed), data sources, evaluation
-protocols, costs, reuse of shared stages and mean learning curves."""
+seeds, with the sample standard deviation, ``ddof=1``; none for a single seed), the sample metrics of
+one-state tasks, data sources, evaluation protocols, costs, reuse of shared stages and mean learning
+curves."""
 
 from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,6 +19,7 @@ MIXED_DATA = "mixed data: not comparable"
 RETURN_NOTE = "no reference scores: values are raw episode returns (return_mean), not normalised scores"
 COST_FIELDS = ("updates_per_s", "act_ms_1", "act_ms_16", "nfe_per_action", "peak_rss_mb", "peak_cuda_mb")
 STATUS_ORDER = ("done", "failed", "unfinished")
+SAMPLE_METRICS = ("in_support", "modes_hit", "top_mode_share")  # of docs/toy.md, in table order
 
 
 @dataclass
@@ -32,9 +34,11 @@ class Cell:
     unfinished: int
     no_eval: int = 0  # finished runs without a final evaluation
     final: dict | None = None  # {"mean", "std", "n"}
-    best: dict | None = None
+    best: dict | None = None  # None when every run was evaluated once (best would be final)
     paper: dict | None = None  # {"mean", "std"}
     reason: str | None = None  # why unsupported
+    one_action: bool = False  # every seed's final evaluation: all episodes identical
+    samples: dict = field(default_factory=dict)  # sample metric -> {"mean", "std", "n"} over seeds
 
 
 @dataclass
@@ -46,6 +50,7 @@ class TaskReport:
     notes: list[str]
     protocols: list[str]
     cells: list[Cell]
+    score_label: str | None = None  # what the score is, from the runs' protocols when they agree
 
     def source_label(self) -> str:
         names = sorted({s["source"] for s in self.sources})
@@ -72,8 +77,11 @@ def _cell(
 ) -> Cell:
     counts = {s: sum(r.status == s for r in runs) for s in STATUS_ORDER}
     done = [r for r in runs if r.status == "done"]
-    finals = [v for r in done if (v := r.value("final", kind)) is not None]
-    bests = [v for r in done if (v := r.value("best", kind)) is not None]
+    scored = [(r, v) for r in done if (v := r.value("final", kind)) is not None]
+    finals = [v for _, v in scored]
+    # With one evaluation per run the best is the final value: no information, so none.
+    several = any(r.evaluations > 1 for r in done)
+    bests = [v for r in done if (v := r.value("best", kind)) is not None] if several else []
     if unsupported is not None and not runs:
         status = "unsupported"
     elif finals:
@@ -96,7 +104,16 @@ def _cell(
         _stat(bests),
         paper if kind == "score" else None,
         unsupported,
+        bool(scored) and all(r.identical_episodes for r, _ in scored),
+        _sample_stats([r for r, _ in scored]),
     )
+
+
+def _sample_stats(runs: list[RunResult]) -> dict:
+    """Mean ± std over seeds of each sample metric the final evaluations recorded."""
+    recorded = [r.final_samples or {} for r in runs]
+    values = {m: [float(s[m]) for s in recorded if m in s] for m in SAMPLE_METRICS}
+    return {m: stat for m, v in values.items() if (stat := _stat(v)) is not None}
 
 
 def _sources(runs: list[RunResult]) -> list[dict]:
@@ -120,6 +137,11 @@ def _protocol_line(p: dict) -> str:
     ]
     versions = [f"{k} {p[k]}" for k in ("gymnasium", "mujoco") if p.get(k)]
     return "; ".join(parts + versions)
+
+
+def _score_label(runs: list[RunResult]) -> str | None:
+    labels = {str(r.protocol.get("score")) for r in runs if r.protocol and r.protocol.get("score")}
+    return labels.pop() if len(labels) == 1 else None
 
 
 def _protocols(runs: list[RunResult]) -> tuple[list[str], list[str]]:
@@ -159,7 +181,7 @@ def task_report(task: str, runs: list[RunResult], sweep: dict, paper: dict) -> T
         )
         for alg in sweep["algorithms"]
     ]
-    return TaskReport(task, kind, sources, errors, notes, protocols, cells)
+    return TaskReport(task, kind, sources, errors, notes, protocols, cells, _score_label(runs))
 
 
 def _mean(values: list) -> float | None:

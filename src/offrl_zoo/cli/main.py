@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="exact run directory (overrides --out)")
     p.add_argument("--eval-every", type=positive_int, default=5000, help="gradient steps between evaluations")
     p.add_argument("--eval-episodes", type=positive_int, help="episodes per evaluation (default: the task's)")
-    p.add_argument("--stochastic-eval", action="store_true", help="evaluate with sampled, not deterministic, actions")
+    add_eval_action_flags(p, "--stochastic-eval", "--deterministic-eval", "default: the task's, sampled on the toys")
     p.add_argument("--log-every", type=positive_int, default=1000, help="steps per metrics.jsonl line")
     p.add_argument("--checkpoint-every", type=positive_int, default=10_000)
     p.add_argument(
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=positive_int, help="episodes (default: the run's protocol)")
     p.add_argument("--seed", type=seed_int, help="first episode seed (default: the run's)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--stochastic", action="store_true", help="sampled instead of deterministic actions")
+    add_eval_action_flags(p, "--stochastic", "--deterministic", "default: the run's, else the task's")
     p.set_defaults(func=cmd_eval)
     return parser
 
@@ -178,7 +178,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         steps=args.steps,
         eval_every=args.eval_every,
         eval_episodes=args.eval_episodes,
-        deterministic_eval=False if args.stochastic_eval else None,
+        deterministic_eval=args.deterministic,
         log_every=args.log_every,
         checkpoint_every=args.checkpoint_every,
         transitions=args.transitions,
@@ -205,6 +205,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_eval_action_flags(p: argparse.ArgumentParser, sampled: str, deterministic: str, default: str) -> None:
+    """Sampled or deterministic evaluation actions; neither flag (None) leaves the choice to ``default``."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        sampled, dest="deterministic", action="store_false", default=None, help=f"sampled actions ({default})"
+    )
+    group.add_argument(
+        deterministic, dest="deterministic", action="store_true", help=f"deterministic actions ({default})"
+    )
+
+
+def _eval_action(*choices: bool | None) -> bool:
+    """The first choice made (command line, run, task)."""
+    return next(c for c in choices if c is not None)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from offrl_zoo.train.evaluator import Evaluator
     from offrl_zoo.train.run import load_run
@@ -215,7 +231,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         task,
         args.episodes or request.get("eval_episodes") or task.eval_episodes,
         seed=args.seed if args.seed is not None else request["seed"] + 100,
-        deterministic=not args.stochastic,
+        deterministic=_eval_action(args.deterministic, request.get("deterministic_eval"), task.deterministic_eval),
     )
     result = evaluator(algo)
     evaluator.close()

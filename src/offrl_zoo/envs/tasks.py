@@ -8,8 +8,9 @@ an approximation and are labelled so in every protocol record.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import gymnasium as gym
@@ -18,6 +19,9 @@ import numpy as np
 from offrl_zoo.envs import minari_tasks, toy
 from offrl_zoo.envs.make import make
 from offrl_zoo.registry import suggest
+
+D4RL_SCORE = "D4RL normalised score x100"
+TOY_SCORE = "100 · mean reward / best dataset reward"
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,11 @@ class Task:
     note: str = ""
     # Returns measured in the evaluation env (v5) next to D4RL's constants, e.g. {"random": {...}}.
     measured_refs: Mapping = field(default_factory=dict)
+    # The evaluation protocol: what ``score_mean`` is, the default action rule (False: sampled actions),
+    # and measurements of the episodes' first actions (the one-state toys: the policy samples).
+    score_label: str = D4RL_SCORE
+    deterministic_eval: bool = True
+    sample_metrics: Callable[[np.ndarray], dict] | None = None
 
     def make_env(self) -> gym.Env:
         if self.env_id.startswith("minari:"):  # the env recorded in the task's Minari dataset
@@ -152,7 +161,12 @@ def _register_builtin_tasks() -> None:
                     source_id=f"{dist}/{reward}",
                     env_kwargs={"distribution": dist, "reward": reward},
                     eval_envs=100,
-                    note="DTQL paper 2-D bandit; score = 100 · mean reward / best dataset reward",
+                    note="DTQL paper 2-D bandit: one state, so an evaluation is one policy sample per episode, "
+                    "measured as in docs/toy.md (the evaluation's `samples`)",
+                    # The paper reads these policies by their samples; a deterministic action is one point.
+                    score_label=TOY_SCORE,
+                    deterministic_eval=False,
+                    sample_metrics=partial(toy.toy_metrics, distribution=dist, reward=reward),
                 )
             )
     register_suite("toy", [t for t in _TASKS if t.startswith("toy-")])

@@ -104,12 +104,17 @@ def toy_metrics(actions: np.ndarray, distribution: str, reward: str, data_seed: 
     - ``in_support``: share of samples within 3 std (0.9) of a mode centre (25_gaussian), or within
       3 noise std (0.3) of some dataset point (swiss_roll_2D, which has no discrete modes);
     - ``modes_hit`` and ``top_mode_share`` (25_gaussian only): distinct modes with at least one
-      in-support sample, and the share of all samples in the most-hit mode.
+      in-support sample, and the share of all samples in the most-hit mode;
+    - ``distinct_actions``: 1 for a deterministic action or a policy collapsed onto one point (e.g. a
+      corner of the action box), where N samples say no more than one.
     """
     data = toy_data(distribution, reward, data_seed)
     rho_max = float(np.linalg.norm(data["actions"], axis=-1).max())
     rewards = reward_fn(reward, actions, rho_max)
-    out = {"normalized_reward": float(rewards.mean() / data["rewards"].max())}
+    out: dict[str, float] = {
+        "normalized_reward": float(rewards.mean() / data["rewards"].max()),
+        "distinct_actions": len(np.unique(actions, axis=0)),
+    }
     if distribution == "25_gaussian":
         dist = np.linalg.norm(actions[:, None, :] - gaussian_grid_means()[None], axis=-1)  # (N, 25)
         nearest, gap = dist.argmin(1), dist.min(1)

@@ -20,28 +20,35 @@ def _version(package: str) -> str | None:
         return None
 
 
+def _std(values: np.ndarray) -> float:
+    """Standard deviation, exactly 0 for identical values (the mean of N equal floats is not always exact)."""
+    return float(np.std(values - values[0]))
+
+
 @dataclass
 class Evaluator:
     """Runs ``episodes`` episodes, ``num_envs`` at a time, seeding episode i with ``seed + i``.
 
     The same seeds are used at every evaluation of a run, so checkpoints are compared on the same
     start states. Evaluation draws its own random numbers inside ``torch.random.fork_rng``, so it
-    never shifts the training run's random stream.
+    never shifts the training run's random stream. ``deterministic`` is usually the task's
+    ``deterministic_eval`` unless the user chose; a task with ``sample_metrics`` gets them computed on
+    the first action of every episode (``samples`` in the result).
     """
 
     task: Task
     episodes: int
     seed: int
     deterministic: bool
-    num_envs: int | None = None  # default: the task's eval_envs
+    num_envs: int = 0  # 0: the task's eval_envs
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ValueError(f"eval episodes={self.episodes}: expected at least 1")
         self.num_envs = max(1, min(self.num_envs or self.task.eval_envs, self.episodes))
-        self._envs: gym.vector.VectorEnv | None = None
+        self._envs: gym.vector.SyncVectorEnv | None = None
 
-    def envs(self) -> gym.vector.VectorEnv:
+    def envs(self) -> gym.vector.SyncVectorEnv:
         if self._envs is None:
             self._envs = gym.vector.SyncVectorEnv([self.task.make_env for _ in range(self.num_envs)])
         return self._envs
@@ -63,7 +70,7 @@ class Evaluator:
             "episode_seeds": f"{self.seed}..{self.seed + self.episodes - 1}",
             "deterministic": self.deterministic,
             "selection": algo.selection_rule(self.deterministic),
-            "score": "D4RL normalised score x100" if self.task.ref_min is not None else "none (no reference)",
+            "score": self.task.score_label if self.task.ref_min is not None else "none (no reference)",
             "reference_returns": {
                 "min": self.task.ref_min,
                 "max": self.task.ref_max,
@@ -77,35 +84,46 @@ class Evaluator:
         devices = [algo.obs_loc.device] if algo.obs_loc.device.type == "cuda" else []
         returns: list[float] = []
         lengths: list[int] = []
+        first_actions: list[np.ndarray] = []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed)
             for start in range(0, self.episodes, self.num_envs):
                 count = min(self.num_envs, self.episodes - start)
-                r, n = self._round(envs, algo, [self.seed + start + i for i in range(self.num_envs)])
+                r, n, a = self._round(envs, algo, [self.seed + start + i for i in range(self.num_envs)])
                 returns.extend(r[:count].tolist())
                 lengths.extend(n[:count].tolist())
+                first_actions.append(a[:count])
         returns_arr = np.asarray(returns)
-        result = {
+        result: dict = {
             "return_mean": float(returns_arr.mean()),
-            "return_std": float(returns_arr.std()),
+            "return_std": _std(returns_arr),
             "returns": returns,
             "lengths": lengths,
         }
         scores = self.task.normalized_score(returns_arr)
         if scores is not None:
-            result.update(score_mean=float(scores.mean()), score_std=float(scores.std()))
+            result.update(score_mean=float(scores.mean()), score_std=_std(scores))
+        if self.task.sample_metrics is not None:
+            result["samples"] = self.task.sample_metrics(np.concatenate(first_actions))
         return result
 
-    def _round(self, envs: gym.vector.VectorEnv, algo: Algorithm, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    def _round(
+        self, envs: gym.vector.SyncVectorEnv, algo: Algorithm, seeds: list[int | None]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Returns, lengths and first actions of one episode per env."""
         obs, _ = envs.reset(seed=seeds)
         total = np.zeros(envs.num_envs)
         length = np.zeros(envs.num_envs, dtype=np.int64)
         active = np.ones(envs.num_envs, dtype=bool)
+        first: np.ndarray | None = None
         while active.any():
             action = algo.act(torch.as_tensor(obs, dtype=torch.float32), deterministic=self.deterministic)
+            action_np = action.cpu().numpy().astype(envs.action_space.dtype)
+            first = action_np if first is None else first
             # Finished envs are auto-reset on their next step; their rewards are masked out.
-            obs, reward, terminated, truncated, _ = envs.step(action.cpu().numpy().astype(envs.action_space.dtype))
+            obs, reward, terminated, truncated, _ = envs.step(action_np)
             total += np.where(active, reward, 0.0)
             length += active
             active &= ~(terminated | truncated)
-        return total, length
+        assert first is not None  # every episode takes at least one step
+        return total, length, first

@@ -52,7 +52,7 @@ class RunRequest:
     steps: int | None = None  # caps every stage
     eval_every: int = 5000
     eval_episodes: int | None = None  # None: the task's default
-    deterministic_eval: bool | None = None  # None: the algorithm's default
+    deterministic_eval: bool | None = None  # None: the task's default (sampled actions on the toys)
     log_every: int = 1000
     checkpoint_every: int = 10_000
     transitions: str = "qlearning"  # qlearning | next_observations (HDF5 files)
@@ -229,7 +229,7 @@ def prepare_trainer(
     stages = algo.stages()
     check_batch_sizes(stages, len(prepared), task.id)
     _claim_run_dir(run_dir, record)  # after every check, so a refused config leaves nothing to conflict with
-    deterministic = True if request.deterministic_eval is None else request.deterministic_eval
+    deterministic = task.deterministic_eval if request.deterministic_eval is None else request.deterministic_eval
     evaluator = Evaluator(
         task, request.eval_episodes or task.eval_episodes, seed=request.seed + 100, deterministic=deterministic
     )
