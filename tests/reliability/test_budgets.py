@@ -78,7 +78,8 @@ def test_the_dry_run_plan_names_its_alternatives_and_generates_nothing(tmp_path,
     assert "pretrain 20000, train 20000" in out and "behaviour 20000, critic 20000, policy 20000" in out, out
     assert "generating 3 dataset(s)" in out and "3,000,000 rows" in out, out
     assert "cheaper: with --budget 5000: ≈ 1.7 h" in out, out  # the largest that fits in 2 h at 50 ms per update
-    assert "on a GPU (--device cuda): not estimated on a CPU" in out, out
+    # DTQL 20 000 × (11.56 + 20.89) ms × 3 + SRPO 20 000 × (5.78 + 4.48 + 4.98) ms × 3 on the reference H200
+    assert "on a GPU (--device cuda): ≈ 2.4 h of training updates" in out and "NVIDIA H200" in out, out
     assert not (tmp_path / "cache").exists() and not store.exists()
 
 
@@ -96,3 +97,22 @@ def test_cached_datasets_are_not_counted_as_generation(tmp_path, monkeypatch):
     path.touch()
     assert estimate.rows_to_generate(tasks, "generated") == {"hopper-medium-expert-v2": 1_000_000}  # the expert half
     assert estimate.rows_to_generate(tasks, "d4rl") == {}
+
+
+def test_the_gpu_alternative_prices_every_builtin_stage_and_names_what_it_cannot():
+    from offrl_zoo import registry
+    from offrl_zoo.bench.estimate import RunEstimate, gpu_reference, gpu_training_seconds
+    from offrl_zoo.bench.sweep import RunSpec
+    from offrl_zoo.testing import tiny_spec
+
+    ms = gpu_reference()["ms_per_update"]
+    for name in registry.builtins():
+        cls = registry.get(name)
+        assert {s.name for s in cls(tiny_spec(), cls.Config()).stages()} <= set(ms[name]), name
+    runs = [RunSpec("iql", "hopper-medium-v2", 0), RunSpec("mlbc", "hopper-medium-v2", 0)]
+    estimates = {
+        ("iql", "hopper-medium-v2"): RunEstimate("iql", "hopper-medium-v2", {"train": 1000}, 0.0, 0.0, {}),
+        ("mlbc", "hopper-medium-v2"): RunEstimate("mlbc", "hopper-medium-v2", {"train": 1000}, 0.0, 0.0, {}),
+    }
+    seconds, unknown = gpu_training_seconds(runs, estimates)
+    assert seconds == 1000 * ms["iql"]["train"] / 1000 and unknown == ["mlbc"]

@@ -10,8 +10,11 @@ missing dataset is estimated apart (``generation_seconds``); a download is not i
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -202,3 +205,29 @@ def _missing_rows(dataset_id: str) -> int:
 
 def generation_seconds(rows: dict[str, int]) -> float:
     return sum(rows.values()) * GENERATION_S_PER_ROW
+
+
+# Per-update times of every built-in stage measured on a GPU (eager path, one seed, hopper shapes):
+# the plan's GPU alternative on a machine without one. benchmarks/speed/capture.py made them.
+GPU_REFERENCE = Path(__file__).with_name("gpu_reference.json")
+
+
+@cache
+def gpu_reference() -> dict:
+    return json.loads(GPU_REFERENCE.read_text())
+
+
+def gpu_training_seconds(runs: list[RunSpec], estimates: dict[tuple[str, str], RunEstimate]) -> tuple[float, list[str]]:
+    """Seconds of training updates of ``runs`` one after another on the reference GPU (each stage's
+    planned steps × its measured time per update; evaluation not included), and the algorithms the
+    reference has no figure for (left out of the sum)."""
+    ms = gpu_reference()["ms_per_update"]
+    total, unknown = 0.0, []
+    for spec in runs:
+        est = estimates[(spec.algorithm, spec.task)]
+        per_stage = ms.get(spec.algorithm, {})
+        if not all(stage in per_stage for stage in est.stage_steps):
+            unknown.append(spec.algorithm)
+            continue
+        total += sum(steps * per_stage[stage] / 1000 for stage, steps in est.stage_steps.items())
+    return total, sorted(set(unknown))

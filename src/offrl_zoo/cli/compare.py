@@ -6,9 +6,17 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from offrl_zoo.cli.args import add_fast_flag, add_vectorize_flag, positive_int
+from offrl_zoo.cli.args import (
+    add_fast_flag,
+    add_vectorize_flag,
+    device_name,
+    episode_count,
+    positive_int,
+    seed_count,
+    thread_count,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -41,7 +49,7 @@ def add_compare_parsers(sub: argparse._SubParsersAction) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--suite", help="named task suite (offrl-zoo list suites)")
     where.add_argument("--tasks", nargs="+", help="explicit task ids instead of a suite")
-    p.add_argument("--seeds", type=positive_int, default=3, help="seeds 0..N-1 (default 3)")
+    p.add_argument("--seeds", type=seed_count, default=3, help="seeds 0..N-1 (default 3)")
     add_vectorize_flag(p)
     p.add_argument(
         "--budget",
@@ -49,19 +57,19 @@ def add_compare_parsers(sub: argparse._SubParsersAction) -> None:
         help="paper (official steps), quick (capped, CPU-friendly; default) or a step cap per stage",
     )
     p.add_argument("--out", help="results store (default results/<suite>-<budget>)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device_name, default="cpu")
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray instance)")
     p.add_argument(
-        "--jobs", type=positive_int, help="local runs side by side (default: CPU cores / threads, 1 on cuda)"
+        "--jobs", type=thread_count, help="local runs side by side (default: CPU cores / threads, 1 on cuda)"
     )
-    p.add_argument("--threads", type=positive_int, default=1, help="torch threads per run")
+    p.add_argument("--threads", type=thread_count, default=1, help="torch threads per run")
     p.add_argument(
         "--eval-every",
         type=positive_int,
         help="steps between evaluations (default: the capped stage length; paper budget: 50 000)",
     )
-    p.add_argument("--eval-episodes", type=positive_int, help="episodes per evaluation (default: the task's)")
+    p.add_argument("--eval-episodes", type=episode_count, help="episodes per evaluation (default: the task's)")
     p.add_argument("--data-source", default="auto", choices=["auto", "d4rl", "generated"])
     p.add_argument("--yes", action="store_true", help="start without asking, whatever the estimate")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the estimate, train nothing")
@@ -137,8 +145,22 @@ def _print_estimate(
     if cheaper is not None:
         print(f"  cheaper: with --budget {cheaper[0]}: ≈ {_duration(cheaper[1] + gen_s)} wall time")
     if device.type != "cuda":
-        print("  on a GPU (--device cuda): not estimated on a CPU; measure it there with --device cuda --dry-run")
+        print(_gpu_line(todo, estimates))
     return wall
+
+
+def _gpu_line(todo: list[RunSpec], estimates: dict[tuple[str, str], RunEstimate]) -> str:
+    """The GPU alternative, priced from the per-update times measured on the reference GPU."""
+    from offrl_zoo.bench.estimate import gpu_reference, gpu_training_seconds
+
+    ref = gpu_reference()
+    seconds, unknown = gpu_training_seconds(todo, estimates)
+    missing = f"; no figure for {', '.join(unknown)}" if unknown else ""
+    return (
+        f"  on a GPU (--device cuda): ≈ {_duration(seconds)} of training updates, one run at a time "
+        f"(one {ref['device']}, {ref['path']} per-update times measured {ref['date']} at {ref['shapes']}; "
+        f"evaluation not included{missing}); measure it there with --device cuda --dry-run"
+    )
 
 
 def _print_runs(estimates: dict[tuple[str, str], RunEstimate], todo: list[RunSpec]) -> None:
@@ -226,10 +248,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         data_source=args.data_source,
         vectorize_seeds=args.vectorize_seeds,
     )
-    if args.executor == "ray":
-        results = executors.run_ray(todo, store, settings, args.ray_address)
-    else:
-        results = executors.run_local(todo, store, settings, jobs)
+    results = _train_sweep(args, todo, store, settings, jobs)
     problems = {s: r for s, r in results.items() if r != "done"}
     _print_report(store, None)
     if problems:
@@ -241,6 +260,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _train_sweep(args: argparse.Namespace, todo: list, store: Path, settings: Any, jobs: int) -> dict:
+    """Each run of ``todo`` → how it ended; Ctrl-C names the store to resume."""
+    from offrl_zoo.bench import executors
+    from offrl_zoo.errors import Interrupted
+
+    try:
+        if args.executor == "ray":
+            return executors.run_ray(todo, store, settings, args.ray_address)
+        return executors.run_local(todo, store, settings, jobs)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"the sweep in {store} stopped; its finished runs are kept: re-run the same command to resume the others"
+        ) from None
 
 
 def _confirm() -> bool:
