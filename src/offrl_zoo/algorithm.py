@@ -87,27 +87,31 @@ def check_limits(cfg: Any) -> None:
     Lower bounds are each config's own (``check_positive`` and the like)."""
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        for item in value if isinstance(value, list | tuple) else [value]:
-            _check_limit(f.name, item)
+        if isinstance(value, list | tuple):  # layer widths
+            for i, item in enumerate(value):
+                _check_limit(f.name, item, f"{f.name}[{i}]")
+        else:
+            _check_limit(f.name, value, f.name)
 
 
-def _check_limit(key: str, value: Any) -> None:
+def _check_limit(key: str, value: Any, label: str) -> None:
+    """``label``: how the message names the value (``hidden[1]`` for an item of ``hidden``)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return
     if key == "lr" or key.endswith("_lr"):
         if not (math.isfinite(value) and value <= MAX_LR):
-            raise ValueError(f"{key}={value!r}: a learning rate must be finite and at most {MAX_LR:g}")
+            raise ValueError(f"{label}={value!r}: a learning rate must be finite and at most {MAX_LR:g}")
     elif isinstance(value, float):
         if not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
-            raise ValueError(f"{key}={value!r}: expected a finite number within float32's range (|x| ≤ 3.4e38)")
+            raise ValueError(f"{label}={value!r}: expected a finite number within float32's range (|x| ≤ 3.4e38)")
     elif key == "hidden" or key.endswith(("_hidden", "_dim")):
         if not 1 <= value <= MAX_WIDTH:
-            raise ValueError(f"{key}={value!r}: expected a layer width from 1 to {MAX_WIDTH}")
+            raise ValueError(f"{label}={value!r}: expected a layer width from 1 to {MAX_WIDTH}")
     elif key.endswith(("_layers", "_blocks")):
         if value > MAX_DEPTH:
-            raise ValueError(f"{key}={value!r}: expected at most {MAX_DEPTH} layers")
+            raise ValueError(f"{label}={value!r}: expected at most {MAX_DEPTH} layers")
     elif value > MAX_COUNT:
-        raise ValueError(f"{key}={value!r}: expected at most 10^9 ({MAX_COUNT:_})")
+        raise ValueError(f"{label}={value!r}: expected at most 10^9")
 
 
 def check_choice(cfg: Any, key: str, choices: tuple[str, ...]) -> None:

@@ -184,8 +184,8 @@ def resolve(
         check_keys(list(values), config_cls, where)
         try:
             cfg = OmegaConf.merge(cfg, values)
-        except OmegaConfBaseException as err:
-            key = getattr(err, "full_key", None) or "?"
+        except (OmegaConfBaseException, TypeError) as err:  # TypeError: a mapping given for a list
+            key = getattr(err, "full_key", None) or ", ".join(values)
             detail = str(getattr(err, "msg", err)).splitlines()[0]  # OmegaConf appends key/type lines
             raise ConfigError(f"{where}: bad value for {key!r}: {detail}") from None
         sources.update(origin_of)
@@ -205,33 +205,33 @@ def resolve(
     if user_file is not None:
         values = _read_yaml(Path(user_file))
         apply(values, dict.fromkeys(values, str(user_file)), str(user_file))
-    if overrides:
-        values = parse_overrides(overrides)
+    for item in overrides:  # one by one: an item a later one replaces is checked all the same
+        values = parse_override(item)
         apply(values, dict.fromkeys(values, "command line"), "command line")
     check_supported(algo_cls, task_id, sources)
     try:
         obj = cast(BaseConfig, OmegaConf.to_object(cfg))  # a structured config of ``config_cls``
     except (ValueError, TypeError, OmegaConfBaseException) as err:  # the last: a ${...} that does not resolve
-        detail = " ".join(str(getattr(err, "msg", err)).split())
-        raise ConfigError(f"{algo_cls.name} config for {task_id}: {detail}") from None
+        detail = " ".join(str(getattr(err, "msg", err)).split(" full_key:")[0].split())  # OmegaConf adds key lines
+        full_key = getattr(err, "full_key", None)  # OmegaConf's errors have it
+        key = f"{full_key}: " if full_key else ""
+        raise ConfigError(f"{algo_cls.name} config for {task_id}: {key}{detail}") from None
     return ResolvedConfig(obj, sources)
 
 
-def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """The command line's ``key=value`` items as a dict (a later item wins); a malformed item is refused
-    by itself, with what YAML found wrong in it."""
-    values: dict[str, Any] = {}
-    for item in items:
-        key, sep, _ = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"command-line override {item!r}: expected key=value")
-        try:
-            # a DictConfig converts to a dict (the stubs give every container type)
-            values.update(cast(dict[str, Any], OmegaConf.to_container(OmegaConf.from_dotlist([item]))))
-        except (OmegaConfBaseException, yaml.YAMLError) as err:
-            detail = getattr(err, "problem", None) or str(err).splitlines()[0]
-            raise ConfigError(
-                f"command-line override {item!r}: not a valid value ({detail}); "
-                "write numbers as 3e-4, lists as [256,256], text as is"
-            ) from None
-    return values
+def parse_override(item: str) -> dict[str, Any]:
+    """A command-line ``key=value`` item as ``{key: value}``; a malformed one is refused with what YAML
+    found wrong in it."""
+    key, sep, _ = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"command-line override {item!r}: expected key=value")
+    if not key.isidentifier():  # `hidden.0=…` or `a[0]=…`: the configs are flat
+        raise ConfigError(
+            f"command-line override {item!r}: {key!r} is not a key; give whole values, e.g. hidden=[256,256]"
+        )
+    try:
+        # a DictConfig converts to a dict (the stubs give every container type)
+        return cast(dict[str, Any], OmegaConf.to_container(OmegaConf.from_dotlist([item])))
+    except (OmegaConfBaseException, yaml.YAMLError) as err:
+        detail = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"command-line override {item!r}: not a valid value ({detail})") from None

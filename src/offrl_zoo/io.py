@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 
 import torch
 
-from offrl_zoo.errors import UnsafeFileError, WriteError
+from offrl_zoo.errors import CheckpointError, UnsafeFileError, WriteError
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -27,13 +29,22 @@ def atomic_write(path: str | Path, write: Any, mode: str = "wb") -> None:
     full disk) removes the temp file and raises ``WriteError`` saying that the old file is intact.
     """
     path = Path(path)
+    kept = "the previous version is intact" if path.exists() else "nothing was written"
+    with writing(path, kept), _temp_sibling(path) as (fd, _), os.fdopen(fd, mode) as fh:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+@contextmanager
+def writing(path: Path, kept: str) -> Iterator[None]:
+    """OS errors of the block (a full disk, a read-only folder) as one ``WriteError`` that names ``path``
+    and says what of it is ``kept``."""
     try:
-        with _temp_sibling(path) as (fd, _), os.fdopen(fd, mode) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield
+    except WriteError:
+        raise
     except OSError as err:
-        kept = "the previous version is intact" if path.exists() else "nothing was written"
         raise WriteError(err.errno, f"could not write {path}: {err.strerror or err}; {kept}") from err
 
 
@@ -80,20 +91,59 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def save_torch(path: str | Path, obj: Any) -> None:
-    atomic_write(path, lambda fh: torch.save(obj, fh))
+    # Serialised in memory first: a full disk then fails the plain write below with an OSError (ENOSPC),
+    # where torch.save writing to the file would raise a RuntimeError of its own.
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, lambda fh: fh.write(buffer.getbuffer()))
+
+
+ZIP_MAGIC = b"PK\x03\x04"  # the first bytes of every file torch.save writes (a zip archive)
+# What torch.load raises on an archive it cannot read (the probes of tests/reliability/test_bad_checkpoints.py).
+_UNREADABLE = (RuntimeError, OSError, EOFError, ValueError, LookupError)
 
 
 def load_torch(path: str | Path, map_location: Any = "cpu") -> Any:
     """Load a checkpoint without unpickling arbitrary objects (``weights_only=True``): a file from someone
-    else can hold tensors and plain data, never code that runs on load."""
+    else can hold tensors and plain data, never code that runs on load. A damaged file (cut, altered, not
+    written by torch.save) is a ``CheckpointError``; ``UnsafeFileError`` means an intact file holding objects."""
+    check_archive(Path(path))
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).strip().splitlines()[-1][:200]
+        lines = str(err).strip().splitlines()
+        reason = next((line for line in lines if "GLOBAL" in line), lines[-1])[:200]  # the object refused
         raise UnsafeFileError(
             f"{path}: refused: it holds Python objects beyond tensors and plain data, which "
             f"could run code when loaded ({reason})"
         ) from None
+    except _UNREADABLE as err:
+        raise CheckpointError(f"{path}: not a file of torch.save ({_first_line(err)})") from None
+
+
+def check_archive(path: Path) -> None:
+    """Refuse a file that is not an intact torch.save archive, a zip whose entries carry CRC-32 checksums:
+    torch reads an altered one into wrong weights without a word, and fails on a cut one with a message
+    of its own (or calls garbage unsafe)."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) != ZIP_MAGIC:  # zipfile skips bytes before the archive; torch.load does not
+                raise zipfile.BadZipFile("it does not start as a zip archive")
+            with zipfile.ZipFile(fh) as archive:
+                bad = archive.testzip()
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as err:
+        raise CheckpointError(f"{path}: cannot read it ({err.strerror})") from None
+    except Exception as err:  # the bytes are untrusted: any failure to parse them means they are damaged
+        raise CheckpointError(
+            f"{path}: damaged or not a checkpoint: not a complete torch.save archive ({_first_line(err)})"
+        ) from None
+    if bad is not None:
+        raise CheckpointError(f"{path}: damaged: its part {bad!r} fails its checksum (the file was altered)")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:200]}" if text else type(err).__name__
 
 
 class JsonlLog:
@@ -101,10 +151,12 @@ class JsonlLog:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.touch()
+        with writing(self.path, "nothing was written"):
+            self.path.touch()
 
     def append(self, record: dict) -> None:
-        with open(self.path, "a") as fh:
+        # a cut last line is skipped when read and cut off on resume (``truncate``)
+        with writing(self.path, "the lines before are intact"), open(self.path, "a") as fh:
             fh.write(json.dumps(record, sort_keys=True) + "\n")
             fh.flush()
 

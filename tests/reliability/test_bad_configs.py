@@ -1,14 +1,25 @@
-"""Bad configs and commands: a clear one-line error (with a suggestion where one exists) before any work."""
+"""Bad configs and commands: a clear one-line error (with a suggestion where one exists) before any work;
+random key=value overrides are each refused in one line or land in the config as given."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
+from typing import Any
 
 import pytest
+import yaml
+from _cli import TASK, refusal, run_main
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from omegaconf import OmegaConf
 
+from offrl_zoo import registry
+from offrl_zoo.algorithm import FLOAT32_MAX, MAX_COUNT, MAX_LR, MAX_WIDTH
 from offrl_zoo.cli import main
 
-TASK = "toy-25_gaussian-near"
+TRIED = {"override sets": 0, "with a bad item": 0}
 TRAIN_CASES = {
     "unknown key": (["expectille=0.8"], r"unknown key 'expectille'\. Did you mean 'expectile'\?"),
     "wrong type": (["actor_lr=fast"], r"bad value for 'actor_lr': Value 'fast' of type 'str' could not be converted"),
@@ -25,10 +36,7 @@ TRAIN_CASES = {
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str]:
-    try:
-        code = main(args)
-    except SystemExit as exit_:  # argparse refusals
-        code = exit_.code
+    code = main(args)
     return code, capsys.readouterr().err
 
 
@@ -37,7 +45,7 @@ def test_bad_config_values_are_refused_before_training(tmp_path, capsys, name):
     overrides, message = TRAIN_CASES[name]
     code, err = run_cli(["train", "iql", "--task", TASK, "--steps", "5", "--out", str(tmp_path), *overrides], capsys)
     assert code == 2, err
-    assert len(err.strip().splitlines()) == 1 or name == "not key=value", err
+    assert len(err.strip().splitlines()) == 1, err
     assert re.search(message, err), err
     assert not list(tmp_path.rglob("config.yaml")) and not list(tmp_path.rglob("checkpoint.pt"))
 
@@ -86,3 +94,85 @@ def test_a_run_directory_holding_another_run_is_refused(tmp_path, capsys):
     (tmp_path / "r" / "done").unlink()
     code, err = run_cli([*args, "lr=0.5"], capsys)
     assert code == 2 and "already holds a different run (algorithm_config.lr: 0.0003 != 0.5;" in err, err
+
+
+# -- property-based: random key=value overrides are refused in one line or land in the config as given -----
+
+D4RL_TASK = "hopper-medium-v2"  # every algorithm has official settings for it
+ALWAYS_VALID = ["batch_size=64", "steps=1000", "top_fraction=0.5", "holdout_fraction=0.1", "normalize_obs=true"]
+ABSURD = ["inf", "-inf", "nan", ".inf", "1e300", "-1e300", "1e39", "99999999999999999999", "-5", "0"]
+MALFORMED = ["[64,", "{", "'", "]]", "=", "*a", "%", "`", "!!python/object:os.system", "${oc.env:HOME}", "${nope}"]
+BY_TYPE = {
+    float: ["0.5", "3e-4", "0.99", "1", "2.5", "null", "fast"],
+    bool: ["true", "false", "yes", "1", "maybe", "[true]"],
+    int: ["1", "64", "1000000000", "1000000001", "2.5", "1e3", "[1]", "many"],
+    str: ["raw", "5", "true", "other"],
+    list: ["[16]", "[32,32]", "[]", "[0]", "[-1]", "[100000]", "[16,wide]", "16", "[1.5]"],
+}
+
+
+@st.composite
+def override_sets(draw) -> tuple[str, list[str]]:
+    """An algorithm and 1-4 key=value items: valid ones, unknown keys, wrong types, absurd numbers, bad YAML."""
+    algorithm = draw(st.sampled_from(registry.builtins()))
+    defaults = dataclasses.asdict(registry.get(algorithm).Config())
+    items = []
+    for _ in range(draw(st.integers(1, 4))):
+        key = draw(st.sampled_from(sorted(defaults)))
+        kind = draw(st.sampled_from(["valid", "typed", "absurd", "malformed", "unknown key"]))
+        if kind == "valid":
+            items.append(draw(st.sampled_from(ALWAYS_VALID)))
+        elif kind == "unknown key":
+            typo = key[:-1] if len(key) > 2 else key + "_"
+            items.append(f"{draw(st.sampled_from([typo, 'foo', 'hidden.0', 'a b', '_']))}=1")
+        else:
+            like = float if defaults[key] is None else type(defaults[key])
+            values = {"typed": BY_TYPE[like], "absurd": ABSURD, "malformed": MALFORMED}[kind]
+            items.append(f"{key}={draw(st.sampled_from(values))}")
+    return algorithm, items
+
+
+def _printed(out: str) -> dict[str, tuple[Any, str]]:
+    """key -> (value, origin) of `offrl-zoo config`'s lines."""
+    lines = [line.rsplit(" # ", 1) for line in out.splitlines()[1:]]
+    return {k: (v, origin) for line, origin in lines for k, v in yaml.safe_load("{" + line.strip() + "}").items()}
+
+
+def _as_given(item: str, like: Any) -> Any:
+    """What ``key=value`` sets, converted to the field's type as OmegaConf converts it."""
+    raw = OmegaConf.to_container(OmegaConf.from_dotlist([item]))[item.partition("=")[0]]
+    if isinstance(raw, list):
+        return [int(x) for x in raw]
+    return raw if raw is None or like is None else type(like)(raw)
+
+
+def _within_limits(key: str, value: Any) -> bool:
+    if isinstance(value, list):
+        return all(1 <= v <= MAX_WIDTH for v in value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return True
+    if key == "lr" or key.endswith("_lr"):
+        return math.isfinite(value) and value <= MAX_LR
+    return math.isfinite(value) and abs(value) <= (FLOAT32_MAX if isinstance(value, float) else MAX_COUNT)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(override_sets())
+def test_any_overrides_are_refused_in_one_line_or_land_as_given(capsys, case):
+    algorithm, items = case
+    TRIED["override sets"] += 1
+    TRIED["with a bad item"] += any(item not in ALWAYS_VALID for item in items)
+    code, out, err = run_main(["config", algorithm, "--task", D4RL_TASK, *items], capsys)
+    if code != 0:
+        bad = [i.partition("=")[0] or i for i in items if i not in ALWAYS_VALID]  # a key, or the item
+        assert bad and any(key in refusal(code, err) for key in bad), (items, err)
+        return
+    printed = _printed(out)
+    for key, item in {i.partition("=")[0]: i for i in items}.items():  # the last item of a key wins
+        value, origin = printed[key]
+        assert origin == "command line" and value == _as_given(item, value), (item, value, origin)
+    assert all(_within_limits(k, v) for k, (v, _) in printed.items()), printed
+
+
+def teardown_module() -> None:  # shown with ``pytest -s``
+    print(f"\nproperty test: {TRIED['override sets']} override sets, {TRIED['with a bad item']} with a bad item")

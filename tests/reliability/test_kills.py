@@ -1,6 +1,6 @@
 """Kills and crashes: SIGKILL at random moments of training, evaluation, checkpoint and report writing;
 every restart resumes, the final results equal an uninterrupted run's, and no file is half-written.
-A full disk while writing a checkpoint keeps the previous one and says why."""
+A full disk while writing a checkpoint keeps the previous one and says why; Ctrl-C names the run to resume."""
 
 from __future__ import annotations
 
@@ -142,6 +142,23 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, m
     assert (run_dir / "checkpoint.pt").read_bytes() == good
     assert not list(run_dir.glob(".*.tmp"))
     load_torch(run_dir / "checkpoint.pt")
+
+
+def test_ctrl_c_names_the_run_to_resume(tmp_path):
+    """SIGINT (Ctrl-C) during training: exit code 130 and one line naming the run to resume, no traceback."""
+    run_dir = tmp_path / "r"
+    proc = cli(*train_args(run_dir))
+    deadline = time.time() + 60
+    while not (run_dir / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out
+    assert out.strip().splitlines()[-1] == (
+        f"offrl-zoo: interrupted: {run_dir} stopped; re-run the same command to resume it from its last checkpoint"
+    )
+    assert_intact(run_dir)
 
 
 def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path):

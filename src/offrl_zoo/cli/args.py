@@ -3,13 +3,43 @@
 from __future__ import annotations
 
 import argparse
+import re
+from collections.abc import Callable
+
+MAX_COUNT = 10**9  # steps, intervals, sizes: more is a typo (an extra zero), never an experiment
+MAX_SEEDS = 10_000  # seeds of one command: each is a run of its own
+MAX_EPISODES = 100_000  # evaluation episodes
+MAX_THREADS = 1_024  # torch threads or parallel jobs
 
 
-def positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: expected a positive integer")
-    return value
+def bounded_int(limit: int, unit: str = "") -> Callable[[str], int]:
+    """An argparse type: a positive integer of at most ``limit`` (named in the refusal)."""
+
+    def parse(text: str) -> int:
+        value = _int(text)
+        if not 1 <= value <= limit:
+            raise argparse.ArgumentTypeError(f"{value}: expected a positive integer of at most {limit:,}{unit}")
+        return value
+
+    return parse
+
+
+positive_int = bounded_int(MAX_COUNT)
+seed_count = bounded_int(MAX_SEEDS, " seeds")
+episode_count = bounded_int(MAX_EPISODES, " episodes")
+thread_count = bounded_int(MAX_THREADS)
+
+
+def budget_name(text: str) -> str:
+    """``compare --budget``: paper, quick or a step cap per stage (a positive integer of at most 10^9)."""
+    if text in ("paper", "quick"):
+        return text
+    try:
+        return str(positive_int(text))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected paper, quick or a number of steps per stage from 1 to {MAX_COUNT:,}"
+        ) from None
 
 
 def seed_int(text: str) -> int:
@@ -24,6 +54,22 @@ def _int(text: str) -> int:
         return int(text.replace("_", ""))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected an integer") from None
+
+
+DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+
+
+def device_name(text: str) -> str:
+    """cpu, cuda or cuda:N (an existing N when CUDA is there); anything else is refused by argparse."""
+    if not DEVICE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected cpu, cuda or cuda:N")
+    if text.startswith("cuda:"):
+        import torch
+
+        count = torch.cuda.device_count()
+        if count and int(text[5:]) >= count:
+            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {count} CUDA device(s), cuda:0..{count - 1}")
+    return text
 
 
 def add_fast_flag(p: argparse.ArgumentParser) -> None:

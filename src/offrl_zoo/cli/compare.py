@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from offrl_zoo.cli.args import (
     add_fast_flag,
     add_vectorize_flag,
+    budget_name,
     device_name,
     episode_count,
     positive_int,
@@ -53,6 +54,7 @@ def add_compare_parsers(sub: argparse._SubParsersAction) -> None:
     add_vectorize_flag(p)
     p.add_argument(
         "--budget",
+        type=budget_name,
         default="quick",
         help="paper (official steps), quick (capped, CPU-friendly; default) or a step cap per stage",
     )
@@ -265,16 +267,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _train_sweep(args: argparse.Namespace, todo: list, store: Path, settings: Any, jobs: int) -> dict:
     """Each run of ``todo`` → how it ended; Ctrl-C names the store to resume."""
     from offrl_zoo.bench import executors
-    from offrl_zoo.errors import Interrupted
+    from offrl_zoo.errors import interrupted_as
 
-    try:
+    stopped = f"the sweep in {store} stopped; its finished runs are kept: re-run the same command to resume the others"
+    with interrupted_as(stopped):
         if args.executor == "ray":
             return executors.run_ray(todo, store, settings, args.ray_address)
         return executors.run_local(todo, store, settings, jobs)
-    except KeyboardInterrupt:
-        raise Interrupted(
-            f"the sweep in {store} stopped; its finished runs are kept: re-run the same command to resume the others"
-        ) from None
 
 
 def _confirm() -> bool:
@@ -286,10 +285,12 @@ def _confirm() -> bool:
 def _print_report(store: Path, out: Path | None) -> Path:
     from offrl_zoo.bench.render import format_summary, write_report
     from offrl_zoo.bench.report import build_report
+    from offrl_zoo.errors import interrupted_as
 
-    report = build_report(store)
     folder = out or store / "report"
-    write_report(report, folder)
+    with interrupted_as(f"the report in {folder} was not finished; `offrl-zoo report {store}` rebuilds it"):
+        report = build_report(store)
+        write_report(report, folder)
     print(format_summary(report))
     print(f"report: {folder / 'report.md'}")
     return folder

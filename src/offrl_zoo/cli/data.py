@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from offrl_zoo.cli.args import positive_int, seed_int
+from offrl_zoo.cli.args import episode_count, positive_int, seed_int, thread_count
 
 DATA_EXAMPLES = """\
 examples:
@@ -64,8 +64,8 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--seed", type=seed_int, default=0)
     q.add_argument("--steps", type=positive_int, default=1_000_000, help="total env steps (one update per step)")
     q.add_argument("--snapshot-every", type=positive_int, default=10_000)
-    q.add_argument("--eval-episodes", type=positive_int, default=10)
-    q.add_argument("--threads", type=positive_int, default=1)
+    q.add_argument("--eval-episodes", type=episode_count, default=10)
+    q.add_argument("--threads", type=thread_count, default=1)
     q.add_argument("--no-progress", action="store_true")
     q.add_argument("overrides", nargs="*", metavar="key=value", help="SAC settings, e.g. start_steps=10000")
     q.set_defaults(data_func=cmd_train_behaviour)
@@ -83,7 +83,7 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
     )
     q.add_argument(
         "--recheck-episodes",
-        type=positive_int,
+        type=episode_count,
         default=50,
         help="episodes to re-evaluate the snapshots near the medium range with before choosing (50)",
     )

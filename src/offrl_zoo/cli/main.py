@@ -5,9 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from offrl_zoo.cli.args import add_fast_flag, add_vectorize_flag, positive_int, seed_int
+from offrl_zoo.cli.args import (
+    add_fast_flag,
+    add_vectorize_flag,
+    device_name,
+    episode_count,
+    positive_int,
+    seed_count,
+    seed_int,
+    thread_count,
+)
+from offrl_zoo.cli.boundary import Parser, guarded, usage_error
 from offrl_zoo.cli.compare import add_compare_parsers
 from offrl_zoo.cli.data import add_data_parser
 
@@ -36,7 +45,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="offrl-zoo",
         description="Offline RL zoo: train, evaluate and compare offline RL algorithms.",
         epilog=EXAMPLES,
@@ -64,17 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=seed_int, default=0, help="the run's seed (the first one with --seeds)")
     p.add_argument(
         "--seeds",
-        type=positive_int,
+        type=seed_count,
         default=1,
         help="train seeds SEED..SEED+N-1, one after another (each as its own run)",
     )
     add_vectorize_flag(p)
     p.add_argument("--steps", type=positive_int, help="cap every training stage at this many gradient steps (recorded)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--out", default="runs", help="results root; the run goes to OUT/ALGO/TASK/seedN")
     p.add_argument("--run-dir", help="exact run directory (overrides --out)")
     p.add_argument("--eval-every", type=positive_int, default=5000, help="gradient steps between evaluations")
-    p.add_argument("--eval-episodes", type=positive_int, help="episodes per evaluation (default: the task's)")
+    p.add_argument("--eval-episodes", type=episode_count, help="episodes per evaluation (default: the task's)")
     add_eval_action_flags(p, "--stochastic-eval", "--deterministic-eval", "default: the task's, sampled on the toys")
     p.add_argument("--log-every", type=positive_int, default=1000, help="steps per metrics.jsonl line")
     p.add_argument("--checkpoint-every", type=positive_int, default=10_000)
@@ -99,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         "dataset (auto); or only one of them",
     )
     p.add_argument(
-        "--threads", type=positive_int, default=1, help="torch CPU threads (default 1: small MLPs gain little)"
+        "--threads", type=thread_count, default=1, help="torch CPU threads (default 1: small MLPs gain little)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -109,9 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a run's checkpoint again")
     p.add_argument("run_dir")
-    p.add_argument("--episodes", type=positive_int, help="episodes (default: the run's protocol)")
+    p.add_argument("--episodes", type=episode_count, help="episodes (default: the run's protocol)")
     p.add_argument("--seed", type=seed_int, help="first episode seed (default: the run's)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device_name, default="cpu")
     add_eval_action_flags(p, "--stochastic", "--deterministic", "default: the run's, else the task's")
     p.set_defaults(func=cmd_eval)
     return parser
@@ -121,6 +130,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from offrl_zoo import registry
     from offrl_zoo.config import presets
     from offrl_zoo.envs import all_suites, all_tasks
+    from offrl_zoo.errors import PluginError
 
     if args.what == "suites":
         for name, tasks in all_suites().items():
@@ -132,7 +142,11 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"{task.id:32s} {task.source:6s} env={task.env_id:24s} horizon={task.horizon:<5d} {ref}")
         return 0
     for name, origin in sorted(registry.available().items()):
-        cls = registry.get(name)
+        try:
+            cls = registry.get(name)
+        except PluginError as err:  # one broken plugin hides nothing else
+            print(f"{name:10s} {origin.split(':')[0]:8s} unavailable: {err}")
+            continue
         extra = f"  presets: {', '.join(presets(cls))}" if args.what == "presets" else ""
         print(f"{name:10s} {origin.split(':')[0]:8s} {cls.summary}{extra}")
     return 0
@@ -156,11 +170,19 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from offrl_zoo.errors import interrupted_as
+
+    what = f"{args.algorithm} on {args.task or args.dataset}"
+    with interrupted_as(f"{what} had not started and nothing was kept; re-run the same command to start it"):
+        return _train_runs(args)  # a run that had started names itself
+
+
+def _train_runs(args: argparse.Namespace) -> int:
     import dataclasses
 
     import torch
 
-    from offrl_zoo.config import ConfigError
+    from offrl_zoo.errors import ConfigError, interrupted_as
     from offrl_zoo.train.run import RunRequest, train
     from offrl_zoo.train.run_seeds import train_seed_batch
 
@@ -185,12 +207,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         download=not args.offline,
         data_source=args.data_source,
     )
+    last = args.seed + args.seeds - 1
+    if last >= 2**32:
+        raise ConfigError(f"--seed {args.seed} --seeds {args.seeds}: the last seed, {last}, is not below 2**32")
     requests = [dataclasses.replace(request, seed=args.seed + i) for i in range(args.seeds)]
-    if args.run_dir and len(requests) > 1:
-        raise ConfigError("--run-dir names one run; with --seeds use --out (runs go to OUT/ALGO/TASK/seedN)")
+    if args.run_dir and (len(requests) > 1 or args.vectorize_seeds):
+        raise ConfigError(
+            "--run-dir names one run; with --seeds or --vectorize-seeds use --out (runs go to OUT/ALGO/TASK/seedN)"
+        )
     progress = not args.no_progress
     if args.vectorize_seeds:
-        run_dirs = train_seed_batch(requests, out=args.out, progress=progress, stage_cache=args.stage_cache)
+        stopped = f"seeds {args.seed}..{last} of {args.algorithm} under {args.out} stopped; re-run the same command"
+        with interrupted_as(f"{stopped} to resume them"):
+            run_dirs = train_seed_batch(requests, out=args.out, progress=progress, stage_cache=args.stage_cache)
     else:
         run_dirs = [
             train(r, out=args.out, run_dir=args.run_dir, progress=progress, stage_cache=args.stage_cache)
@@ -242,26 +271,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from offrl_zoo.errors import OffrlZooError, TrainingDiverged
+    """Run one command; every failure, expected or not, ends in the error boundary (cli/boundary.py)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return guarded(argv, lambda: _run(argv))
 
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    # key=value items after options land in `extra` (argparse does not intermix positionals).
+
+def _run(argv: list[str]) -> int:
+    args, extra = build_parser().parse_known_args(argv)
+    _gather_overrides(args, extra)
+    return args.func(args)
+
+
+def _gather_overrides(args: argparse.Namespace, extra: list[str]) -> None:
+    """Every key=value item into ``args.overrides``: argparse leaves those after options in ``extra`` (it
+    does not intermix positionals), and the nargs="+" lists (algorithms, --tasks) swallow those after them."""
     stray = [x for x in extra if x.startswith("-") or "=" not in x or not hasattr(args, "overrides")]
     if stray:
-        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+        raise usage_error(f"offrl-zoo {args.command}", f"unrecognized arguments: {' '.join(stray)}")
+    for name in ("algorithms", "tasks"):
+        items = getattr(args, name, None)
+        if items:
+            setattr(args, name, [x for x in items if "=" not in x])
+            extra = [x for x in items if "=" in x] + extra
     if extra:
         args.overrides = list(args.overrides) + extra
     if getattr(args, "fast", False):
         args.overrides = list(args.overrides) + ["fast=true"]
-    try:
-        return args.func(args)
-    except TrainingDiverged as err:
-        print(f"offrl-zoo: training diverged: {err}", file=sys.stderr)
-        return 3
-    except OffrlZooError as err:
-        print(f"offrl-zoo: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"offrl-zoo: interrupted; re-run the same command to resume ({Path.cwd()})", file=sys.stderr)
-        return 130

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 import yaml
@@ -24,7 +24,7 @@ from offrl_zoo.config import ConfigError, ResolvedConfig, resolve
 from offrl_zoo.data import load_dataset, prepare
 from offrl_zoo.data.loading import custom_task
 from offrl_zoo.envs.tasks import Task, get_task
-from offrl_zoo.errors import RunLockedError, TrainingDiverged
+from offrl_zoo.errors import Interrupted, RunLockedError, TrainingDiverged, WriteError
 from offrl_zoo.io import load_torch, remove_stale_temps, write_json, write_text
 from offrl_zoo.spec import DataSpec
 from offrl_zoo.train.cost import run_cost
@@ -132,10 +132,22 @@ def train(
     resolved = resolve(algo_cls, task.id, request.preset, request.config_file, request.overrides)
     device = check_device(request.device)
     run_dir = Path(run_dir) if run_dir else default_run_dir(out, request, task)
-    with claim_runs([run_dir]) as todo, failures_marked(todo):
-        if todo:
-            _train_locked(request, task, resolved, device, run_dir, progress, stage_cache)
+    try:
+        with claim_runs([run_dir]) as todo, failures_marked(todo):
+            if todo:
+                _train_locked(request, task, resolved, device, run_dir, progress, stage_cache)
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted_run(run_dir)) from None
     return run_dir
+
+
+def interrupted_run(run_dir: Path) -> str:
+    """What Ctrl-C left of a run, for the CLI's message."""
+    if (run_dir / CHECKPOINT).is_file():
+        return f"{run_dir} stopped; re-run the same command to resume it from its last checkpoint"
+    if (run_dir / "config.yaml").is_file():
+        return f"{run_dir} stopped before its first checkpoint; re-run the same command to start it again"
+    return f"{run_dir} had not started and nothing was kept; re-run the same command to start it"
 
 
 @contextmanager
@@ -173,23 +185,66 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 
     Two processes (e.g. two ``compare`` sweeps over one results store) never train the same run at
     once; the second is told who holds it. The OS releases the lock when the holder dies, even by SIGKILL.
+    A run that fails before it is claimed (no config.yaml: a refused dataset, Ctrl-C while loading it)
+    leaves nothing behind: its lock, its ``failed`` marker and the folders made for it are removed.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / LOCK, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            raise RunLockedError(f"{run_dir} is being trained by {holder}; not starting it twice") from None
+    made = _missing_folders(run_dir)
+    with _locked_file(run_dir) as fh:
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()} on {platform.node()}")
         fh.flush()
         try:
             yield
+        except BaseException:
+            if not (run_dir / "config.yaml").is_file():
+                _remove_unclaimed(run_dir, made)
+            raise
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _locked_file(run_dir: Path) -> IO[str]:
+    """The run's lock file, open and exclusively locked (``RunLockedError`` when another process holds it)."""
+    path = run_dir / LOCK
+    while True:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            fh = open(path, "a+")  # noqa: SIM115 - returned open: the lock lives as long as it
+        except OSError as err:  # a read-only --out
+            raise WriteError(err.errno, f"cannot create {err.filename or path}: {err.strerror}") from err
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise RunLockedError(f"{run_dir} is being trained by {holder}; not starting it twice") from None
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino:
+                return fh
+        fh.close()  # a refused run removed the file we locked (``_remove_unclaimed``): lock the new one
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_unclaimed(run_dir: Path, made: list[Path]) -> None:
+    """Remove what ``run_lock`` and ``mark_failed`` left in a run directory never claimed, unless it
+    holds more (a sweep's train.log: the ``failed`` marker stays for the sweep to report)."""
+    if any(p.name not in (LOCK, FAILED) for p in run_dir.iterdir()):
+        return
+    for name in (FAILED, LOCK):
+        (run_dir / name).unlink(missing_ok=True)
+    for folder in made:
+        with contextlib.suppress(OSError):  # not empty: another run is in it
+            folder.rmdir()
 
 
 def _train_locked(
