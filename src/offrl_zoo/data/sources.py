@@ -61,6 +61,17 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def dataset_file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a user's dataset file (``--dataset PATH``), which identifies its runs; a file that
+    cannot be read is a ``DatasetError``."""
+    try:
+        return sha256_file(path)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such file") from None
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot be read ({err.strerror})") from err
+
+
 def sha256_arrays(arrays: dict[str, np.ndarray]) -> str:
     digest = hashlib.sha256()
     for key in sorted(arrays):

@@ -21,7 +21,8 @@ import yaml
 from offrl_zoo import registry
 from offrl_zoo.algorithm import Algorithm
 from offrl_zoo.config import ConfigError, ResolvedConfig, resolve
-from offrl_zoo.data import load_dataset, prepare
+from offrl_zoo.data import load_dataset, prepare, sources
+from offrl_zoo.data.dataset import Dataset
 from offrl_zoo.data.loading import custom_task
 from offrl_zoo.envs.tasks import Task, get_task
 from offrl_zoo.errors import Interrupted, RunLockedError, TrainingDiverged, WriteError
@@ -69,8 +70,33 @@ class RunRequest:
         return custom_task(self.dataset, self.env)
 
 
+class RunDirConflict(ConfigError):
+    """A run directory that holds another experiment, finished or not; nothing in it is touched."""
+
+    hint = "give another --out/--run-dir, or delete the folder to train this request in it"
+
+
 def default_run_dir(out: str | Path, request: RunRequest, task: Task) -> Path:
-    return Path(out) / request.algorithm / task.id.replace(":", "_") / f"seed{request.seed}"
+    return default_run_dirs(out, [request], task)[0]
+
+
+def default_run_dirs(out: str | Path, requests: list[RunRequest], task: Task) -> list[Path]:
+    """``OUT/ALGO/TASK/seedN`` of requests that differ in their seed only (``TASK``: ``_task_folder``)."""
+    folder = Path(out) / requests[0].algorithm / _task_folder(requests[0], task)
+    return [folder / f"seed{r.seed}" for r in requests]
+
+
+def _task_folder(request: RunRequest, task: Task) -> str:
+    """The task's name, and with ``--dataset`` the data's: a file's base name is no identity, so the first
+    8 hex digits of its SHA-256 follow it (two files named ``data.hdf5`` never share a folder)."""
+    name = task.id.replace(":", "_")
+    if request.dataset is None:
+        return name
+    if request.task is not None:  # a registered task's data replaced: the folder names the data used
+        name += "_" + Path(request.dataset.removeprefix("minari:")).stem
+    if request.dataset.startswith("minari:"):
+        return name  # an installed Minari id names one dataset (its SHA-256 is still checked)
+    return f"{name}-{sources.dataset_file_sha256(request.dataset)[:8]}"
 
 
 def git_sha() -> str | None:
@@ -84,7 +110,7 @@ def git_sha() -> str | None:
 
 
 def _versions() -> dict[str, str | None]:
-    out = {}
+    out: dict[str, str | None] = {}
     for pkg in ("offrl-zoo", "torch", "torchrl", "tensordict", "gymnasium", "mujoco", "numpy"):
         try:
             out[pkg] = importlib.metadata.version(pkg)
@@ -122,7 +148,8 @@ def train(
     progress: bool = True,
     stage_cache: str | Path | None = None,
 ) -> Path:
-    """Train (or resume, or skip if finished) one run; returns its directory.
+    """Train (or resume) one run, or reuse it when it has finished; returns its directory. A run directory
+    holding another experiment is refused (``check_identity``).
 
     ``stage_cache``: a folder of finished shared stages (``Stage.shared``) to reuse and to add to. It
     changes no result, so it is not part of the run's identity.
@@ -136,6 +163,8 @@ def train(
         with claim_runs([run_dir]) as todo, failures_marked(todo):
             if todo:
                 _train_locked(request, task, resolved, device, run_dir, progress, stage_cache)
+            else:
+                check_finished(request, task, resolved, run_dir)
     except KeyboardInterrupt:
         raise Interrupted(interrupted_run(run_dir)) from None
     return run_dir
@@ -166,6 +195,8 @@ def failures_marked(run_dirs: list[Path]) -> Iterator[None]:
     """An error in the block marks each of ``run_dirs`` failed, then propagates; re-running retries them."""
     try:
         yield
+    except RunDirConflict:
+        raise  # the folder holds another run: this request has nothing in it to mark
     except Exception as err:
         for run_dir in run_dirs:
             mark_failed(run_dir, err)
@@ -269,21 +300,21 @@ def prepare_trainer(
     progress: bool,
     stage_cache: str | Path | None,
     seed_batch: list[int] | None = None,
+    dataset: Dataset | None = None,
 ) -> Trainer:
     """Data, algorithm, claimed run directory and provenance of a run, ready to train. Seeds the global
-    RNGs from the run's seed before building the algorithm, as every run does."""
+    RNGs from the run's seed before building the algorithm, as every run does. ``dataset``: the request's
+    data when the caller has loaded it (``load_request_data``)."""
+    data = load_run_data(request, task, resolved, dataset)
+    check_identity(run_dir, data.record)  # before anything in the folder is touched
     (run_dir / FAILED).unlink(missing_ok=True)  # a retry of a failed run starts clean of the marker
     remove_stale_temps(run_dir)  # a kill during a write leaves only a temp file, never a half-written one
-    dataset = load_dataset(
-        task, request.dataset, rule=request.transitions, download=request.download, data_source=request.data_source
-    )
-    prepared, transform_record = prepare(dataset, resolved.config, seed=request.seed)
-    record = _config_record(request, task, resolved, prepared.spec, dataset.provenance.sha256)
+    prepared = data.prepared
     seed_everything(request.seed)  # network init and the training stream both follow the seed
     algo = build_algorithm(request.algorithm, prepared.spec, resolved.config, device)
     stages = algo.stages()
     check_batch_sizes(stages, len(prepared), task.id)
-    _claim_run_dir(run_dir, record)  # after every check, so a refused config leaves nothing to conflict with
+    _claim_run_dir(run_dir, data.record)  # after every check, so a refused config leaves nothing to conflict with
     deterministic = task.deterministic_eval if request.deterministic_eval is None else request.deterministic_eval
     evaluator = Evaluator(
         task, request.eval_episodes or task.eval_episodes, seed=request.seed + 100, deterministic=deterministic
@@ -307,8 +338,8 @@ def prepare_trainer(
             "host": platform.node(),
             "device": str(device),
             "threads": torch.get_num_threads(),
-            "dataset": dataset.provenance.to_dict(),
-            "transforms": transform_record,
+            "dataset": data.dataset.provenance.to_dict(),
+            "transforms": data.transforms,
             "protocol": evaluator.protocol(algo),
             "stages": {
                 s.name: {
@@ -331,7 +362,9 @@ def finish_run(trainer: Trainer, result: dict) -> None:
     stages = trainer.algo.stages()
     updates = sum(trainer.planned_steps(s) for s in stages)
     reused = sum(r["step"] for r in trainer.metrics_log.read() if "reused_stage" in r)
-    cost = run_cost(trainer.algo, updates, reused, result["elapsed"], trainer.evaluator.deterministic)
+    evaluator = trainer.evaluator
+    assert evaluator is not None  # prepare_trainer gives every run one
+    cost = run_cost(trainer.algo, updates, reused, result["elapsed"], evaluator.deterministic)
     trainer.mark_done(
         {"final_eval": _summary(result["final_eval"]), "elapsed_s": round(result["elapsed"], 2), "cost": cost}
     )
@@ -353,22 +386,66 @@ def _summary(result: dict | None) -> dict | None:
     return {k: v for k, v in result.items() if k not in ("returns", "lengths")}  # keeps the protocol
 
 
-def _claim_run_dir(run_dir: Path, record: dict) -> None:
-    """Write config.yaml, or check that an existing one describes the same experiment."""
+@dataclass
+class RunData:
+    """What a run trains on, and its record (``config.yaml``), which identifies the run."""
+
+    dataset: Dataset  # as loaded: its provenance
+    prepared: Dataset  # transformed for the algorithm's config
+    transforms: dict
+    record: dict
+
+
+def load_request_data(request: RunRequest, task: Task) -> Dataset:
+    return load_dataset(
+        task, request.dataset, rule=request.transitions, download=request.download, data_source=request.data_source
+    )
+
+
+def load_run_data(request: RunRequest, task: Task, resolved: ResolvedConfig, dataset: Dataset | None = None) -> RunData:
+    """The run's data and record; ``dataset``: the request's data, if already loaded (for another seed)."""
+    if dataset is None:
+        dataset = load_request_data(request, task)
+    prepared, transforms = prepare(dataset, resolved.config, seed=request.seed)
+    record = _config_record(request, task, resolved, prepared.spec, dataset.provenance.sha256)
+    return RunData(dataset, prepared, transforms, record)
+
+
+def check_finished(
+    request: RunRequest, task: Task, resolved: ResolvedConfig, run_dir: Path, dataset: Dataset | None = None
+) -> None:
+    """A finished run stands for the request (its result is reused) only if it is the requested run."""
+    check_identity(run_dir, load_run_data(request, task, resolved, dataset).record)
+
+
+def check_identity(run_dir: Path, record: dict) -> None:
+    """Refuse (``RunDirConflict``) a run directory whose ``config.yaml`` describes another experiment than
+    ``record``, whether that run finished or not, or a folder that is no run directory. The dataset is
+    compared by its SHA-256, so a file moved or renamed is the same data and another file is not."""
     path = run_dir / "config.yaml"
-    if path.is_file():
-        existing = yaml.safe_load(path.read_text())
-        _fill_new_defaults(existing, record)
-        diff = _differences(existing, record)
-        if diff:
-            raise ConfigError(
-                f"{run_dir} already holds a different run ({'; '.join(diff[:5])}); "
-                "use another --out/--run-dir or delete it"
-            )
+    if not path.is_file():
+        if run_dir.exists() and any(p.name not in (LOCK, FAILED, TRAIN_LOG) for p in run_dir.iterdir()):
+            raise RunDirConflict(f"{run_dir} exists and is not an offrl-zoo run directory (no config.yaml)")
         return
-    if run_dir.exists() and any(p.name not in (LOCK, FAILED, TRAIN_LOG) for p in run_dir.iterdir()):
-        raise ConfigError(f"{run_dir} exists and is not an offrl-zoo run directory (no config.yaml)")
-    write_text(path, yaml.safe_dump(record, sort_keys=False))
+    existing = yaml.safe_load(path.read_text())
+    if not isinstance(existing, dict):
+        raise RunDirConflict(f"{path} is not an offrl-zoo run record")
+    _fill_new_defaults(existing, record)
+    diff = _differences(existing, record)
+    if diff:
+        state = "a finished" if (run_dir / DONE).is_file() else "an unfinished"
+        what = f"{existing.get('request', {}).get('algorithm')} on {existing.get('task')}"
+        raise RunDirConflict(
+            f"{run_dir} already holds a different run ({_described(diff)}; each as folder != request): "
+            f"{state} run of {what}"
+        )
+
+
+def _claim_run_dir(run_dir: Path, record: dict) -> None:
+    """Write config.yaml for a new run (``check_identity`` has checked an existing one)."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        write_text(path, yaml.safe_dump(record, sort_keys=False))
 
 
 def _fill_new_defaults(existing: dict, record: dict) -> None:
@@ -387,9 +464,44 @@ def _is_default(f: dataclasses.Field, record: dict) -> bool:
     return yaml.safe_load(yaml.safe_dump(default)) == record["algorithm_config"][f.name]
 
 
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    # data_source only picks among files; the dataset's SHA-256 (compared) pins which one a run used.
-    ignore = {"request.device", "request.download", "request.eval_every", "request.log_every", "request.data_source"}
+# Differences that follow from another one (key → prefixes of its consequences), left out of a message.
+_CONSEQUENCES = {
+    "request.algorithm": ("algorithm_config.", "config_sources.", "spec."),
+    "task": ("request.task", "dataset_sha256", "spec."),
+    "dataset_sha256": ("spec.",),  # the data's statistics
+}
+
+
+def _described(diff: list[tuple[str, Any, Any]]) -> str:
+    """The first five differences that do not follow from another one, as ``key: folder's != request's``."""
+    keys = {key for key, _, _ in diff}
+    shown = [(key, old, new) for key, old, new in diff if not _follows(key, keys)]
+    return "; ".join(f"{key}: {_shown(key, old)} != {_shown(key, new)}" for key, old, new in shown[:5])
+
+
+def _follows(key: str, keys: set[str]) -> bool:
+    """Whether the difference at ``key`` follows from another one in ``keys``: what another algorithm, task
+    or dataset brings (``_CONSEQUENCES``), or the origin of a config value that differs itself."""
+    if key.startswith("config_sources.") and "algorithm_config." + key.removeprefix("config_sources.") in keys:
+        return True
+    return any(cause in keys and key.startswith(prefixes) for cause, prefixes in _CONSEQUENCES.items())
+
+
+def _shown(key: str, value: Any) -> str:
+    return f"{value[:12]}…" if key == "dataset_sha256" and isinstance(value, str) else repr(value)
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    # data_source only picks among files and a --dataset path only says where one lies: the dataset's
+    # SHA-256 (compared) pins which data a run used.
+    ignore = {
+        "request.device",
+        "request.download",
+        "request.eval_every",
+        "request.log_every",
+        "request.data_source",
+        "request.dataset",
+    }
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for key in sorted(set(old) | set(new)):
@@ -399,7 +511,7 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
             out += _differences(old.get(key), new.get(key), name + ".")
         return out
     new = yaml.safe_load(yaml.safe_dump(new))  # compare in the YAML round-tripped form
-    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} != {new!r}"]
+    return [] if old == new else [(prefix.rstrip("."), old, new)]
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Algorithm, Task, dict]:
@@ -413,8 +525,8 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Algorithm, Task,
     task = request.resolve_task()
     algo_cls = registry.get(request.algorithm)
     cfg = algo_cls.Config(**record["algorithm_config"])
-    spec_fields = record["spec"]
-    spec = DataSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec_fields.items()})
+    spec_fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in record["spec"].items()}
+    spec = DataSpec(**spec_fields)
     algo = algo_cls(spec, cfg, check_device(device))
     if not (run_dir / CHECKPOINT).is_file():
         raise ConfigError(f"{run_dir}: no {CHECKPOINT} to evaluate")

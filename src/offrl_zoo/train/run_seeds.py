@@ -9,7 +9,7 @@ like any other (its provenance names the seed batch).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,10 +21,12 @@ from offrl_zoo.errors import TrainingDiverged
 from offrl_zoo.train.run import (
     RunRequest,
     check_device,
+    check_finished,
     claim_runs,
-    default_run_dir,
+    default_run_dirs,
     failures_marked,
     finish_run,
+    load_request_data,
     mark_failed,
     prepare_trainer,
 )
@@ -66,8 +68,8 @@ class SeedStreams:
 def train_seed_batch(
     requests: list[RunRequest], out: str | Path = "runs", progress: bool = True, stage_cache: str | Path | None = None
 ) -> list[Path]:
-    """Train (or resume, or skip if finished) the runs of ``requests``, which differ in their seed only,
-    as one seed-batched model; returns their run directories."""
+    """Train (or resume) the runs of ``requests``, which differ in their seed only, as one seed-batched
+    model, reusing the finished ones (each checked as a lone run is); returns their run directories."""
     first = requests[0]
     others = [dataclasses.replace(r, seed=first.seed) for r in requests]
     if any(r != others[0] for r in others) or len({r.seed for r in requests}) != len(requests):
@@ -76,15 +78,19 @@ def train_seed_batch(
     task = first.resolve_task()
     resolved = resolve(algo_cls, task.id, first.preset, first.config_file, first.overrides)
     device = check_device(first.device)
-    dirs = [default_run_dir(out, r, task) for r in requests]
+    dirs = default_run_dirs(out, requests, task)
     with claim_runs(dirs) as claimed:
-        todo = [(r, d) for r, d in zip(requests, dirs, strict=True) if d in claimed]
-        if not todo:
-            return dirs
         streams = SeedStreams(device)
         trainers: list[Trainer] = []
-        seeds = [r.seed for r, _ in todo]
         with failures_marked(claimed):
+            dataset = load_request_data(first, task)  # once: the seeds differ in nothing else
+            for request, run_dir in zip(requests, dirs, strict=True):
+                if run_dir not in claimed:
+                    check_finished(request, task, resolved, run_dir, dataset)
+            todo = [(r, d) for r, d in zip(requests, dirs, strict=True) if d in claimed]
+            if not todo:
+                return dirs
+            seeds = [r.seed for r, _ in todo]
             for request, run_dir in todo:
                 trainers.append(
                     prepare_trainer(
@@ -96,6 +102,7 @@ def train_seed_batch(
                         progress and not trainers,
                         stage_cache,
                         seed_batch=seeds,
+                        dataset=dataset,
                     )
                 )
                 trainers[-1].vectorized = True
@@ -132,7 +139,15 @@ class _Driver:
             [self.trainers[i].algo for i in self.alive], [self.streams.generators[i] for i in self.alive]
         )
         for k, i in enumerate(self.alive):
-            self.trainers[i].before_state_use = lambda k=k: self.batch.unstack(k)
+            self.trainers[i].before_state_use = self._unstacker(k)
+
+    def _unstacker(self, k: int) -> Callable[[], None]:
+        """Writes the seed at position ``k`` of the (current) batch into its own algorithm."""
+
+        def unstack() -> None:
+            self.batch.unstack(k)
+
+        return unstack
 
     def train(self) -> None:
         try:
@@ -141,9 +156,10 @@ class _Driver:
                 for i in self.alive:
                     with self.streams.use(i):
                         runs.append(next(self.iterators[i], None))
-                if all(r is None for r in runs):
+                started = [r for r in runs if r is not None]
+                if not started:
                     return
-                if len({(r.index, r.first) if r else None for r in runs}) != 1:
+                if len(started) < len(runs) or len({(r.index, r.first) for r in started}) != 1:
                     # seeds killed at different points: finish each alone (same results, not batched)
                     for i, run in zip(self.alive, runs, strict=True):
                         try:
@@ -151,7 +167,7 @@ class _Driver:
                         except TrainingDiverged as err:
                             self.failed[i] = err
                     return
-                self._train_stage(runs)
+                self._train_stage(started)
         finally:
             for it in self.iterators:
                 it.close()

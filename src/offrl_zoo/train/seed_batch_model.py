@@ -15,8 +15,9 @@ import copy
 import re
 import types
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from tensordict import TensorDict
@@ -29,7 +30,8 @@ from offrl_zoo.nets.seed_batch import linear, seed_streams
 def _set_tensor(root: nn.Module, name: str, value: torch.Tensor) -> None:
     *path, leaf = name.split(".")
     module = root.get_submodule(".".join(path))
-    table = module._parameters if leaf in module._parameters else module._buffers
+    # a Parameter's slot may take a plain tensor here (the stack, or a vmapped view of it), as in torch.func
+    table: dict[str, Any] = module._parameters if leaf in module._parameters else module._buffers
     table[leaf] = value
 
 
@@ -62,7 +64,7 @@ class SeedBatch:
             _set_tensor(self.template, name, b)
         for module in self.template.modules():
             if type(module) is nn.Linear:  # one baddbmm per layer instead of vmap's slower rule
-                module.forward = types.MethodType(_batched_linear, module)
+                module.forward = types.MethodType(_batched_linear, module)  # type: ignore[method-assign]  # this instance only
         self._rebuild_optimizers()
         self.stack()
 
@@ -77,7 +79,9 @@ class SeedBatch:
                 }
                 for g in opt.param_groups
             ]
-            stacked = type(opt)(groups)
+            # the optimiser's own class; each group carries every hyperparameter, so none is passed
+            optimizer_class: Callable[..., torch.optim.Optimizer] = type(opt)
+            stacked = optimizer_class(groups)
             self.template.optimizers[key] = stacked
             if key in self.template.schedulers:
                 self.template.schedulers[key].optimizer = stacked
@@ -94,7 +98,7 @@ class SeedBatch:
             opt.state.clear()
             seeds = [_flat_params(a.optimizers[key]) for a in self.algos]
             for j, p in enumerate(_flat_params(opt)):
-                states = [a.optimizers[key].state.get(own[j]) for a, own in zip(self.algos, seeds, strict=True)]
+                states = [a.optimizers[key].state.get(own[j], {}) for a, own in zip(self.algos, seeds, strict=True)]
                 if states[0]:
                     opt.state[p] = {
                         k: torch.stack([s[k] for s in states]) if _per_seed_state(k, v) else _copy(v)
@@ -109,9 +113,9 @@ class SeedBatch:
         """Write seed i's slice of the stack into its own algorithm instance and return that instance."""
         algo = self.algos[i]
         for table, named in ((self.params, "named_parameters"), (self.buffers, "named_buffers")):
-            own = dict(getattr(algo, named)())
+            tensors = dict(getattr(algo, named)())
             for name, stacked in table.items():
-                own[name].copy_(stacked[i])
+                tensors[name].copy_(stacked[i])
         for key, opt in self.template.optimizers.items():
             target = algo.optimizers[key]
             target.state.clear()

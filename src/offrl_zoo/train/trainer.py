@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +46,9 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state(device: torch.device) -> dict:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    legacy = np.random.get_state()
+    assert isinstance(legacy, tuple)  # the global RandomState is an MT19937: its legacy state is a tuple
+    kind, keys, pos, has_gauss, cached = legacy
     numpy_state = {
         "kind": kind,
         "keys": torch.from_numpy(keys.astype(np.int64)),
@@ -128,7 +130,7 @@ class Trainer:
         self.generator = torch.Generator(device=algo.device)
         self.elapsed = 0.0
         self.last_eval: dict | None = None
-        self.bar: tqdm | None = None
+        self.bar = tqdm(disable=True)  # a silent bar until ``stage_runs`` opens the run's own
         # Called before the algorithm's state is read (evaluation, checkpoint, validation, stage cache);
         # the seed-batched trainer writes the seed's slice of the batched model into ``algo`` here.
         self.before_state_use: Callable[[], None] = lambda: None
@@ -189,7 +191,7 @@ class Trainer:
                 self.after_step(run, step, update(run.rb.sample(), step))
         return self.result()
 
-    def stage_runs(self) -> Iterator[StageRun]:
+    def stage_runs(self) -> Generator[StageRun, None, None]:
         """Each stage still to train, ready to step; between them the trainer bookkeeps (and reuses
         cached shared stages). Whoever iterates calls ``after_step`` once per update."""
         stages = self.algo.stages()
@@ -297,7 +299,7 @@ class Trainer:
             run.sums, run.counts, run.window_start, run.window_steps = {}, {}, time.perf_counter(), 0
         if eval_now:
             self.last_eval = self._evaluate(stage, done, time.perf_counter() - run.started)
-        if run.identity is not None and done == steps:
+        if run.identity is not None and s.stage_cache is not None and done == steps:  # (no identity without one)
             save_stage(s.stage_cache, run.identity, self.algo, stage)
         if checkpoint_now:
             finished_stage = done == steps
@@ -348,8 +350,10 @@ class Trainer:
         return record
 
     def _evaluate(self, stage: Stage, done: int, elapsed: float) -> dict:
-        result = self.evaluator(self.algo)
-        result.update(stage=stage.name, step=done, time=round(elapsed, 3), protocol=self.evaluator.protocol(self.algo))
+        evaluator = self.evaluator
+        assert evaluator is not None  # called only when the trainer has one
+        result = evaluator(self.algo)
+        result.update(stage=stage.name, step=done, time=round(elapsed, 3), protocol=evaluator.protocol(self.algo))
         self.eval_log.append(result)
         return result
 

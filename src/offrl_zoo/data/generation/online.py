@@ -19,6 +19,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 import gymnasium as gym
 import numpy as np
@@ -30,8 +31,9 @@ from torchrl.data.replay_buffers import RandomSampler
 from offrl_zoo.algorithm import derived_seed
 from offrl_zoo.data.generation.rollout import actor_policy, rollout
 from offrl_zoo.data.generation.sac import SAC, SACConfig
-from offrl_zoo.envs.make import make
+from offrl_zoo.envs.make import box, make
 from offrl_zoo.io import Checkpoint, JsonlLog, load_torch, save_torch, write_json
+from offrl_zoo.nets import TanhGaussianPolicy
 
 BUFFER_KEYS = ("observation", "action", "reward", "next_observation", "terminated")
 
@@ -52,7 +54,7 @@ def _make_env(env_id: str) -> gym.Env:
     return make(env_id)
 
 
-def evaluate_actor(env_id: str, actor: torch.nn.Module, episodes: int, seed: int) -> dict:
+def evaluate_actor(env_id: str, actor: TanhGaussianPolicy, episodes: int, seed: int) -> dict:
     """Stochastic returns (the policy that generates data) and deterministic ones (tanh of the mean)."""
     out = {}
     for mode, deterministic in (("stochastic", False), ("deterministic", True)):
@@ -131,8 +133,9 @@ def train_behaviour(run: BehaviourRun, cfg: SACConfig, progress: bool = True) ->
     (out / "buffer").mkdir(parents=True, exist_ok=True)
     (out / "snapshots").mkdir(exist_ok=True)
     env = _make_env(run.env_id)
-    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    if not np.allclose(env.action_space.high, 1) or not np.allclose(env.action_space.low, -1):
+    obs_space, action_space = box(env.observation_space), box(env.action_space)
+    obs_dim, action_dim = obs_space.shape[0], action_space.shape[0]
+    if not np.allclose(action_space.high, 1) or not np.allclose(action_space.low, -1):
         raise ValueError(f"{run.env_id}: SAC behaviour training expects actions in [-1, 1]")
     torch.manual_seed(run.seed)
     agent = SAC(obs_dim, action_dim, cfg)
@@ -181,15 +184,16 @@ def train_behaviour(run: BehaviourRun, cfg: SACConfig, progress: bool = True) ->
             action = (torch.rand(action_dim) * 2 - 1).numpy()
         else:
             with torch.no_grad():
-                action = agent.actor.sample_with_log_prob(torch.as_tensor(obs, dtype=torch.float32)[None])[0][0]
-            action = action.numpy()
+                sampled = agent.actor.sample_with_log_prob(torch.as_tensor(obs, dtype=torch.float32)[None])[0][0]
+            action = sampled.numpy()
         next_obs, reward, terminated, truncated, _ = env.step(action)
         buffer.add(obs.astype(np.float32), action.astype(np.float32), reward, next_obs.astype(np.float32), terminated)
         obs, step, episode_return = next_obs, step + 1, episode_return + float(reward)
         if step >= cfg.start_steps:
             logs.append(agent.update(buffer.rb.sample()))
         if step % run.log_every == 0 and logs:
-            record = {k: float(v) for k, v in torch.stack(logs).mean(0).items()}  # type: ignore[arg-type]
+            # torch.stack of TensorDicts is a TensorDict (__torch_function__), which torch's stubs cannot say
+            record = {k: float(v) for k, v in cast(TensorDict, torch.stack(logs)).mean(0).items()}
             metrics.append({"step": step, "time": round(time.perf_counter() - t0, 1), **record})
             logs = []
         if step % run.snapshot_every == 0:
