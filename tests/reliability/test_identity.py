@@ -132,3 +132,14 @@ def test_vectorized_seeds_are_checked_like_lone_runs(tmp_path, capsys):
     # a finished seed among new ones: refused before the new one is trained or even given a folder
     refused_unchanged([*BC, "--steps", "20", "--seeds", "3", "--vectorize-seeds", "--out", str(out)], runs, capsys)
     assert sorted(p.name for p in runs.iterdir()) == ["seed0", "seed1"]
+
+
+def test_a_store_with_finished_runs_refuses_other_evaluation_settings(tmp_path, capsys):
+    """compare reuses a store's finished runs without asking train, so the store itself records how its
+    runs are evaluated and refuses a sweep that asks for something else."""
+    store = tmp_path / "store"
+    sweep = ["compare", "bc", "--tasks", TASK, "--seeds", "1", "--budget", "5", "--no-estimate", "--jobs", "1"]
+    finished([*sweep, "--eval-episodes", "2", "--out", str(store), "hidden=[16]"], capsys)
+    line = refused_unchanged([*sweep, "--eval-episodes", "3", "--out", str(store), "hidden=[16]"], store, capsys)
+    assert "run_settings" in line and "'eval_episodes': 2" in line and "use another --out" in line, line
+    finished([*sweep, "--eval-episodes", "2", "--out", str(store), "hidden=[16]"], capsys)  # the same: reused

@@ -144,6 +144,9 @@ class Sweep:
     overrides: list[str] = field(default_factory=list)
     runs: list[RunSpec] = field(default_factory=list)
     unsupported: list[dict] = field(default_factory=list)
+    # How every run is trained and evaluated beyond its config (evaluation interval and episodes, data
+    # source): a store's finished runs are reused, so a later sweep must ask for the same.
+    run_settings: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -265,7 +268,8 @@ def record_sweep(store: Path, sweep: Sweep) -> None:
 def _merge_sweep(path: Path, current: dict) -> None:
     if path.is_file():
         old = json.loads(path.read_text())
-        for key in ("budget", "overrides"):
+        keys = ("budget", "overrides", "run_settings") if "run_settings" in old else ("budget", "overrides")
+        for key in keys:  # a store written before run_settings were recorded takes them on now
             if old.get(key) != current[key]:
                 raise ConfigError(
                     f"{path.parent} holds a sweep with {key} {old.get(key)!r}, not {current[key]!r}: runs of "

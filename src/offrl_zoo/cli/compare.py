@@ -240,6 +240,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
             return 1
     if args.dry_run:
         return 0
+    sweep.run_settings = {
+        "eval_every": eval_every,
+        "eval_episodes": args.eval_episodes,
+        "data_source": args.data_source,
+    }
     store.mkdir(parents=True, exist_ok=True)
     record_sweep(store, sweep)
     settings = executors.TrainSettings(
