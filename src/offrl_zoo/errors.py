@@ -25,6 +25,12 @@ class ConfigError(OffrlZooError, ValueError):
     hint = "`offrl-zoo config ALGO --task TASK` prints every key with its value and origin"
 
 
+class RunDirConflict(ConfigError):
+    """A run directory that holds another experiment, finished or not; nothing in it is touched."""
+
+    hint = "give another --out/--run-dir, or delete the folder to train this request in it"
+
+
 class UnsupportedTaskError(ConfigError):
     """The algorithm has no official settings for this task (e.g. SRPO's β on pen/kitchen): not guessed."""
 

@@ -11,7 +11,7 @@ from _support import TASKS, assert_intact, cli
 
 from offrl_zoo.errors import RunLockedError
 from offrl_zoo.train import RunRequest, train
-from offrl_zoo.train.run import run_lock
+from offrl_zoo.train.run_dir import run_lock
 
 
 def test_a_run_in_progress_is_not_started_twice(tmp_path):

@@ -16,6 +16,7 @@ from offrl_zoo import io as offrl_io
 from offrl_zoo import registry
 from offrl_zoo.io import load_torch
 from offrl_zoo.train import run as train_run
+from offrl_zoo.train import run_dir as run_dir_files
 
 BC = ["train", "bc", "--task", TASK, *TINY_RUN]
 
@@ -158,13 +159,13 @@ def test_a_refused_run_in_a_sweep_keeps_its_failed_marker(tmp_path, capsys):
     data.write_text("x")
     run_dir = tmp_path / "store" / "runs" / "bc" / "x" / "seed0"
     run_dir.mkdir(parents=True)
-    (run_dir / train_run.TRAIN_LOG).write_text("")
+    (run_dir / run_dir_files.TRAIN_LOG).write_text("")
     code, _, err = run_main(
         ["train", "bc", "--dataset", str(data), "--env", "Hopper-v5", "--run-dir", str(run_dir), "--steps", "5"],
         capsys,
     )
     refusal(code, err, "not a readable HDF5 file")
-    assert {p.name for p in run_dir.iterdir()} == {train_run.TRAIN_LOG, train_run.FAILED, train_run.LOCK}
+    assert {p.name for p in run_dir.iterdir()} == {run_dir_files.TRAIN_LOG, run_dir_files.FAILED, run_dir_files.LOCK}
 
 
 def test_ctrl_c_names_the_run_and_whether_it_had_started(finished_run, tmp_path, capsys, monkeypatch):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from offrl_zoo.bench.sweep import RunSpec, run_status
-from offrl_zoo.train.run import TRAIN_LOG
+from offrl_zoo.train.run_dir import TRAIN_LOG
 from offrl_zoo.train.trainer import DONE
 
 

@@ -22,7 +22,7 @@ from offrl_zoo.config import field_names, preset_applies, presets, resolve
 from offrl_zoo.envs import all_suites, get_suite, get_task
 from offrl_zoo.errors import ConfigError, UnsupportedTaskError
 from offrl_zoo.io import write_json
-from offrl_zoo.train.run import FAILED, LOCK
+from offrl_zoo.train.run_dir import FAILED, LOCK
 from offrl_zoo.train.trainer import CHECKPOINT, DONE
 
 

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import importlib.metadata
-import os
 import platform
 import subprocess
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 import yaml
@@ -25,16 +20,14 @@ from offrl_zoo.data import load_dataset, prepare, sources
 from offrl_zoo.data.dataset import Dataset
 from offrl_zoo.data.loading import custom_task
 from offrl_zoo.envs.tasks import Task, get_task
-from offrl_zoo.errors import Interrupted, RunLockedError, TrainingDiverged, WriteError
-from offrl_zoo.io import load_torch, remove_stale_temps, write_json, write_text
+from offrl_zoo.errors import Interrupted
+from offrl_zoo.io import load_torch, remove_stale_temps, write_json
 from offrl_zoo.spec import DataSpec
 from offrl_zoo.train.cost import run_cost
 from offrl_zoo.train.evaluator import Evaluator
-from offrl_zoo.train.trainer import CHECKPOINT, DONE, Trainer, TrainerSettings, load_algorithm_state, seed_everything
-
-FAILED = "failed"  # JSON marker of a run that stopped on an error (a report shows it as failed, never a score)
-LOCK = ".lock"
-TRAIN_LOG = "train.log"  # a sweep's copy of the training process's output
+from offrl_zoo.train.identity import check_identity, claim_run_dir
+from offrl_zoo.train.run_dir import FAILED, claim_runs, failures_marked, interrupted_run
+from offrl_zoo.train.trainer import CHECKPOINT, Trainer, TrainerSettings, load_algorithm_state, seed_everything
 
 
 @dataclass
@@ -68,12 +61,6 @@ class RunRequest:
         if self.env is None:
             raise ConfigError(f"--dataset {self.dataset}: an unregistered dataset needs --env ENV_ID for evaluation")
         return custom_task(self.dataset, self.env)
-
-
-class RunDirConflict(ConfigError):
-    """A run directory that holds another experiment, finished or not; nothing in it is touched."""
-
-    hint = "give another --out/--run-dir, or delete the folder to train this request in it"
 
 
 def default_run_dir(out: str | Path, request: RunRequest, task: Task) -> Path:
@@ -170,114 +157,6 @@ def train(
     return run_dir
 
 
-def interrupted_run(run_dir: Path) -> str:
-    """What Ctrl-C left of a run, for the CLI's message."""
-    if (run_dir / CHECKPOINT).is_file():
-        return f"{run_dir} stopped; re-run the same command to resume it from its last checkpoint"
-    if (run_dir / "config.yaml").is_file():
-        return f"{run_dir} stopped before its first checkpoint; re-run the same command to start it again"
-    return f"{run_dir} had not started and nothing was kept; re-run the same command to start it"
-
-
-@contextmanager
-def claim_runs(run_dirs: list[Path]) -> Iterator[list[Path]]:
-    """Lock the unfinished ones of ``run_dirs`` (``run_lock``, in their order) for the block; yields those
-    still unfinished once locked, as another process may have finished one between the check and the lock."""
-    with ExitStack() as locks:
-        for run_dir in run_dirs:
-            if not (run_dir / DONE).is_file():
-                locks.enter_context(run_lock(run_dir))
-        yield [d for d in run_dirs if not (d / DONE).is_file()]
-
-
-@contextmanager
-def failures_marked(run_dirs: list[Path]) -> Iterator[None]:
-    """An error in the block marks each of ``run_dirs`` failed, then propagates; re-running retries them."""
-    try:
-        yield
-    except RunDirConflict:
-        raise  # the folder holds another run: this request has nothing in it to mark
-    except Exception as err:
-        for run_dir in run_dirs:
-            mark_failed(run_dir, err)
-        raise
-
-
-def mark_failed(run_dir: Path, err: Exception) -> None:
-    """The ``failed`` marker, for reports: ``diverged`` or ``error``, and the error."""
-    kind = "diverged" if isinstance(err, TrainingDiverged) else "error"
-    with contextlib.suppress(OSError):  # a full disk that broke the run: its own error matters more
-        write_json(run_dir / FAILED, {"kind": kind, "error": f"{type(err).__name__}: {err}"})
-
-
-@contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """An exclusive lock on the run directory for the life of the process that trains it.
-
-    Two processes (e.g. two ``compare`` sweeps over one results store) never train the same run at
-    once; the second is told who holds it. The OS releases the lock when the holder dies, even by SIGKILL.
-    A run that fails before it is claimed (no config.yaml: a refused dataset, Ctrl-C while loading it)
-    leaves nothing behind: its lock, its ``failed`` marker and the folders made for it are removed.
-    """
-    made = _missing_folders(run_dir)
-    with _locked_file(run_dir) as fh:
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {platform.node()}")
-        fh.flush()
-        try:
-            yield
-        except BaseException:
-            if not (run_dir / "config.yaml").is_file():
-                _remove_unclaimed(run_dir, made)
-            raise
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _locked_file(run_dir: Path) -> IO[str]:
-    """The run's lock file, open and exclusively locked (``RunLockedError`` when another process holds it)."""
-    path = run_dir / LOCK
-    while True:
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            fh = open(path, "a+")  # noqa: SIM115 - returned open: the lock lives as long as it
-        except OSError as err:  # a read-only --out
-            raise WriteError(err.errno, f"cannot create {err.filename or path}: {err.strerror}") from err
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise RunLockedError(f"{run_dir} is being trained by {holder}; not starting it twice") from None
-        with contextlib.suppress(FileNotFoundError):
-            if os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino:
-                return fh
-        fh.close()  # a refused run removed the file we locked (``_remove_unclaimed``): lock the new one
-
-
-def _missing_folders(path: Path) -> list[Path]:
-    """``path`` and those of its parents that do not exist yet, deepest first."""
-    missing = []
-    while not path.exists() and path != path.parent:
-        missing.append(path)
-        path = path.parent
-    return missing
-
-
-def _remove_unclaimed(run_dir: Path, made: list[Path]) -> None:
-    """Remove what ``run_lock`` and ``mark_failed`` left in a run directory never claimed, unless it
-    holds more (a sweep's train.log: the ``failed`` marker stays for the sweep to report)."""
-    if any(p.name not in (LOCK, FAILED) for p in run_dir.iterdir()):
-        return
-    for name in (FAILED, LOCK):
-        (run_dir / name).unlink(missing_ok=True)
-    for folder in made:
-        with contextlib.suppress(OSError):  # not empty: another run is in it
-            folder.rmdir()
-
-
 def _train_locked(
     request: RunRequest,
     task: Task,
@@ -314,7 +193,7 @@ def prepare_trainer(
     algo = build_algorithm(request.algorithm, prepared.spec, resolved.config, device)
     stages = algo.stages()
     check_batch_sizes(stages, len(prepared), task.id)
-    _claim_run_dir(run_dir, data.record)  # after every check, so a refused config leaves nothing to conflict with
+    claim_run_dir(run_dir, data.record)  # after every check, so a refused config leaves nothing to conflict with
     deterministic = task.deterministic_eval if request.deterministic_eval is None else request.deterministic_eval
     evaluator = Evaluator(
         task, request.eval_episodes or task.eval_episodes, seed=request.seed + 100, deterministic=deterministic
@@ -416,102 +295,6 @@ def check_finished(
 ) -> None:
     """A finished run stands for the request (its result is reused) only if it is the requested run."""
     check_identity(run_dir, load_run_data(request, task, resolved, dataset).record)
-
-
-def check_identity(run_dir: Path, record: dict) -> None:
-    """Refuse (``RunDirConflict``) a run directory whose ``config.yaml`` describes another experiment than
-    ``record``, whether that run finished or not, or a folder that is no run directory. The dataset is
-    compared by its SHA-256, so a file moved or renamed is the same data and another file is not."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        if run_dir.exists() and any(p.name not in (LOCK, FAILED, TRAIN_LOG) for p in run_dir.iterdir()):
-            raise RunDirConflict(f"{run_dir} exists and is not an offrl-zoo run directory (no config.yaml)")
-        return
-    existing = yaml.safe_load(path.read_text())
-    if not isinstance(existing, dict):
-        raise RunDirConflict(f"{path} is not an offrl-zoo run record")
-    _fill_new_defaults(existing, record)
-    diff = _differences(existing, record)
-    if diff:
-        state = "a finished" if (run_dir / DONE).is_file() else "an unfinished"
-        what = f"{existing.get('request', {}).get('algorithm')} on {existing.get('task')}"
-        raise RunDirConflict(
-            f"{run_dir} already holds a different run ({_described(diff)}; each as folder != request): "
-            f"{state} run of {what}"
-        )
-
-
-def _claim_run_dir(run_dir: Path, record: dict) -> None:
-    """Write config.yaml for a new run (``check_identity`` has checked an existing one)."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        write_text(path, yaml.safe_dump(record, sort_keys=False))
-
-
-def _fill_new_defaults(existing: dict, record: dict) -> None:
-    """A config field added after a run started is taken at its default, the behaviour the run had
-    before the field existed, so upgrading offrl-zoo does not orphan unfinished runs."""
-    algo_cls = registry.get(record["request"]["algorithm"])
-    old = existing.get("algorithm_config")
-    if isinstance(old, dict):
-        for f in dataclasses.fields(algo_cls.Config):
-            if f.name not in old and f.name in record["algorithm_config"]:
-                old[f.name] = record["algorithm_config"][f.name] if _is_default(f, record) else "<absent>"
-
-
-def _is_default(f: dataclasses.Field, record: dict) -> bool:
-    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-    return yaml.safe_load(yaml.safe_dump(default)) == record["algorithm_config"][f.name]
-
-
-# Differences that follow from another one (key → prefixes of its consequences), left out of a message.
-_CONSEQUENCES = {
-    "request.algorithm": ("algorithm_config.", "config_sources.", "spec."),
-    "task": ("request.task", "dataset_sha256", "spec."),
-    "dataset_sha256": ("spec.",),  # the data's statistics
-}
-
-
-def _described(diff: list[tuple[str, Any, Any]]) -> str:
-    """The first five differences that do not follow from another one, as ``key: folder's != request's``."""
-    keys = {key for key, _, _ in diff}
-    shown = [(key, old, new) for key, old, new in diff if not _follows(key, keys)]
-    return "; ".join(f"{key}: {_shown(key, old)} != {_shown(key, new)}" for key, old, new in shown[:5])
-
-
-def _follows(key: str, keys: set[str]) -> bool:
-    """Whether the difference at ``key`` follows from another one in ``keys``: what another algorithm, task
-    or dataset brings (``_CONSEQUENCES``), or the origin of a config value that differs itself."""
-    if key.startswith("config_sources.") and "algorithm_config." + key.removeprefix("config_sources.") in keys:
-        return True
-    return any(cause in keys and key.startswith(prefixes) for cause, prefixes in _CONSEQUENCES.items())
-
-
-def _shown(key: str, value: Any) -> str:
-    return f"{value[:12]}…" if key == "dataset_sha256" and isinstance(value, str) else repr(value)
-
-
-def _differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    # data_source only picks among files and a --dataset path only says where one lies: the dataset's
-    # SHA-256 (compared) pins which data a run used.
-    ignore = {
-        "request.device",
-        "request.download",
-        "request.eval_every",
-        "request.log_every",
-        "request.data_source",
-        "request.dataset",
-    }
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for key in sorted(set(old) | set(new)):
-            name = f"{prefix}{key}"
-            if name in ignore:
-                continue
-            out += _differences(old.get(key), new.get(key), name + ".")
-        return out
-    new = yaml.safe_load(yaml.safe_dump(new))  # compare in the YAML round-tripped form
-    return [] if old == new else [(prefix.rstrip("."), old, new)]
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Algorithm, Task, dict]:

@@ -22,14 +22,12 @@ from offrl_zoo.train.run import (
     RunRequest,
     check_device,
     check_finished,
-    claim_runs,
     default_run_dirs,
-    failures_marked,
     finish_run,
     load_request_data,
-    mark_failed,
     prepare_trainer,
 )
+from offrl_zoo.train.run_dir import claim_runs, failures_marked, mark_failed
 from offrl_zoo.train.seed_batch_model import SeedBatch
 from offrl_zoo.train.trainer import StageRun, Trainer, rng_state, set_rng_state
 
