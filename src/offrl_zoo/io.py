@@ -107,9 +107,10 @@ def load_torch(path: str | Path, map_location: Any = "cpu") -> Any:
     """Load a checkpoint without unpickling arbitrary objects (``weights_only=True``): a file from someone
     else can hold tensors and plain data, never code that runs on load. A damaged file (cut, altered, not
     written by torch.save) is a ``CheckpointError``; ``UnsafeFileError`` means an intact file holding objects."""
-    check_archive(Path(path))
+    data = _read_checkpoint(Path(path))
+    check_archive(data, path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         lines = str(err).strip().splitlines()
         reason = next((line for line in lines if "GLOBAL" in line), lines[-1])[:200]  # the object refused
@@ -121,18 +122,23 @@ def load_torch(path: str | Path, map_location: Any = "cpu") -> Any:
         raise CheckpointError(f"{path}: not a file of torch.save ({_first_line(err)})") from None
 
 
-def check_archive(path: Path) -> None:
-    """Refuse a file that is not an intact torch.save archive, a zip whose entries carry CRC-32 checksums:
-    torch reads an altered one into wrong weights without a word, and fails on a cut one with a message
-    of its own (or calls garbage unsafe)."""
+def _read_checkpoint(path: Path) -> bytes:
+    """The file's bytes, read once for both the archive check and torch.load."""
     try:
-        with open(path, "rb") as fh:
-            if fh.read(4) != ZIP_MAGIC:  # zipfile skips bytes before the archive; torch.load does not
-                raise zipfile.BadZipFile("it does not start as a zip archive")
-            with zipfile.ZipFile(fh) as archive:
-                bad = archive.testzip()
+        return path.read_bytes()
     except (FileNotFoundError, PermissionError, IsADirectoryError) as err:
         raise CheckpointError(f"{path}: cannot read it ({err.strerror})") from None
+
+
+def check_archive(data: bytes, path: str | Path) -> None:
+    """Refuse bytes (of the file ``path``) that are not an intact torch.save archive, a zip whose entries
+    carry CRC-32 checksums: torch reads an altered one into wrong weights without a word, and fails on a
+    cut one with a message of its own (or calls garbage unsafe)."""
+    try:
+        if data[:4] != ZIP_MAGIC:  # zipfile skips bytes before the archive; torch.load does not
+            raise zipfile.BadZipFile("it does not start as a zip archive")
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            bad = archive.testzip()
     except Exception as err:  # the bytes are untrusted: any failure to parse them means they are damaged
         raise CheckpointError(
             f"{path}: damaged or not a checkpoint: not a complete torch.save archive ({_first_line(err)})"

@@ -87,3 +87,14 @@ def add_vectorize_flag(p: argparse.ArgumentParser) -> None:
         help="train the seeds of one algorithm and task as one batched model (vmap); each seed "
         "computes what it computes alone and keeps its own run directory",
     )
+
+
+def add_eval_action_flags(p: argparse.ArgumentParser, sampled: str, deterministic: str, default: str) -> None:
+    """Sampled or deterministic evaluation actions; neither flag (None) leaves the choice to ``default``."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        sampled, dest="deterministic", action="store_false", default=None, help=f"sampled actions ({default})"
+    )
+    group.add_argument(
+        deterministic, dest="deterministic", action="store_true", help=f"deterministic actions ({default})"
+    )

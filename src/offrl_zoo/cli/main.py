@@ -7,6 +7,7 @@ import json
 import sys
 
 from offrl_zoo.cli.args import (
+    add_eval_action_flags,
     add_fast_flag,
     add_vectorize_flag,
     device_name,
@@ -234,24 +235,8 @@ def _train_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_eval_action_flags(p: argparse.ArgumentParser, sampled: str, deterministic: str, default: str) -> None:
-    """Sampled or deterministic evaluation actions; neither flag (None) leaves the choice to ``default``."""
-    group = p.add_mutually_exclusive_group()
-    group.add_argument(
-        sampled, dest="deterministic", action="store_false", default=None, help=f"sampled actions ({default})"
-    )
-    group.add_argument(
-        deterministic, dest="deterministic", action="store_true", help=f"deterministic actions ({default})"
-    )
-
-
-def _eval_action(*choices: bool | None) -> bool:
-    """The first choice made (command line, run, task)."""
-    return next(c for c in choices if c is not None)
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
-    from offrl_zoo.train.evaluator import Evaluator
+    from offrl_zoo.train.evaluator import Evaluator, eval_deterministic
     from offrl_zoo.train.run import load_run
 
     algo, task, record = load_run(args.run_dir, args.device)
@@ -260,7 +245,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         task,
         args.episodes or request.get("eval_episodes") or task.eval_episodes,
         seed=args.seed if args.seed is not None else request["seed"] + 100,
-        deterministic=_eval_action(args.deterministic, request.get("deterministic_eval"), task.deterministic_eval),
+        deterministic=eval_deterministic(
+            args.deterministic, request.get("deterministic_eval"), task.deterministic_eval
+        ),
     )
     result = evaluator(algo)
     evaluator.close()

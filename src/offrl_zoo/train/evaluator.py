@@ -25,6 +25,12 @@ def _std(values: np.ndarray) -> float:
     return float(np.std(values - values[0]))
 
 
+def eval_deterministic(*choices: bool | None) -> bool:
+    """Deterministic or sampled evaluation actions: the first choice made, in the order given (command
+    line, then the run's request, then the task's default)."""
+    return next(c for c in choices if c is not None)
+
+
 @dataclass
 class Evaluator:
     """Runs ``episodes`` episodes, ``num_envs`` at a time, seeding episode i with ``seed + i``.

@@ -24,7 +24,7 @@ from offrl_zoo.errors import Interrupted
 from offrl_zoo.io import load_torch, remove_stale_temps, write_json
 from offrl_zoo.spec import DataSpec
 from offrl_zoo.train.cost import run_cost
-from offrl_zoo.train.evaluator import Evaluator
+from offrl_zoo.train.evaluator import Evaluator, eval_deterministic
 from offrl_zoo.train.identity import check_identity, claim_run_dir
 from offrl_zoo.train.run_dir import FAILED, claim_runs, failures_marked, interrupted_run
 from offrl_zoo.train.trainer import CHECKPOINT, Trainer, TrainerSettings, load_algorithm_state, seed_everything
@@ -194,7 +194,7 @@ def prepare_trainer(
     stages = algo.stages()
     check_batch_sizes(stages, len(prepared), task.id)
     claim_run_dir(run_dir, data.record)  # after every check, so a refused config leaves nothing to conflict with
-    deterministic = task.deterministic_eval if request.deterministic_eval is None else request.deterministic_eval
+    deterministic = eval_deterministic(request.deterministic_eval, task.deterministic_eval)
     evaluator = Evaluator(
         task, request.eval_episodes or task.eval_episodes, seed=request.seed + 100, deterministic=deterministic
     )
