@@ -31,3 +31,25 @@ def test_example_plugin_is_registered():
     assert registry.available().get("mlbc", "").startswith("plugin:"), (
         "the example plugin in tests/plugin_pkg is not installed: pip install ./tests/plugin_pkg"
     )
+
+
+def test_a_runs_provenance_names_the_plugin_package_and_version(tmp_path):
+    """A plugin's results say which package and version of it produced them, not only offrl-zoo's."""
+    import json
+    from importlib.metadata import version
+
+    from offrl_zoo.train import RunRequest, train
+
+    request = RunRequest("mlbc", task="toy-25_gaussian-far", steps=5, eval_every=5, eval_episodes=1)
+    run_dir = train(request, run_dir=tmp_path / "mlbc", progress=False)
+    origin = json.loads((run_dir / "provenance.json").read_text())["algorithm"]
+    assert origin == {
+        "name": "mlbc",
+        "kind": "plugin",
+        "package": "offrl-zoo-example-plugin",
+        "version": version("offrl-zoo-example-plugin"),
+        "entry_point": "offrl_zoo_example_plugin:MLBC",
+        "module": "offrl_zoo_example_plugin",
+    }
+    assert registry.provenance("iql")["kind"] == "builtin"
+    assert registry.provenance("iql")["package"] == "offrl-zoo"

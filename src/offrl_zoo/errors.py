@@ -107,3 +107,45 @@ def interrupted_as(message: str) -> Iterator[None]:
         raise
     except KeyboardInterrupt:
         raise Interrupted(message) from None
+
+
+_sigint_pending = False
+
+
+def _remember_sigint(signum: int, frame: object) -> None:
+    global _sigint_pending
+    _sigint_pending = True
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def sigint_remembered() -> Iterator[None]:
+    """Ctrl-C raises ``KeyboardInterrupt`` as Python's own handler does, and is also remembered.
+
+    Python drops an exception raised where it cannot propagate (a ``__del__``, a weakref or garbage
+    collection callback), so a Ctrl-C landing there would be lost and the run would carry on to the end;
+    ``raise_pending_sigint()`` at every training step raises it again. Left as it is where SIGINT is not
+    Python's default (ignored by the parent, or handled by an embedding program) or off the main thread.
+    """
+    import signal
+    import threading
+
+    global _sigint_pending
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    _sigint_pending = False
+    signal.signal(signal.SIGINT, _remember_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _sigint_pending = False
+
+
+def raise_pending_sigint() -> None:
+    """Raise the ``KeyboardInterrupt`` of a Ctrl-C that was swallowed on its way (see ``sigint_remembered``)."""
+    if _sigint_pending:
+        raise KeyboardInterrupt

@@ -79,6 +79,23 @@ def available() -> dict[str, str]:
     return names
 
 
+def provenance(name: str) -> dict[str, str | None]:
+    """Where algorithm ``name`` comes from, for a run's provenance: built-in, plugin or registered in-process,
+    its distribution and version (a plugin's own, not offrl-zoo's), entry point and module."""
+    cls = get(name)
+    ep = None if name in _registered and name not in _entry_points() else _entry_points().get(name)
+    dist = None if ep is None else ep.dist
+    kind = "registered" if ep is None else "builtin" if _is_builtin(ep) else "plugin"
+    return {
+        "name": name,
+        "kind": kind,
+        "package": None if dist is None else dist.name,
+        "version": None if dist is None else dist.version,
+        "entry_point": None if ep is None else ep.value,
+        "module": cls.__module__,
+    }
+
+
 def get(name: str) -> type[Algorithm]:
     if name in _registered:
         return _registered[name]

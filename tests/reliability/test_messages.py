@@ -4,8 +4,10 @@ Ctrl-C names what it stopped; only a bug shows a traceback, followed by one line
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from offrl_zoo import registry
 from offrl_zoo.io import load_torch
 from offrl_zoo.train import run as train_run
 from offrl_zoo.train import run_dir as run_dir_files
+from offrl_zoo.train.trainer import Trainer
 
 BC = ["train", "bc", "--task", TASK, *TINY_RUN]
 
@@ -186,9 +189,53 @@ def test_ctrl_c_names_the_run_and_whether_it_had_started(finished_run, tmp_path,
     shutil.copytree(finished_run, resumed)
     (resumed / "done").unlink()
     code, _, err = run_main([*BC, "--run-dir", str(resumed), "hidden=[16]"], capsys)
-    assert code == 130 and err.splitlines() == [
+    assert code == 130 and err.splitlines()[2:] == [
         f"offrl-zoo: interrupted: {resumed} stopped; re-run the same command to resume it from its last checkpoint"
+    ]  # after the two lines saying what the run trains on and where it lands
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped Ctrl-C, as meant
+def test_ctrl_c_dropped_on_its_way_still_stops_the_run(tmp_path, capsys, monkeypatch):
+    """Python drops an exception raised in a ``__del__``: a Ctrl-C landing there is remembered and stops
+    the run at its next step instead of letting it train to the end."""
+
+    class CtrlCWhenCollected:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    steps: list[int] = []
+    after_step = Trainer.after_step
+
+    def step_and_collect(self, run, step, metrics):
+        steps.append(step)
+        if step == 7:  # after the checkpoint at step 5
+            CtrlCWhenCollected()  # collected at once: its KeyboardInterrupt is printed and dropped by Python
+        return after_step(self, run, step, metrics)
+
+    monkeypatch.setattr(Trainer, "after_step", step_and_collect)
+    run_dir = tmp_path / "r"
+    code, _, err = run_main([*BC, "--run-dir", str(run_dir)], capsys)
+    assert code == 130, err
+    assert err.splitlines()[-1] == (
+        f"offrl-zoo: interrupted: {run_dir} stopped; re-run the same command to resume it from its last checkpoint"
+    )
+    assert steps == list(range(8)) and not (run_dir / "done").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back after the command
+
+
+def test_train_says_what_it_trains_on_and_that_it_resumes(finished_run, tmp_path, capsys):
+    resumed = tmp_path / "resumed"
+    shutil.copytree(finished_run, resumed)
+    (resumed / "done").unlink()
+    code, out, err = run_main([*BC, "--run-dir", str(resumed), "hidden=[16]"], capsys)
+    sha = json.loads((resumed / "provenance.json").read_text())["dataset"]["sha256"]
+    assert code == 0, err
+    assert err.splitlines()[:3] == [
+        f"bc on {TASK}, seed 0 -> {resumed}",
+        f"  data: toy 25_gaussian/near: 10,000 transitions (next_observations rule), 10,000 episodes, sha256 {sha[:8]}",
+        f"  resuming from {resumed / 'checkpoint.pt'}: the end of training (10 of 10 steps done)",
     ]
+    assert out.startswith(f"{resumed}: return")
 
 
 def test_ctrl_c_before_the_run_is_known_names_what_was_asked(tmp_path, capsys, monkeypatch):

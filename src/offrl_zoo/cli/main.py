@@ -171,10 +171,13 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from offrl_zoo.errors import interrupted_as
+    from offrl_zoo.errors import interrupted_as, sigint_remembered
 
     what = f"{args.algorithm} on {args.task or args.dataset}"
-    with interrupted_as(f"{what} had not started and nothing was kept; re-run the same command to start it"):
+    with (
+        sigint_remembered(),
+        interrupted_as(f"{what} had not started and nothing was kept; re-run the same command to start it"),
+    ):
         return _train_runs(args)  # a run that had started names itself
 
 

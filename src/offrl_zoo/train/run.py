@@ -6,6 +6,7 @@ import dataclasses
 import importlib.metadata
 import platform
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,10 +58,8 @@ class RunRequest:
         if self.task is not None:
             return get_task(self.task)
         if self.dataset is None:
-            raise ConfigError("give --task, or --dataset PATH|minari:ID together with --env ENV_ID")
-        if self.env is None:
-            raise ConfigError(f"--dataset {self.dataset}: an unregistered dataset needs --env ENV_ID for evaluation")
-        return custom_task(self.dataset, self.env)
+            raise ConfigError("give --task, or --dataset PATH with --env ENV_ID, or --dataset minari:ID")
+        return custom_task(self.dataset, self.env)  # a Minari dataset's own env when --env is not given
 
 
 def default_run_dir(out: str | Path, request: RunRequest, task: Task) -> Path:
@@ -208,9 +207,11 @@ def prepare_trainer(
         stage_cache=Path(stage_cache) if stage_cache else None,
     )
     trainer = Trainer(run_dir, algo, prepared, evaluator, settings)
+    _announce(request, task, run_dir, data.dataset)
     write_json(
         run_dir / "provenance.json",
         {
+            "algorithm": registry.provenance(request.algorithm),
             "versions": _versions(),
             "git_sha": git_sha(),
             "python": platform.python_version(),
@@ -234,6 +235,19 @@ def prepare_trainer(
         },
     )
     return trainer
+
+
+def _announce(request: RunRequest, task: Task, run_dir: Path, dataset: Dataset) -> None:
+    """Say, before training, what the run trains on and where it lands (stderr, beside the progress bar)."""
+    p = dataset.provenance
+    where = p.path or p.dataset_id
+    print(
+        f"{request.algorithm} on {task.id}, seed {request.seed} -> {run_dir}\n"
+        f"  data: {p.source} {where}: {p.transitions:,} transitions ({p.rule} rule), {p.episodes:,} episodes, "
+        f"sha256 {p.sha256[:8]}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def finish_run(trainer: Trainer, result: dict) -> None:

@@ -11,6 +11,7 @@ which are cut back to them on resume.
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 from offrl_zoo.algorithm import Algorithm, Stage, derived_seed
 from offrl_zoo.data.buffer import make_replay_buffer
 from offrl_zoo.data.dataset import Dataset
-from offrl_zoo.errors import CheckpointError, TrainingDiverged
+from offrl_zoo.errors import CheckpointError, TrainingDiverged, raise_pending_sigint
 from offrl_zoo.io import Checkpoint, JsonlLog, write_json
 from offrl_zoo.train.evaluator import Evaluator
 from offrl_zoo.train.stage_cache import is_cached, load_stage, save_stage, stage_folder, stage_identity
@@ -202,6 +203,8 @@ class Trainer:
         self.elapsed = resume["elapsed"] if resume else 0.0
         total = sum(self.planned_steps(s) for s in stages)
         done_before = sum(self.planned_steps(s) for s in stages[:start_stage]) + (resume["next_step"] if resume else 0)
+        if resume is not None:
+            self._announce_resume(stages, start_stage, resume["next_step"], done_before, total)
         self.bar = tqdm(
             total=total,
             initial=done_before,
@@ -222,6 +225,14 @@ class Trainer:
             self.bar.close()
             if self.evaluator is not None:
                 self.evaluator.close()
+
+    def _announce_resume(self, stages: list[Stage], index: int, step: int, done: int, total: int) -> None:
+        where = f"stage {stages[index].name!r} at step {step:,}" if index < len(stages) else "the end of training"
+        print(
+            f"  resuming from {self.checkpoint.path}: {where} ({done:,} of {total:,} steps done)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def result(self) -> dict:
         if self.last_eval is None:  # resumed after the last evaluation: take it from the log
@@ -267,6 +278,7 @@ class Trainer:
 
     def after_step(self, run: StageRun, step: int, metrics: TensorDict) -> None:
         """Logs, evaluates, caches and checkpoints as due after update ``step`` of ``run``."""
+        raise_pending_sigint()
         for key, value in metrics.items():
             run.sums[key] = run.sums[key] + value if key in run.sums else value.detach().clone()
             run.counts[key] = run.counts.get(key, 0) + 1
