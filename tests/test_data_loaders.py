@@ -190,6 +190,32 @@ def test_minari_dataset_made_with_data_collector(minari_dataset):
     assert load_dataset(task, f"minari:{minari_dataset}").spec.obs_dim == 3
 
 
+def test_a_minari_dataset_is_evaluated_in_the_env_it_records(minari_dataset, tmp_path, capsys):
+    """No --env needed: train takes the env (and its episode limit) from the dataset; data info reads it."""
+    import json
+
+    from offrl_zoo.cli import main
+
+    task = custom_task(f"minari:{minari_dataset}", None)
+    assert (task.env_id, task.horizon) == (f"minari:{minari_dataset}", 20)
+    env = task.make_env()
+    assert env.spec is not None and env.spec.id == "Pendulum-v1"
+    env.close()
+    out = tmp_path / "runs"
+    argv = ["train", "bc", "--dataset", f"minari:{minari_dataset}", "--steps", "5", "--eval-every", "5"]
+    assert main([*argv, "--eval-episodes", "2", "--out", str(out), "--no-progress", "batch_size=16"]) == 0
+    run_dir = out / "bc" / "custom_pendulum-tiny-v0" / "seed0"
+    assert json.loads((run_dir / "eval.jsonl").read_text())["protocol"]["horizon"] == 20
+    capsys.readouterr()
+    assert main(["data", "info", f"minari:{minari_dataset}"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["env"], info["rows"], info["transitions"], info["episodes"]) == ("Pendulum-v1", 60, 60, 3)
+    assert main(["data", "verify", f"minari:{minari_dataset}"]) == 0
+    assert "60 rows -> 60 transitions (next_observations rule), 3 episodes (3 complete)" in capsys.readouterr().out
+    with pytest.raises(DatasetError, match="a file records no env; give --env"):
+        custom_task("data.hdf5", None)
+
+
 def test_minari_unknown_id_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     with pytest.raises(DatasetError, match="minari:nobody/nothing-v0: cannot load"):

@@ -3,6 +3,8 @@ and picked by D4RL tasks when no real file is available (saying so)."""
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -93,8 +95,8 @@ def test_medium_expert_is_medium_then_expert(env):
         for key in ("observations", "rewards", "terminals", "timeouts"):
             np.testing.assert_array_equal(fh[key][()], np.concatenate([m[key][:keep], e[key]]), err_msg=key)
     assert (
-        describe_file(path)["episodes"]
-        == describe_file(half["medium"])["episodes"] + describe_file(half["expert"])["episodes"]
+        describe_file(path)["complete_episodes"]
+        == describe_file(half["medium"])["complete_episodes"] + describe_file(half["expert"])["complete_episodes"]
     )
 
 
@@ -147,9 +149,17 @@ def test_data_cli_make_info_verify_import(env, tmp_path, capsys):
     assert main(["data", "make", "hopper-random-v2", "--size", str(SIZE), "--no-progress"]) == 0
     made = capsys.readouterr().out.strip().splitlines()[-1]
     assert main(["data", "info", made]) == 0
-    assert '"episodes"' in capsys.readouterr().out
+    info = json.loads(capsys.readouterr().out)
     assert main(["data", "verify", made, "--env", "Hopper-v5"]) == 0
-    assert "matches Hopper-v5" in capsys.readouterr().out
+    verified = capsys.readouterr().out
+    assert "matches Hopper-v5" in verified
+    # one counting rule: verify's line states info's counts, and training loads info's transitions
+    cut = info["episodes"] - info["complete_episodes"]
+    assert info["rows"] == SIZE and cut in (0, 1) and (cut == 1) == (info["trailing_cut_rows"] > 0)
+    assert f"{info['rows']:,} rows -> {info['transitions']:,} transitions (qlearning rule)" in verified
+    assert f"{info['episodes']:,} episodes ({info['complete_episodes']:,} complete" in verified
+    loaded = load_d4rl_file(made, "t", "qlearning", 1000)
+    assert (len(loaded), loaded.provenance.episodes) == (info["transitions"], info["episodes"])
     assert main(["data", "verify", made, "--env", "HalfCheetah-v5"]) == 2
     assert "expects shape (17,)" in capsys.readouterr().err
     assert main(["data", "import", made, "--task", "hopper-random-v2"]) == 0

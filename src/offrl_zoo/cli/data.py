@@ -44,8 +44,15 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(data_func=cmd_make)
 
-    q = dsub.add_parser("info", help="sizes, episode returns and SHA-256 of a file or a task's cached data")
-    q.add_argument("target", metavar="PATH|TASK")
+    q = dsub.add_parser(
+        "info",
+        help="sizes, episode returns and SHA-256 of a file, a minari:ID or a task's cached data",
+        description="Counts (the same in info, verify and train): rows in the file; transitions training makes "
+        "of them (qlearning rule for HDF5 files: the last row and every timeout row dropped; every step for "
+        "Minari); episodes, a last one cut by the file's end included; complete episodes, which end in a "
+        "terminal or timeout, and their returns.",
+    )
+    q.add_argument("target", metavar="PATH|minari:ID|TASK")
     q.set_defaults(data_func=cmd_info)
 
     q = dsub.add_parser("verify", help="load a D4RL-layout HDF5 or minari:ID exactly as training would")
@@ -171,8 +178,11 @@ def _resolve_target(target: str) -> Path:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from offrl_zoo.data.inspect import describe_file
+    from offrl_zoo.data.inspect import describe_file, describe_minari
 
+    if args.target.startswith("minari:"):
+        print(json.dumps(describe_minari(args.target.removeprefix("minari:")), indent=2))
+        return 0
     path = _resolve_target(args.target)
     info = describe_file(path)
     sidecar = path.with_suffix(".json")
@@ -184,23 +194,28 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from offrl_zoo.data import loading, sources
+    from offrl_zoo.data.inspect import describe_file, describe_minari, summary_line
     from offrl_zoo.envs import get_task
 
-    if args.target.startswith("minari:"):
-        dataset = sources.load_minari(args.target.removeprefix("minari:"))
+    minari_id = args.target.removeprefix("minari:") if args.target.startswith("minari:") else None
+    if minari_id is not None:
+        dataset = sources.load_minari(minari_id)
+        stats = describe_minari(minari_id)
     else:
         path = _resolve_target(args.target)
         dataset = sources.load_d4rl_file(path, path.stem, "qlearning", 1000, source="file")
+        stats = describe_file(path)
     env_id = args.env
-    if env_id is None and not args.target.startswith("minari:") and not Path(args.target).is_file():
+    if env_id is None and minari_id is None and not Path(args.target).is_file():
         env_id = get_task(args.target).env_id
-    if env_id is not None:
+    if env_id is not None or minari_id is not None:  # a Minari dataset is checked against the env it records
         dataset = loading.match_env(dataset, loading.custom_task(args.target, env_id))
     p = dataset.provenance
+    matched = env_id or (minari_id and stats["env"])
     print(
-        f"ok: {p.path or p.dataset_id}: {p.transitions:,} transitions, {p.episodes:,} episodes, "
+        f"ok: {p.path or p.dataset_id}: {summary_line(stats)}, "
         f"obs {dataset.spec.obs_dim}, action {dataset.spec.action_dim}"
-        + (f", matches {env_id}" if env_id else "")
+        + (f", matches {matched}" if matched else "")
         + f", sha256 {p.sha256}"
     )
     return 0

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from offrl_zoo.data.dataset import check_arrays
-from offrl_zoo.data.sources import read_d4rl_hdf5, sha256_file
+from offrl_zoo.data.dataset import DatasetWarning, check_arrays, count_episodes, transitions_from_checked
+from offrl_zoo.data.sources import minari_arrays, minari_sha256, read_d4rl_hdf5, sha256_file
 from offrl_zoo.data.transforms import episode_returns
 
 
@@ -27,15 +28,26 @@ def complete_episode_returns(
     return returns.numpy(), int(cut)
 
 
-def describe_arrays(arrays: dict[str, np.ndarray]) -> dict:
+def describe_arrays(arrays: dict[str, np.ndarray], origin: str, rule: str = "qlearning") -> dict:
+    """Sizes and episode returns of validated D4RL-named arrays, by the one counting rule of ``data info``,
+    ``data verify`` and ``train`` (docs/data.md, "Counting"): ``rows`` in the file; ``transitions`` that
+    training makes of them by ``rule`` (qlearning drops the last row and every timeout row); ``episodes``
+    including a last one cut by the file's end, of which ``complete_episodes`` end in a terminal or a
+    timeout; returns over the complete ones."""
     returns, cut = complete_episode_returns(arrays["rewards"], arrays["terminals"], arrays.get("timeouts"))
+    with warnings.catch_warnings():  # a missing timeouts field is reported by the full load, not here
+        warnings.simplefilter("ignore", DatasetWarning)
+        transitions = len(transitions_from_checked(arrays, origin, rule))
     stats: dict[str, Any] = {
-        "transitions": int(len(arrays["rewards"])),
+        "rows": int(len(arrays["rewards"])),
+        "transitions": transitions,
+        "transition_rule": rule,
         "obs_dim": int(arrays["observations"].shape[1]),
         "action_dim": int(arrays["actions"].shape[1]),
         "terminals": int(np.asarray(arrays["terminals"]).sum()),
         "timeouts": None if "timeouts" not in arrays else int(np.asarray(arrays["timeouts"]).sum()),
-        "episodes": int(len(returns)),
+        "episodes": count_episodes(arrays["terminals"], arrays.get("timeouts")),
+        "complete_episodes": int(len(returns)),
         "trailing_cut_rows": cut,
     }
     if len(returns):
@@ -50,4 +62,26 @@ def describe_arrays(arrays: dict[str, np.ndarray]) -> dict:
 
 def describe_file(path: str | Path) -> dict:
     arrays = check_arrays(read_d4rl_hdf5(path), str(path))
-    return {"path": str(Path(path).resolve()), "sha256": sha256_file(path), **describe_arrays(arrays)}
+    return {"path": str(Path(path).resolve()), "sha256": sha256_file(path), **describe_arrays(arrays, str(path))}
+
+
+def describe_minari(dataset_id: str) -> dict:
+    """``describe_file`` for an installed Minari dataset (every step a transition, as training reads it)."""
+    ds, arrays = minari_arrays(dataset_id)
+    return {
+        "dataset": f"minari:{dataset_id}",
+        "path": str(ds.spec.data_path),
+        "sha256": minari_sha256(ds, arrays),
+        "env": ds.spec.env_spec.id if ds.spec.env_spec else None,
+        **describe_arrays(arrays, f"minari:{dataset_id}", rule="next_observations"),
+    }
+
+
+def summary_line(stats: dict) -> str:
+    """The counts of ``describe_arrays`` in one line (``data verify``)."""
+    cut = stats["episodes"] - stats["complete_episodes"]
+    return (
+        f"{stats['rows']:,} rows -> {stats['transitions']:,} transitions ({stats['transition_rule']} rule), "
+        f"{stats['episodes']:,} episodes ({stats['complete_episodes']:,} complete"
+        + (f", the last {stats['trailing_cut_rows']:,} rows cut by the file's end)" if cut else ")")
+    )

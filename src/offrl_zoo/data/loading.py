@@ -17,24 +17,42 @@ from offrl_zoo.data.dataset import Dataset, DatasetError, DatasetWarning
 from offrl_zoo.envs.tasks import Task
 
 
-def custom_task(dataset_arg: str, env_id: str) -> Task:
-    """An unregistered task for ``--dataset PATH|minari:ID --env ENV_ID`` (no reference scores)."""
-    try:
-        spec = gym.spec(env_id)
-    except gym.error.Error as err:
-        raise DatasetError(f"--env {env_id!r}: not a registered Gymnasium env ({err})") from err
-    source = "minari" if dataset_arg.startswith("minari:") else "file"
+def custom_task(dataset_arg: str, env_id: str | None) -> Task:
+    """An unregistered task for ``--dataset PATH|minari:ID --env ENV_ID`` (no reference scores). A Minari
+    dataset records its env: without ``env_id`` it is evaluated in that env (``minari:ID`` as env id)."""
+    minari = dataset_arg.startswith("minari:")
+    if env_id is None:
+        if not minari:
+            raise DatasetError(f"--dataset {dataset_arg}: a file records no env; give --env ENV_ID for evaluation")
+        horizon = recorded_horizon(dataset_arg.removeprefix("minari:"))
+        env_id = dataset_arg
+    else:
+        try:
+            horizon = gym.spec(env_id).max_episode_steps or 1000
+        except gym.error.Error as err:
+            raise DatasetError(f"--env {env_id!r}: not a registered Gymnasium env ({err})") from err
     return Task(
         id=f"custom:{Path(dataset_arg.removeprefix('minari:')).stem}",
         env_id=env_id,
-        horizon=spec.max_episode_steps or 1000,
+        horizon=horizon,
         ref_min=None,
         ref_max=None,
         eval_episodes=10,
-        source=source,
+        source="minari" if minari else "file",
         source_id=dataset_arg,
         note="user dataset; no reference scores, raw returns only",
     )
+
+
+def recorded_horizon(dataset_id: str) -> int:
+    """The episode limit of the env a Minari dataset records (1000 if it records none); refuses a dataset
+    that records no env."""
+    from offrl_zoo.envs.minari_tasks import load_minari_dataset
+
+    env_spec = load_minari_dataset(dataset_id).spec.env_spec
+    if env_spec is None:
+        raise DatasetError(f"minari:{dataset_id}: the dataset records no env; give --env ENV_ID for evaluation")
+    return env_spec.max_episode_steps or 1000
 
 
 # Where a D4RL task's data comes from: ``auto`` = the real D4RL file when it is cached or can be

@@ -8,6 +8,7 @@ import os
 import re
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -199,35 +200,44 @@ def fetch_d4rl(dataset_id: str, root: Path | None = None, download: bool = True)
 def load_minari(dataset_id: str, download: bool = False) -> Dataset:
     """A Minari dataset (local, or downloaded when ``download``); every step becomes a transition.
     Dict observations are flattened in the order of the dataset's observation space."""
-    from offrl_zoo.envs.minari_tasks import load_minari_dataset
-
-    checked_id(dataset_id, slashes=True)
-    ds = load_minari_dataset(dataset_id, download)
-    try:
-        arrays = _minari_arrays(ds, dataset_id)
-    except DatasetError:
-        raise
-    except Exception as err:  # a damaged file surfaces as h5py/minari errors of many kinds while reading
-        raise DatasetError(f"minari:{dataset_id}: cannot read its episodes from {ds.spec.data_path} ({err})") from err
+    ds, arrays = minari_arrays(dataset_id, download)
     data = transitions_from_arrays(arrays, origin=f"minari:{dataset_id}", rule="next_observations")
-    path = Path(ds.spec.data_path)
-    main = path / "main_data.hdf5"
     space = ds.spec.action_space
     spec = spec_from(data, getattr(space, "low", None), getattr(space, "high", None))
     provenance = Provenance(
         source="minari",
         dataset_id=dataset_id,
-        path=str(path),
-        sha256=sha256_file(main) if main.is_file() else sha256_arrays(arrays),
+        path=str(Path(ds.spec.data_path)),
+        sha256=minari_sha256(ds, arrays),
         transitions=len(data),
-        episodes=int(ds.total_episodes),
+        episodes=count_episodes(arrays["terminals"], arrays["timeouts"]),  # the one counting rule (data.inspect)
         rule="next_observations",
         extra={"env_spec": str(ds.spec.env_spec.id) if ds.spec.env_spec else None},
     )
     return Dataset(data, spec, provenance)
 
 
-def _minari_arrays(ds, dataset_id: str) -> dict[str, np.ndarray]:
+def minari_sha256(ds: Any, arrays: dict[str, np.ndarray]) -> str:
+    """A Minari dataset's identity: its main data file's SHA-256, else its arrays'."""
+    main = Path(ds.spec.data_path) / "main_data.hdf5"
+    return sha256_file(main) if main.is_file() else sha256_arrays(arrays)
+
+
+def minari_arrays(dataset_id: str, download: bool = False) -> tuple[Any, dict[str, np.ndarray]]:
+    """The Minari dataset and its episodes as flat D4RL-named arrays (refusing a damaged one)."""
+    from offrl_zoo.envs.minari_tasks import load_minari_dataset
+
+    checked_id(dataset_id, slashes=True)
+    ds = load_minari_dataset(dataset_id, download)
+    try:
+        return ds, _episode_arrays(ds, dataset_id)
+    except DatasetError:
+        raise
+    except Exception as err:  # a damaged file surfaces as h5py/minari errors of many kinds while reading
+        raise DatasetError(f"minari:{dataset_id}: cannot read its episodes from {ds.spec.data_path} ({err})") from err
+
+
+def _episode_arrays(ds: Any, dataset_id: str) -> dict[str, np.ndarray]:
     from offrl_zoo.envs.minari_tasks import flatten
 
     obs_space = ds.observation_space

@@ -107,7 +107,9 @@ def make_eval_env(task: Task) -> gym.Env:
     protocol restored (module docstring) and Dict observations flattened like the data."""
     dataset_id = task.source_id.removeprefix("minari:")
     ds = load_minari_dataset(dataset_id)
-    _register_robotics()
+    recorded = ds.spec.env_spec
+    if recorded is None or recorded.id not in gym.registry:  # Gymnasium-Robotics envs (AntMaze, pen, kitchen)
+        _register_robotics()
     filter_mujoco_warnings()
     try:
         env = ds.recover_environment(eval_env=True, max_episode_steps=task.horizon, **dict(task.env_kwargs))
