@@ -35,6 +35,12 @@ class UnsupportedTaskError(ConfigError):
     """The algorithm has no official settings for this task (e.g. SRPO's β on pen/kitchen): not guessed."""
 
 
+class ReferenceFileError(OffrlZooError, ValueError):
+    """A reference-run file or a store that references cannot be made from (bench/references.py)."""
+
+    hint = "`offrl-zoo reference --help` says what a reference is and how to make one"
+
+
 class DatasetError(OffrlZooError, ValueError):
     """A dataset that cannot be used; the message names the file, the field and what was expected."""
 

@@ -282,8 +282,43 @@ def render_markdown(report: Report, figures: dict) -> str:
     out += _md_data(report) + ["## Scores per task", ""]
     for t in report.tasks:
         out += _md_task(t, figures.get("curves", {}).get(t.task))
-    out += _md_aggregate(report, figures) + _md_costs(report) + _md_runs(report)
+    out += _md_references(report) + _md_aggregate(report, figures) + _md_costs(report) + _md_runs(report)
     return "\n".join(out).rstrip() + "\n"
+
+
+def _fmt_band(band: list[float] | tuple[float, float] | None) -> str:
+    return "–" if band is None else f"[{_fmt(band[0])}, {_fmt(band[1])}]"
+
+
+def _md_references(report: Report) -> list[str]:
+    """Each run checked against a shipped reference run (bench/references.py): a change that breaks
+    learning shows here."""
+    checks = report.reference_checks
+    if not checks:
+        return []
+    rows = [
+        [
+            f"{c['algorithm']}/seed{c['seed']}",
+            c["task"],
+            c["status"] + (f" at {_plural(len(c['outside']), 'step')}" if c["outside"] else ""),
+            _fmt(c["final"]),
+            _fmt_band(c["final_band"]),
+            str(c["steps_compared"]),
+            f"`{c['reference']}`",
+        ]
+        for c in checks
+    ]
+    outside = sum(c["status"] == "outside" for c in checks)
+    return [
+        "## Against the reference runs",
+        "",
+        f"{_plural(len(checks), 'run')} matched a reference run (same algorithm, task, data hash, budget, "
+        f"overrides and evaluation settings); {outside} fell outside its band at some evaluation step. Band: the "
+        "reference seeds' [min(mean − 2·std, min), max(mean + 2·std, max)] widened by the reference's tolerance.",
+        "",
+        _md_table(["run", "task", "status", "final", "final band", "steps compared", "reference"], rows),
+        "",
+    ]
 
 
 def format_summary(report: Report) -> str:
@@ -318,6 +353,15 @@ def format_summary(report: Report) -> str:
         ]
     else:
         out += ["", f"Aggregate: not available ({agg['ci_unavailable']})"]
+    checks = report.reference_checks
+    if checks:
+        outside = [c for c in checks if c["status"] == "outside"]
+        out += ["", f"Reference runs: {len(checks) - len(outside)} of {len(checks)} checked runs inside their band"]
+        out += [
+            f"OUTSIDE REFERENCE: {c['algorithm']} seed {c['seed']} on {c['task']}: final {_fmt(c['final'])}, "
+            f"band {_fmt_band(c['final_band'])} ({_plural(len(c['outside']), 'step')} outside; {c['reference']})"
+            for c in outside
+        ]
     out += [f"ERROR: {e}" for e in report.errors]
     return "\n".join(out) + "\n"
 

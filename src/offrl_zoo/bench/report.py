@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from offrl_zoo.bench.references import check_runs, load_references
 from offrl_zoo.bench.results import RunResult, collect_runs, load_paper_scores, read_sweep
 from offrl_zoo.bench.stats import BOOTSTRAP_SEED, DEFAULT_REPS, aggregate
 from offrl_zoo.bench.tables import DDOF, TaskReport, cost_rows, curves, reuse_rows, task_report
@@ -36,6 +37,7 @@ class Report:
     errors: list[str]
     paper_source: str
     settings: dict
+    reference_checks: list[dict] = field(default_factory=list)  # bench/references.py ``check_runs``
     out_dir: Path = field(repr=False, default=Path("report"))
 
     def to_dict(self) -> dict:
@@ -53,9 +55,12 @@ def build_report(
     reps: int = DEFAULT_REPS,
     seed: int = BOOTSTRAP_SEED,
     paper_scores: Path | None = None,
+    references: Path | bool = True,
 ) -> Report:
     """Read the store and compute everything; ``out`` is where ``write_report`` writes by default
-    (``STORE/report``). ``reps``/``seed``: bootstrap replications and seed of every confidence interval."""
+    (``STORE/report``). ``reps``/``seed``: bootstrap replications and seed of every confidence interval.
+    ``references``: the folder of reference runs to check the runs against (True: the shipped ones,
+    False: none)."""
     store = Path(store)
     if not (store / "runs").is_dir():
         raise FileNotFoundError(f"{store}: not a results store (no runs/ folder)")
@@ -63,6 +68,9 @@ def build_report(
     sweep = read_sweep(store, runs)
     paper_source, paper = load_paper_scores(paper_scores)
     tasks = [task_report(t, [r for r in runs if r.task == t], sweep, paper) for t in sweep["tasks"]]
+    checks = []
+    if references is not False:
+        checks = check_runs(store, runs, load_references(None if references is True else references))
     return Report(
         store=store.name,
         sweep=sweep,
@@ -75,6 +83,7 @@ def build_report(
         curves=curves(runs, tasks),
         errors=[e for t in tasks for e in t.errors],
         paper_source=paper_source,
+        reference_checks=checks,
         settings={
             "std_ddof": DDOF,
             "reps": reps,

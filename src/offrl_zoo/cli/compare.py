@@ -78,12 +78,28 @@ def add_compare_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-estimate", action="store_true", help="skip the warm-up timing")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config values applied to every algorithm")
     add_fast_flag(p)
+    _add_references_flag(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("report", help="rebuild a comparison report from a results store")
     p.add_argument("store")
     p.add_argument("--out", help="report folder (default STORE/report)")
+    _add_references_flag(p)
     p.set_defaults(func=cmd_report)
+
+
+def _add_references_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--references",
+        default="shipped",
+        metavar="DIR|shipped|none",
+        help="reference runs each run is checked against in the report (default: those shipped with "
+        "offrl-zoo; see `offrl-zoo reference --help`)",
+    )
+
+
+def _references(args: argparse.Namespace) -> Path | bool:
+    return {"shipped": True, "none": False}.get(args.references, Path(args.references))
 
 
 def _duration(seconds: float) -> str:
@@ -257,7 +273,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     results = _train_sweep(args, todo, store, settings, jobs)
     problems = {s: r for s, r in results.items() if r != "done"}
-    _print_report(store, None)
+    _print_report(store, None, _references(args))
     if problems:
         print(
             f"{len(problems)} run(s) did not finish: "
@@ -287,14 +303,14 @@ def _confirm() -> bool:
     return input("start it? [y/N] ").strip().lower() in ("y", "yes")
 
 
-def _print_report(store: Path, out: Path | None) -> Path:
+def _print_report(store: Path, out: Path | None, references: Path | bool = True) -> Path:
     from offrl_zoo.bench.render import format_summary, write_report
     from offrl_zoo.bench.report import build_report
     from offrl_zoo.errors import interrupted_as
 
     folder = out or store / "report"
     with interrupted_as(f"the report in {folder} was not finished; `offrl-zoo report {store}` rebuilds it"):
-        report = build_report(store)
+        report = build_report(store, references=references)
         write_report(report, folder)
     print(format_summary(report))
     print(f"report: {folder / 'report.md'}")
@@ -307,5 +323,5 @@ def cmd_report(args: argparse.Namespace) -> int:
     store = Path(args.store)
     if not (store / "runs").is_dir():
         raise ConfigError(f"{store}: not a results store (no runs/ folder)")
-    _print_report(store, Path(args.out) if args.out else None)
+    _print_report(store, Path(args.out) if args.out else None, _references(args))
     return 0

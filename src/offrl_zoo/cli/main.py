@@ -20,6 +20,7 @@ from offrl_zoo.cli.args import (
 from offrl_zoo.cli.boundary import Parser, guarded, usage_error
 from offrl_zoo.cli.compare import add_compare_parsers
 from offrl_zoo.cli.data import add_data_parser
+from offrl_zoo.cli.reference import add_reference_parser
 
 EXAMPLES = """\
 examples:
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_parser(sub)
     add_compare_parsers(sub)
+    add_reference_parser(sub)
 
     p = sub.add_parser("eval", help="evaluate a run's checkpoint again")
     p.add_argument("run_dir")

@@ -1,0 +1,92 @@
+"""Reference runs (bench/references.py): a fresh DTQL run on the `far` bandit must land inside the shipped
+reference band, so a change that breaks learning fails here; a run outside its band is marked in the report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from offrl_zoo.bench import references
+from offrl_zoo.bench.render import format_summary, render_markdown
+from offrl_zoo.bench.report import build_report
+from offrl_zoo.cli import main
+from offrl_zoo.errors import ReferenceFileError
+
+# The command the shipped reference dtql__toy-25_gaussian-far__quick.json was made from (seed 0 alone).
+SWEEP = ["compare", "dtql", "--tasks", "toy-25_gaussian-far", "--seeds", "1", "--yes", "--no-estimate"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("refs") / "store"
+    assert main([*SWEEP, "--out", str(out), "--references", "none"]) == 0
+    return out
+
+
+def test_dtql_learns_as_its_shipped_reference(store):
+    """A regression in DTQL's learning (or in the toy data, evaluation or score) moves the score out of the band."""
+    (check,) = build_report(store).reference_checks
+    assert check["reference"] == "dtql__toy-25_gaussian-far__quick.json"
+    assert check["status"] == "inside", check
+    assert check["steps_compared"] == 1 and check["final"] > 50  # the trained policy reaches the far corners
+
+
+def _doctor_final_score(run_dir: Path, score: float) -> None:
+    """Rewrite a finished run's last evaluation as if it had scored ``score``."""
+    evals = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    evals[-1]["score_mean"] = score
+    (run_dir / "eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
+    done = json.loads((run_dir / "done").read_text())
+    done["final_eval"]["score_mean"] = score
+    (run_dir / "done").write_text(json.dumps(done))
+
+
+def test_a_run_outside_its_band_is_marked(store, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(store, broken)
+    _doctor_final_score(broken / "runs" / "dtql" / "toy-25_gaussian-far" / "seed0", 20.0)
+    report = build_report(broken)
+    (check,) = report.reference_checks
+    assert check["status"] == "outside" and check["outside"][0]["step"] == 1000
+    (shipped,) = [r for r in references.load_references() if r.file_name() == check["reference"]]
+    mean = shipped.curve[-1]["mean"]
+    assert check["final_band"] == pytest.approx((mean - 10, mean + 10))  # one seed: its value ± the tolerance
+    assert "OUTSIDE REFERENCE: dtql seed 0 on toy-25_gaussian-far: final 20.0" in format_summary(report)
+    assert "## Against the reference runs" in render_markdown(report, {})
+    assert build_report(broken, references=False).reference_checks == []
+
+
+def test_make_references_round_trip_and_matching_rules(store, tmp_path):
+    folder = tmp_path / "mine"
+    assert main(["reference", "make", str(store), "--out", str(folder), "--tolerance", "0"]) == 0
+    (ref,) = references.load_references(folder)
+    assert (ref.algorithm, ref.task, ref.budget, ref.seeds, ref.value) == (
+        "dtql",
+        "toy-25_gaussian-far",
+        "quick",
+        [0],
+        "score",
+    )
+    assert ref.band(1000) == (ref.curve[0]["mean"], ref.curve[0]["mean"])  # one seed, no tolerance: the value
+    assert ref.band(999) is None
+    (check,) = build_report(store, references=folder).reference_checks
+    assert check["status"] == "inside"  # the very run it was made from
+    other = tmp_path / "other-settings"
+    shutil.copytree(store, other)
+    sweep = json.loads((other / "sweep.json").read_text())
+    sweep["run_settings"]["eval_episodes"] = 7  # evaluated otherwise: not comparable, so not checked
+    (other / "sweep.json").write_text(json.dumps(sweep))
+    assert build_report(other, references=folder).reference_checks == []
+
+
+def test_bad_reference_files_are_named(tmp_path):
+    (tmp_path / "x.json").write_text('{"algorithm": "dtql"}')
+    with pytest.raises(ReferenceFileError, match=r"x\.json: not a reference file"):
+        references.load_references(tmp_path)
+    with pytest.raises(ReferenceFileError, match="no such folder"):
+        references.load_references(tmp_path / "missing")
+    with pytest.raises(ReferenceFileError, match="no sweep.json"):
+        references.make_references(tmp_path)
