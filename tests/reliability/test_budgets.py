@@ -48,6 +48,15 @@ def test_the_toy_comparison_keeps_its_quick_budget():
     assert (cfg.batch_size, cfg.sampling) == (256, "uniform") and dtql.stage_steps == (("train", 1000),)
 
 
+def test_the_estimate_resolves_a_runs_config_as_train_does():
+    """The user's key=value wins over the budget's values in the estimate as in training (command line
+    after the budget's --config file)."""
+    sweep = plan(["iql"], None, ["toy-25_gaussian-far"], 1, "quick", overrides=["batch_size=64"])
+    (run,) = sweep.runs
+    assert run.budget_config == (("batch_size", 256),)
+    assert run.config().batch_size == 64
+
+
 @pytest.mark.parametrize("algorithm", ["dtql", "dtql-kl"])
 def test_a_preset_out_of_its_scope_is_refused_in_one_line(algorithm, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("OFFRL_ZOO_CACHE", str(tmp_path / "cache"))

@@ -115,9 +115,11 @@ class RunSpec:
         return (self.algorithm, self.task, self.preset, self.overrides, self.budget_config)
 
     def config(self) -> BaseConfig:
+        """The run's config as ``train`` resolves it: the budget's values (its ``--config`` file) under the
+        user's overrides (the command line, applied last)."""
         budget = [f"{k}={v}" for k, v in self.budget_config]
         cls = registry.get(self.algorithm)
-        return resolve(cls, self.task, self.preset, None, [*self.overrides, *budget]).config
+        return resolve(cls, self.task, self.preset, None, [*budget, *self.overrides]).config
 
     def budget_file(self, store: Path) -> Path | None:
         """The budget's config values as a YAML file in the store (its path is recorded as their origin)."""
