@@ -6,6 +6,7 @@ per run under --figures and a JSON + Markdown table under --results.
 
     python benchmarks/toy_claims.py --budget official --tasks toy-25_gaussian-far toy-25_gaussian-hard
     python benchmarks/toy_claims.py --budget quick            # every toy, minutes per run
+    python benchmarks/toy_claims.py --budget official --seeds 0 1 2 --train --tasks toy-25_gaussian-far
 
 ``official`` = the official toy script's settings (full batch of 10 000 for 3 500 steps, DTQL-KL
 2 000/2 500 steps on far/hard as run_toy.sh); ``quick`` = the `quick` preset (minibatches of 1 000,
@@ -42,10 +43,20 @@ TOYS = [
 ]
 
 
-def samples(run_dir: Path, n: int, seed: int) -> np.ndarray:
+def samples(run_dir: Path, n: int, seed: int) -> tuple[np.ndarray, dict]:
+    """``n`` sampled actions at the dummy state, and the final policy there: a tanh-Gaussian's pre-tanh mean
+    and std (DTQL), else the samples' mean and std (DTQL-KL's implicit generator has no density)."""
     algo, _, _ = load_run(run_dir)
     torch.manual_seed(seed)
-    return algo.act(torch.zeros(n, 1), deterministic=False).cpu().numpy()
+    actions = algo.act(torch.zeros(n, 1), deterministic=False).cpu().numpy()
+    actor = getattr(algo, "actor", None)
+    if hasattr(actor, "mean_std"):
+        with torch.no_grad():
+            mu, std = actor.mean_std(torch.zeros(1, 1))
+        policy = {"kind": "tanh-gaussian at s=0", "mean": mu[0].tolist(), "std": std[0].tolist()}
+    else:
+        policy = {"kind": "sample moments", "mean": actions.mean(0).tolist(), "std": actions.std(0).tolist()}
+    return actions, policy
 
 
 def plot(path: Path, actions: np.ndarray, distribution: str, reward: str, title: str) -> None:
@@ -61,12 +72,54 @@ def plot(path: Path, actions: np.ndarray, distribution: str, reward: str, title:
     plt.close(fig)
 
 
+def measure(args: argparse.Namespace, algorithm: str, task: str, seed: int) -> dict | None:
+    """Train (or reuse) one run and measure it; None when it is missing and --train was not given."""
+    request = RunRequest(
+        algorithm=algorithm,
+        task=task,
+        seed=seed,
+        eval_every=10**9,
+        preset="quick" if args.budget == "quick" else None,
+        checkpoint_every=250,
+    )
+    run_dir = Path(args.runs) / args.budget / algorithm / task / f"seed{seed}"
+    if not (run_dir / "done").is_file():
+        if not args.train:
+            print(f"skip {algorithm} {task} seed {seed}: {run_dir} not finished (pass --train)")
+            return None
+        train(request, run_dir=run_dir, progress=False)
+    _, distribution, reward = task.split("-")
+    actions, policy = samples(run_dir, 1000, seed)
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())["algorithm_config"]
+    figure = f"{args.budget}-{algorithm}-{task}" + ("" if seed == 0 else f"-seed{seed}")
+    plot(
+        Path(args.figures) / f"{figure}.png",
+        actions,
+        distribution,
+        reward,
+        f"{algorithm} on {task}, seed {seed} ({args.budget}: {cfg['steps']} steps, batch {cfg['batch_size']})",
+    )
+    return {
+        "algorithm": algorithm,
+        "task": task,
+        "budget": args.budget,
+        "seed": seed,
+        "steps": cfg["steps"],
+        "batch_size": cfg["batch_size"],
+        "run_dir": str(run_dir),
+        "policy": policy,
+        **toy_metrics(actions, distribution, reward),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algorithms", nargs="+", default=["dtql", "dtql-kl"])
     parser.add_argument("--tasks", nargs="+", default=TOYS)
     parser.add_argument("--budget", choices=["official", "quick"], default="quick")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="one run per seed (official script: 1 far, 2 hard)"
+    )
     parser.add_argument("--runs", default="runs/toy", help="where the training runs live")
     parser.add_argument("--figures", default="docs/figures/toy")
     parser.add_argument("--results", default="benchmarks/results/toy")
@@ -76,55 +129,47 @@ def main() -> None:
     rows = []
     for algorithm in args.algorithms:
         for task in args.tasks:
-            request = RunRequest(
-                algorithm=algorithm,
-                task=task,
-                seed=args.seed,
-                eval_every=10**9,
-                preset="quick" if args.budget == "quick" else None,
-                checkpoint_every=250,
-            )
-            run_dir = Path(args.runs) / args.budget / algorithm / task / f"seed{args.seed}"
-            if not (run_dir / "done").is_file():
-                if not args.train:
-                    print(f"skip {algorithm} {task}: {run_dir} not finished (pass --train)")
-                    continue
-                train(request, run_dir=run_dir, progress=False)
-            _, distribution, reward = task.split("-")
-            actions = samples(run_dir, 1000, args.seed)
-            metrics = toy_metrics(actions, distribution, reward)
-            cfg = yaml.safe_load((run_dir / "config.yaml").read_text())["algorithm_config"]
-            rows.append(
-                {
-                    "algorithm": algorithm,
-                    "task": task,
-                    "budget": args.budget,
-                    "seed": args.seed,
-                    "steps": cfg["steps"],
-                    "batch_size": cfg["batch_size"],
-                    "run_dir": str(run_dir),
-                    **metrics,
-                }
-            )
-            plot(
-                Path(args.figures) / f"{args.budget}-{algorithm}-{task}.png",
-                actions,
-                distribution,
-                reward,
-                f"{algorithm} on {task} ({args.budget}: {cfg['steps']} steps, batch {cfg['batch_size']})",
-            )
-            print(json.dumps(rows[-1]))
-    out = Path(args.results)
-    write_json(out / f"{args.budget}.json", rows)
-    header = "| algorithm | task | steps × batch | norm. reward | in-support | modes hit | top-mode share |\n"
-    header += "|---|---|---|---|---|---|---|\n"
-    lines = [
-        f"| {r['algorithm']} | {r['task']} | {r['steps']} × {r['batch_size']} | {r['normalized_reward']:.3f} | "
-        f"{r['in_support']:.3f} | {r.get('modes_hit', '–')} | "
-        f"{format(r['top_mode_share'], '.3f') if 'top_mode_share' in r else '–'} |"
-        for r in rows
-    ]
-    write_text(out / f"{args.budget}.md", header + "\n".join(lines) + "\n")
+            for seed in args.seeds:
+                row = measure(args, algorithm, task, seed)
+                if row is not None:
+                    rows.append(row)
+                    print(json.dumps(row))
+    write_tables(Path(args.results) / args.budget, rows)
+
+
+COLUMNS = (
+    "| algorithm | task | seed | steps × batch | norm. reward | in-support | modes hit | top-mode share "
+    "| policy at s=0 |"
+)
+
+
+def write_tables(stem: Path, rows: list[dict]) -> None:
+    """Merge ``rows`` into STEM.json (a row per algorithm, task and seed: runs measured in other sessions
+    stay) and write STEM.md from it."""
+    path = stem.with_suffix(".json")
+    merged = {
+        (r["algorithm"], r["task"], r.get("seed", 0)): r
+        for r in (json.loads(path.read_text()) if path.is_file() else [])
+    }
+    merged |= {(r["algorithm"], r["task"], r["seed"]): r for r in rows}
+    table = [merged[k] for k in sorted(merged)]
+    write_json(path, table)
+    lines = [COLUMNS, "|---" * COLUMNS.count(" | ") + "|---|"] + [_row(r) for r in table]
+    write_text(stem.with_suffix(".md"), "\n".join(lines) + "\n")
+
+
+def _row(r: dict) -> str:
+    share = format(r["top_mode_share"], ".3f") if "top_mode_share" in r else "–"
+    policy = _policy_text(r["policy"]) if "policy" in r else "–"
+    return (
+        f"| {r['algorithm']} | {r['task']} | {r.get('seed', 0)} | {r['steps']} × {r['batch_size']} | "
+        f"{r['normalized_reward']:.3f} | {r['in_support']:.3f} | {r.get('modes_hit', '–')} | {share} | {policy} |"
+    )
+
+
+def _policy_text(policy: dict) -> str:
+    pair = ", ".join(f"{m:.2f} ± {s:.2f}" for m, s in zip(policy["mean"], policy["std"], strict=True))
+    return f"{policy['kind']}: ({pair})"
 
 
 if __name__ == "__main__":
