@@ -1,0 +1,71 @@
+"""Carry a long `offrl-zoo compare` campaign across machines or sessions without its checkpoints.
+
+    python benchmarks/campaign.py save    STORE  benchmarks/results/campaign/NAME   # finished runs → repository
+    python benchmarks/campaign.py restore benchmarks/results/campaign/NAME  STORE   # → a store compare resumes
+
+`save` copies the store's sweep.json, budgets/ and, of every finished run (a `done` marker), its small
+files: config.yaml, provenance.json, metrics.jsonl, eval.jsonl, done. Checkpoints, stage caches, locks and
+unfinished runs stay behind. `restore` copies them into a store (never over a run already there); the same
+`offrl-zoo compare ...` command then skips the finished runs and trains the rest. A restored run is
+reused only when its data hashes the same (`train` checks the identity), so the generated datasets must
+come out identical on the other machine: generation is seeded (hopper-medium-v2 regenerated on the
+development machine gave the same SHA-256).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+RUN_FILES = ("config.yaml", "provenance.json", "metrics.jsonl", "eval.jsonl", "done")
+
+
+def _finished_runs(store: Path) -> list[Path]:
+    return sorted(d.parent for d in store.glob("runs/*/*/seed*/done"))
+
+
+def save(store: Path, dest: Path) -> list[Path]:
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(store / "sweep.json", dest / "sweep.json")
+    if (store / "budgets").is_dir():
+        shutil.copytree(store / "budgets", dest / "budgets", dirs_exist_ok=True)
+    saved = []
+    for run in _finished_runs(store):
+        target = dest / run.relative_to(store)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in RUN_FILES:
+            if (run / name).is_file():
+                shutil.copy2(run / name, target / name)
+        saved.append(target)
+    return saved
+
+
+def restore(saved: Path, store: Path) -> list[Path]:
+    store.mkdir(parents=True, exist_ok=True)
+    if not (store / "sweep.json").is_file():
+        shutil.copy2(saved / "sweep.json", store / "sweep.json")
+    if (saved / "budgets").is_dir():
+        shutil.copytree(saved / "budgets", store / "budgets", dirs_exist_ok=True)
+    restored = []
+    for run in _finished_runs(saved):
+        target = store / run.relative_to(saved)
+        if target.exists():
+            continue
+        shutil.copytree(run, target)
+        restored.append(target)
+    return restored
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["save", "restore"])
+    parser.add_argument("source", type=Path)
+    parser.add_argument("dest", type=Path)
+    args = parser.parse_args()
+    done = save(args.source, args.dest) if args.action == "save" else restore(args.source, args.dest)
+    print(f"{args.action}: {len(done)} finished run(s) → {args.dest}")
+
+
+if __name__ == "__main__":
+    main()
