@@ -37,6 +37,7 @@ class TrainSettings:
     log_every: int = 1000
     data_source: str = "auto"
     vectorize_seeds: bool = False  # consecutive seeds of one algorithm and task as one batched process
+    loggers: tuple[str, ...] = ()  # --logger of each run; W&B groups a sweep's runs by the store's name
 
 
 Group = tuple[RunSpec, ...]  # runs trained by one process: one run, or seeds batched with --vectorize-seeds
@@ -109,6 +110,10 @@ def train_command(group: Group, store: Path, s: TrainSettings) -> list[str]:
         cmd += ["--steps", str(spec.steps)]
     if s.eval_episodes is not None:
         cmd += ["--eval-episodes", str(s.eval_episodes)]
+    for kind in s.loggers:
+        cmd += ["--logger", kind]
+    if s.loggers:
+        cmd += ["--logger-group", store.resolve().name]
     return cmd + list(spec.overrides)
 
 

@@ -39,6 +39,18 @@ CHEAPER_CAPS = (10_000, 5_000, 2_000, 1_000)  # step caps the plan offers as a c
 PAPER_EVAL_EVERY = 50_000
 
 
+def add_logger_flag(p: argparse.ArgumentParser) -> None:
+    """``--logger`` of ``train`` and ``compare`` (offrl_zoo/train/loggers.py)."""
+    p.add_argument(
+        "--logger",
+        action="append",
+        choices=["tensorboard", "wandb", "csv", "none"],
+        help="also send each run's metrics, evaluations, config and cost to TensorBoard (RUN_DIR/tensorboard), "
+        "W&B (RUN_DIR/wandb; offline without an API key) or CSV files (RUN_DIR/csv), at every checkpoint; "
+        "repeatable (default: none)",
+    )
+
+
 def add_compare_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "compare",
@@ -78,6 +90,7 @@ def add_compare_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-estimate", action="store_true", help="skip the warm-up timing")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config values applied to every algorithm")
     add_fast_flag(p)
+    add_logger_flag(p)
     _add_references_flag(p)
     p.set_defaults(func=cmd_compare)
 
@@ -227,8 +240,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from offrl_zoo.bench import executors
     from offrl_zoo.bench.sweep import plan, record_sweep, run_status
+    from offrl_zoo.train.loggers import check_available, logger_kinds
     from offrl_zoo.train.run import check_device
 
+    loggers = logger_kinds(args.logger)
+    check_available(loggers)  # here, not in each of the runs it would launch
     sweep = plan(args.algorithms, args.suite, args.tasks, args.seeds, args.budget, list(args.overrides))
     store = Path(args.out or f"results/{args.suite or 'tasks'}-{sweep.budget}")
     device = check_device(args.device)
@@ -270,6 +286,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         eval_episodes=args.eval_episodes,
         data_source=args.data_source,
         vectorize_seeds=args.vectorize_seeds,
+        loggers=loggers,
     )
     results = _train_sweep(args, todo, store, settings, jobs)
     problems = {s: r for s, r in results.items() if r != "done"}

@@ -27,6 +27,7 @@ from offrl_zoo.spec import DataSpec
 from offrl_zoo.train.cost import run_cost
 from offrl_zoo.train.evaluator import Evaluator, eval_deterministic
 from offrl_zoo.train.identity import check_identity, claim_run_dir
+from offrl_zoo.train.loggers import LoggerSettings, open_run_loggers
 from offrl_zoo.train.run_dir import FAILED, claim_runs, failures_marked, interrupted_run
 from offrl_zoo.train.trainer import CHECKPOINT, Trainer, TrainerSettings, load_algorithm_state, seed_everything
 
@@ -133,12 +134,13 @@ def train(
     run_dir: str | Path | None = None,
     progress: bool = True,
     stage_cache: str | Path | None = None,
+    loggers: LoggerSettings | None = None,
 ) -> Path:
     """Train (or resume) one run, or reuse it when it has finished; returns its directory. A run directory
     holding another experiment is refused (``check_identity``).
 
     ``stage_cache``: a folder of finished shared stages (``Stage.shared``) to reuse and to add to. It
-    changes no result, so it is not part of the run's identity.
+    changes no result, so it is not part of the run's identity; nor are ``loggers`` (``--logger``).
     """
     algo_cls = registry.get(request.algorithm)
     task = request.resolve_task()
@@ -148,7 +150,7 @@ def train(
     try:
         with claim_runs([run_dir]) as todo, failures_marked(todo):
             if todo:
-                _train_locked(request, task, resolved, device, run_dir, progress, stage_cache)
+                _train_locked(request, task, resolved, device, run_dir, progress, stage_cache, loggers)
             else:
                 check_finished(request, task, resolved, run_dir)
     except KeyboardInterrupt:
@@ -164,8 +166,9 @@ def _train_locked(
     run_dir: Path,
     progress: bool,
     stage_cache: str | Path | None,
+    loggers: LoggerSettings | None = None,
 ) -> None:
-    trainer = prepare_trainer(request, task, resolved, device, run_dir, progress, stage_cache)
+    trainer = prepare_trainer(request, task, resolved, device, run_dir, progress, stage_cache, loggers=loggers)
     finish_run(trainer, trainer.run())
 
 
@@ -179,6 +182,7 @@ def prepare_trainer(
     stage_cache: str | Path | None,
     seed_batch: list[int] | None = None,
     dataset: Dataset | None = None,
+    loggers: LoggerSettings | None = None,
 ) -> Trainer:
     """Data, algorithm, claimed run directory and provenance of a run, ready to train. Seeds the global
     RNGs from the run's seed before building the algorithm, as every run does. ``dataset``: the request's
@@ -234,6 +238,8 @@ def prepare_trainer(
             "vectorized_seeds": seed_batch,  # the seeds trained with it as one batched model, if any
         },
     )
+    if loggers is not None:  # after config.yaml and provenance.json, which the loggers are sent
+        trainer.loggers = open_run_loggers(trainer, loggers, f"{request.algorithm}/{task.id}/seed{request.seed}")
     return trainer
 
 
@@ -258,9 +264,10 @@ def finish_run(trainer: Trainer, result: dict) -> None:
     evaluator = trainer.evaluator
     assert evaluator is not None  # prepare_trainer gives every run one
     cost = run_cost(trainer.algo, updates, reused, result["elapsed"], evaluator.deterministic)
-    trainer.mark_done(
-        {"final_eval": _summary(result["final_eval"]), "elapsed_s": round(result["elapsed"], 2), "cost": cost}
-    )
+    summary = {"final_eval": _summary(result["final_eval"]), "elapsed_s": round(result["elapsed"], 2), "cost": cost}
+    trainer.mark_done(summary)
+    if trainer.loggers is not None:  # after ``done``: a kill in between may miss a line, never send one twice
+        trainer.loggers.finish(summary)
 
 
 def check_batch_sizes(stages: list, transitions: int, task_id: str) -> None:

@@ -18,6 +18,7 @@ import torch
 from offrl_zoo import registry
 from offrl_zoo.config import ConfigError, resolve
 from offrl_zoo.errors import TrainingDiverged
+from offrl_zoo.train.loggers import LoggerSettings
 from offrl_zoo.train.run import (
     RunRequest,
     check_device,
@@ -64,7 +65,11 @@ class SeedStreams:
 
 
 def train_seed_batch(
-    requests: list[RunRequest], out: str | Path = "runs", progress: bool = True, stage_cache: str | Path | None = None
+    requests: list[RunRequest],
+    out: str | Path = "runs",
+    progress: bool = True,
+    stage_cache: str | Path | None = None,
+    loggers: LoggerSettings | None = None,
 ) -> list[Path]:
     """Train (or resume) the runs of ``requests``, which differ in their seed only, as one seed-batched
     model, reusing the finished ones (each checked as a lone run is); returns their run directories."""
@@ -101,6 +106,7 @@ def train_seed_batch(
                         stage_cache,
                         seed_batch=seeds,
                         dataset=dataset,
+                        loggers=loggers,  # each seed logs as its own run
                     )
                 )
                 trainers[-1].vectorized = True

@@ -14,8 +14,10 @@ import random
 import sys
 import time
 from collections.abc import Callable, Generator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,6 +32,9 @@ from offrl_zoo.errors import CheckpointError, TrainingDiverged, raise_pending_si
 from offrl_zoo.io import Checkpoint, JsonlLog, write_json
 from offrl_zoo.train.evaluator import Evaluator
 from offrl_zoo.train.stage_cache import is_cached, load_stage, save_stage, stage_folder, stage_identity
+
+if TYPE_CHECKING:
+    from offrl_zoo.train.loggers import RunLoggers
 
 CHECKPOINT = "checkpoint.pt"
 DONE = "done"
@@ -138,6 +143,7 @@ class Trainer:
         # Whether a cached shared stage (by stage index) may replace training it.
         self.may_reuse: Callable[[int], bool] = lambda index: True
         self.vectorized = False  # trained in a seed batch: its float rounding differs, so do its cached stages
+        self.loggers: RunLoggers | None = None  # --logger: sent what each checkpoint covers (train/loggers.py)
 
     def planned_steps(self, stage: Stage) -> int:
         cap = self.settings.steps_cap
@@ -157,6 +163,8 @@ class Trainer:
                 "elapsed": elapsed,
             }
         )
+        if self.loggers is not None:
+            self.loggers.forward({"metrics": self.metrics_log.offset(), "eval": self.eval_log.offset()})
 
     def _check_finite_weights(self, stage_index: int, next_step: int) -> None:
         """Never overwrite the last good checkpoint with NaN/Inf weights (a step can break the weights
@@ -186,10 +194,11 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self) -> dict:
-        for run in self.stage_runs():
-            update = self.algo.compiled_update(run.stage)
-            for step in range(run.first, run.steps):
-                self.after_step(run, step, update(run.rb.sample(), step))
+        with closing(self.stage_runs()) as runs:  # an error while stepping closes it (and its loggers) now
+            for run in runs:
+                update = self.algo.compiled_update(run.stage)
+                for step in range(run.first, run.steps):
+                    self.after_step(run, step, update(run.rb.sample(), step))
         return self.result()
 
     def stage_runs(self) -> Generator[StageRun, None, None]:
@@ -197,6 +206,8 @@ class Trainer:
         cached shared stages). Whoever iterates calls ``after_step`` once per update."""
         stages = self.algo.stages()
         resume = self.load_checkpoint()
+        if self.loggers is not None:
+            self.loggers.start(resume)
         if resume is None:  # the caller seeded the global RNGs before building the algorithm
             self.generator.manual_seed(self.settings.seed)
         start_stage = resume["stage_index"] if resume else 0
@@ -221,6 +232,10 @@ class Trainer:
                 if run is not None:
                     yield run
                     self.elapsed = time.perf_counter() - run.started
+        except BaseException:  # failed, interrupted or dropped from a seed batch: no more lines to send
+            if self.loggers is not None:
+                self.loggers.close(failed=True)
+            raise
         finally:
             self.bar.close()
             if self.evaluator is not None:
