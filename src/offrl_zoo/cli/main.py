@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING, cast
 
 from offrl_zoo.cli.args import (
     add_eval_action_flags,
@@ -18,9 +19,13 @@ from offrl_zoo.cli.args import (
     thread_count,
 )
 from offrl_zoo.cli.boundary import Parser, guarded, usage_error
-from offrl_zoo.cli.compare import add_compare_parsers
+from offrl_zoo.cli.compare import add_compare_parsers, add_logger_flag
 from offrl_zoo.cli.data import add_data_parser
 from offrl_zoo.cli.reference import add_reference_parser
+
+if TYPE_CHECKING:
+    from offrl_zoo.algorithm import Algorithm
+    from offrl_zoo.train.evaluator import Evaluator
 
 EXAMPLES = """\
 examples:
@@ -113,19 +118,45 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", type=thread_count, default=1, help="torch CPU threads (default 1: small MLPs gain little)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_logger_flag(p)
+    p.add_argument("--logger-group", metavar="NAME", help="W&B group of the runs (compare: the store's name)")
     p.set_defaults(func=cmd_train)
 
     add_data_parser(sub)
     add_compare_parsers(sub)
     add_reference_parser(sub)
 
-    p = sub.add_parser("eval", help="evaluate a run's checkpoint again")
-    p.add_argument("run_dir")
+    p = sub.add_parser("eval", help="evaluate a run's checkpoint, or a policy exported from it, again")
+    p.add_argument("run_dir", nargs="?", help="a run directory (or give --policy)")
+    p.add_argument("--policy", metavar="FILE", help="a policy file written by `offrl-zoo export`, instead of a run")
+    p.add_argument(
+        "--env",
+        metavar="TASK_OR_ENV",
+        help="with --policy: a registered task id (normalised scores) or a Gymnasium env id (raw returns); "
+        "default: the policy's task",
+    )
     p.add_argument("--episodes", type=episode_count, help="episodes (default: the run's protocol)")
     p.add_argument("--seed", type=seed_int, help="first episode seed (default: the run's)")
     p.add_argument("--device", type=device_name, default="cpu")
-    add_eval_action_flags(p, "--stochastic", "--deterministic", "default: the run's, else the task's")
+    add_eval_action_flags(
+        p, "--stochastic", "--deterministic", "default: the run's, else the task's; with --policy, the exported rule"
+    )
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "export",
+        help="write a run's policy as one TorchScript or ONNX file that runs without offrl-zoo",
+        description="Write the run's action selection (observation normalisation, the algorithm's rule, the clip "
+        "to the action box) as one file taking raw observations (B, obs_dim) float32 and returning actions "
+        "(B, action_dim), and a JSON sidecar FILE.json describing it.",
+    )
+    p.add_argument("run_dir")
+    p.add_argument("--format", required=True, choices=["torchscript", "onnx"], help="torch.jit.load or ONNX Runtime")
+    p.add_argument("--out", metavar="FILE", help="default: RUN/policy.pt or RUN/policy.onnx")
+    p.add_argument(
+        "--stochastic", action="store_true", help="the sampling rule, act(deterministic=False) (default: deterministic)"
+    )
+    p.set_defaults(func=cmd_export)
     return parser
 
 
@@ -189,6 +220,7 @@ def _train_runs(args: argparse.Namespace) -> int:
     import torch
 
     from offrl_zoo.errors import ConfigError, interrupted_as
+    from offrl_zoo.train.loggers import LoggerSettings, check_available, logger_kinds
     from offrl_zoo.train.run import RunRequest, train
     from offrl_zoo.train.run_seeds import train_seed_batch
 
@@ -222,13 +254,19 @@ def _train_runs(args: argparse.Namespace) -> int:
             "--run-dir names one run; with --seeds or --vectorize-seeds use --out (runs go to OUT/ALGO/TASK/seedN)"
         )
     progress = not args.no_progress
+    loggers = LoggerSettings(logger_kinds(args.logger), args.logger_group)
+    check_available(loggers.kinds)  # before any data is loaded
     if args.vectorize_seeds:
         stopped = f"seeds {args.seed}..{last} of {args.algorithm} under {args.out} stopped; re-run the same command"
         with interrupted_as(f"{stopped} to resume them"):
-            run_dirs = train_seed_batch(requests, out=args.out, progress=progress, stage_cache=args.stage_cache)
+            run_dirs = train_seed_batch(
+                requests, out=args.out, progress=progress, stage_cache=args.stage_cache, loggers=loggers
+            )
     else:
         run_dirs = [
-            train(r, out=args.out, run_dir=args.run_dir, progress=progress, stage_cache=args.stage_cache)
+            train(
+                r, out=args.out, run_dir=args.run_dir, progress=progress, stage_cache=args.stage_cache, loggers=loggers
+            )
             for r in requests
         ]
     for run_dir in run_dirs:
@@ -244,6 +282,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from offrl_zoo.train.evaluator import Evaluator, eval_deterministic
     from offrl_zoo.train.run import load_run
 
+    if (args.run_dir is None) == (args.policy is None):
+        both = args.run_dir is not None
+        raise usage_error("offrl-zoo eval", f"give a run directory or --policy FILE{', not both' if both else ''}")
+    if args.policy is not None:
+        return _eval_policy(args)
+    if args.env is not None:
+        raise usage_error("offrl-zoo eval", "--env goes with --policy: a run is evaluated on its own task")
     algo, task, record = load_run(args.run_dir, args.device)
     request = record["request"]
     evaluator = Evaluator(
@@ -254,11 +299,47 @@ def cmd_eval(args: argparse.Namespace) -> int:
             args.deterministic, request.get("deterministic_eval"), task.deterministic_eval
         ),
     )
-    result = evaluator(algo)
+    return _print_evaluation(evaluator, algo)
+
+
+def _eval_policy(args: argparse.Namespace) -> int:
+    """``eval --policy FILE``: the run's protocol (episodes, seeds) from the policy's sidecar, its selection
+    rule as exported."""
+    from offrl_zoo.export import ExportedPolicy, policy_task, read_sidecar
+    from offrl_zoo.train.evaluator import Evaluator
+
+    if args.device != "cpu":
+        raise usage_error("offrl-zoo eval", f"--device {args.device}: an exported policy runs on the CPU")
+    sidecar = read_sidecar(args.policy)
+    seed = args.seed if args.seed is not None else (sidecar.get("run_seed") or 0) + 100
+    policy = ExportedPolicy(args.policy, seed=seed)
+    if args.deterministic is not None and args.deterministic != policy.deterministic:
+        flag, rule = ("--deterministic", "stochastic") if args.deterministic else ("--stochastic", "deterministic")
+        raise usage_error("offrl-zoo eval", f"{flag}: {args.policy} holds the {rule} rule (see `offrl-zoo export`)")
+    task = policy_task(sidecar, args.env)
+    episodes = args.episodes or sidecar.get("eval_episodes") or task.eval_episodes
+    evaluator = Evaluator(task, episodes, seed=seed, deterministic=policy.deterministic)
+    # Evaluator needs act, selection_rule and obs_loc of an Algorithm, which ExportedPolicy provides.
+    return _print_evaluation(evaluator, cast("Algorithm", policy), policy=str(args.policy))
+
+
+def _print_evaluation(evaluator: Evaluator, actor: Algorithm, **extra: str) -> int:
+    """Run ``evaluator`` on ``actor`` and print the result (episode lists left out) with its protocol."""
+    result = evaluator(actor)
     evaluator.close()
-    out = {k: v for k, v in result.items() if k not in ("returns", "lengths")}
-    out["protocol"] = evaluator.protocol(algo)
+    out = {k: v for k, v in result.items() if k not in ("returns", "lengths")} | extra
+    out["protocol"] = evaluator.protocol(actor)
     print(json.dumps(out, indent=2))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from offrl_zoo.export import export_run, sidecar_path
+
+    path, sidecar = export_run(args.run_dir, args.format, args.out, args.stochastic)
+    draws = "draws random numbers" if sidecar["draws_random_numbers"] else "draws no random numbers"
+    print(f"{path}: {sidecar['algorithm']} policy, {args.format}; {sidecar['selection_rule']}; {draws}")
+    print(f"{sidecar_path(path)}: what the file holds")
     return 0
 
 
