@@ -24,7 +24,7 @@ def test_console_script_is_installed():
 
 
 def test_help_everywhere():
-    for args in ([], ["train"], ["eval"], ["list"], ["config"]):
+    for args in ([], ["train"], ["eval"], ["list"], ["config"], ["export"], ["reference"], ["reference", "make"]):
         out = run(*args, "--help")
         assert out.returncode == 0, out.stderr
         assert "usage: offrl-zoo" in out.stdout

@@ -1,4 +1,4 @@
-"""The ``offrl-zoo`` command line: list, config, train, eval, data, compare, report."""
+"""The ``offrl-zoo`` command line: list, config, train, eval, export, data, compare, report, reference."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ examples:
   offrl-zoo train iql --task hopper-medium-v2 --preset corl actor_lr=1e-4
   offrl-zoo train bc --dataset my_data.hdf5 --env Hopper-v5
   offrl-zoo eval runs/td3bc/toy-25_gaussian-far/seed0
+  offrl-zoo export runs/td3bc/toy-25_gaussian-far/seed0 --format torchscript   # then eval --policy FILE
   offrl-zoo data make hopper-medium-v2                  # see `offrl-zoo data --help`
   offrl-zoo compare dtql dtql-kl iql --suite toy        # see `offrl-zoo compare --help`
 """
