@@ -25,11 +25,17 @@ def _finished_runs(store: Path) -> list[Path]:
     return sorted(d.parent for d in store.glob("runs/*/*/seed*/done"))
 
 
-def save(store: Path, dest: Path) -> list[Path]:
+def _copy_sweep(source: Path, dest: Path, keep_existing: bool) -> None:
+    """sweep.json (unless ``keep_existing`` and dest has one) and the budget files of a store."""
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(store / "sweep.json", dest / "sweep.json")
-    if (store / "budgets").is_dir():
-        shutil.copytree(store / "budgets", dest / "budgets", dirs_exist_ok=True)
+    if not (keep_existing and (dest / "sweep.json").is_file()):
+        shutil.copy2(source / "sweep.json", dest / "sweep.json")
+    if (source / "budgets").is_dir():
+        shutil.copytree(source / "budgets", dest / "budgets", dirs_exist_ok=True)
+
+
+def save(store: Path, dest: Path) -> list[Path]:
+    _copy_sweep(store, dest, keep_existing=False)
     saved = []
     for run in _finished_runs(store):
         target = dest / run.relative_to(store)
@@ -42,11 +48,7 @@ def save(store: Path, dest: Path) -> list[Path]:
 
 
 def restore(saved: Path, store: Path) -> list[Path]:
-    store.mkdir(parents=True, exist_ok=True)
-    if not (store / "sweep.json").is_file():
-        shutil.copy2(saved / "sweep.json", store / "sweep.json")
-    if (saved / "budgets").is_dir():
-        shutil.copytree(saved / "budgets", store / "budgets", dirs_exist_ok=True)
+    _copy_sweep(saved, store, keep_existing=True)
     restored = []
     for run in _finished_runs(saved):
         target = store / run.relative_to(saved)
