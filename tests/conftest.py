@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import tomllib
@@ -17,6 +18,12 @@ import gymnasium as gym
 import pytest
 
 PLUGIN_DIR = Path(__file__).parent / "plugin_pkg"
+
+# A suite started as a background job (`cmd &` in a script) inherits SIGINT ignored, and so would every
+# run it starts: the Ctrl-C tests would then see Ctrl-C ignored. Python's own handler is restored for the
+# session; children then start with the default disposition, as from a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 _added_paths: list[str] = []
 
 

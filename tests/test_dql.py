@@ -53,13 +53,15 @@ def test_ema_actor_keeps_its_initial_weights_until_ema_start():
 def test_official_lr_schedule_steps_once_per_50_epochs_with_t_max_in_epochs():
     algo = make(DQL, **TINY)  # 2 M steps → T_max = 2000 "epochs"
     batch = random_batch(tiny_spec())
-    algo.update(batch, 49_998)
+    pre_ema, train = (algo.compiled_update(stage) for stage in algo.stages())  # each update, then its schedulers
+    pre_ema(batch, 998)  # global step 998
+    train(batch, 49_998 - 1000)  # global step 49 998
     assert algo.optimizers["actor"].param_groups[0]["lr"] == pytest.approx(3e-4)
-    algo.update(batch, 49_999)  # the end of the first 50-epoch train() call
+    train(batch, 49_999 - 1000)  # the end of the first 50-epoch train() call
     for opt in algo.optimizers.values():
         assert opt.param_groups[0]["lr"] == pytest.approx(3e-4 * 0.5 * (1 + math.cos(math.pi / 2000)))
     cosine = make(DQL, lr_schedule="cosine", steps=10, **TINY)
-    cosine.update(batch, 0)
+    cosine.compiled_update(cosine.stages()[0])(batch, 0)
     assert cosine.optimizers["critic"].param_groups[0]["lr"] == pytest.approx(3e-4 * 0.5 * (1 + math.cos(math.pi / 10)))
 
 

@@ -99,7 +99,7 @@ def test_awr_monitor_variant_conforms_and_acts_until_the_policy_trains():
     algo, obs = make(SRPOWithAWR), torch.randn(6, tiny_spec().obs_dim)
     assert "awr_actor" in algo.stages()[1].modules and algo.stages()[1].has_policy
     torch.testing.assert_close(algo.act(obs), algo.awr_actor(obs))
-    algo.stages()[-1].update(random_batch(tiny_spec()), 0)
+    algo.compiled_update(algo.stages()[-1])(random_batch(tiny_spec()), 0)  # the update, then its scheduler
     torch.testing.assert_close(algo.act(obs), algo.actor(obs))
 
 

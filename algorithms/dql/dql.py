@@ -85,7 +85,8 @@ class DQLConfig(BaseConfig):
 
 def normalised_q_loss(q: torch.Tensor, order: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
     """−mean_b Q_i / sg(mean_b |Q_j|) for (i, j) = order, q of shape (2, B); ``scale`` replaces the denominator."""
-    pick, other = q.index_select(0, order)
+    # two slices, not q[order]: inductor's randperm-index rewrite fails on an unsliced permutation (torch 2.13)
+    pick, other = q.index_select(0, order[:1])[0], q.index_select(0, order[1:])[0]
     return -pick.mean() / (other.abs().mean() if scale is None else scale).detach()
 
 
@@ -132,7 +133,12 @@ class DQL(Algorithm[DQLConfig]):
         cfg = self.cfg
         split = min(cfg.ema_start, cfg.steps)
         modules = ("actor", "critic", "critic_target")
-        stages = [Stage("pre_ema", split, cfg.batch_size, self.update, modules=modules)] if split else []
+        schedules = self.step_schedules if self.schedulers else None
+        stages = (
+            [Stage("pre_ema", split, cfg.batch_size, self.update, modules=modules, after_update=schedules)]
+            if split
+            else []
+        )
         if cfg.steps > split:
             stages.append(
                 Stage(
@@ -141,22 +147,27 @@ class DQL(Algorithm[DQLConfig]):
                     cfg.batch_size,
                     lambda batch, step: self.update(batch, split + step),
                     modules=(*modules, "actor_ema"),
+                    after_update=(lambda step: self.step_schedules(split + step)) if schedules else None,
                 )
             )
         return stages
 
     def update(self, batch: TensorDict, step: int) -> TensorDict:
-        """One official iteration at global step ``step``: critic → actor → EMA (if due) → Polyak → schedulers."""
+        """One official iteration at global step ``step``: critic → actor → EMA (if due) → Polyak (the schedulers
+        follow in ``step_schedules``, the stages' ``after_update``)."""
         cfg = self.cfg
         out = self.critic_step(batch)
         out.update(self.actor_step(batch))
         if step >= cfg.ema_start and step % cfg.ema_every == 0:
             polyak_update_(self.actor_ema, self.actor, 1 - cfg.ema_decay)
         polyak_update_(self.critic_target, self.critic, cfg.tau)
-        if cfg.lr_schedule == "cosine" or (step + 1) % OFFICIAL_LR_STEP_EVERY == 0:
+        return TensorDict(out)
+
+    def step_schedules(self, step: int) -> None:
+        """After global step ``step``: cosine steps every update, the official schedule once per train() call."""
+        if self.cfg.lr_schedule == "cosine" or (step + 1) % OFFICIAL_LR_STEP_EVERY == 0:
             for scheduler in self.schedulers.values():
                 scheduler.step()
-        return TensorDict(out)
 
     def critic_step(self, batch: TensorDict) -> dict[str, torch.Tensor]:
         cfg = self.cfg

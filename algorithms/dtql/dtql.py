@@ -184,7 +184,17 @@ class DTQL(Algorithm[DTQLConfig]):
         modules = ("behaviour", "critic", "critic_target", *self.actor_modules())
         if cfg.keep_ema:
             modules += ("actor_ema",)
-        stages.append(Stage("train", cfg.steps, cfg.batch_size, self.update, modules=modules, sampling=cfg.sampling))
+        stages.append(
+            Stage(
+                "train",
+                cfg.steps,
+                cfg.batch_size,
+                self.update,
+                modules=modules,
+                sampling=cfg.sampling,
+                after_update=self.scheduler_steps(),
+            )
+        )
         return stages
 
     def pretrain_update(self, batch: TensorDict, step: int) -> TensorDict:
@@ -197,8 +207,6 @@ class DTQL(Algorithm[DTQLConfig]):
         bc_loss = self.behaviour_step(batch)
         out = self.actor_step(batch, step)
         polyak_update_(self.critic_target, self.critic, self.cfg.tau)
-        for scheduler in self.schedulers.values():
-            scheduler.step()
         return TensorDict({"critic_loss": critic_loss, "value_loss": v_loss, "bc_loss": bc_loss, **out})
 
     def behaviour_step(self, batch: TensorDict) -> torch.Tensor:

@@ -62,10 +62,12 @@ class DTQLKL(DTQL):
 
     @torch.no_grad()
     def _init_from_behaviour(self) -> None:
-        if self.cfg.generator_init == "behaviour":
-            self.generator.load_state_dict(self.behaviour.state_dict())
-        if self.cfg.fake_score_init == "behaviour":
-            self.fake_score.load_state_dict(self.behaviour.state_dict())
+        """Copy the behaviour weights in place (``load_state_dict`` would do the same, but cannot be traced)."""
+        source = [*self.behaviour.parameters(), *self.behaviour.buffers()]
+        for key, net in (("generator_init", self.generator), ("fake_score_init", self.fake_score)):
+            if getattr(self.cfg, key) == "behaviour":
+                for target, value in zip([*net.parameters(), *net.buffers()], source, strict=True):
+                    target.copy_(value)
 
     def actor_step(self, batch: TensorDict, step: int) -> dict[str, torch.Tensor]:
         cfg, obs = self.cfg, batch["observation"]

@@ -134,7 +134,17 @@ class IDQL(Algorithm[IDQLConfig]):
         cfg = self.cfg
         shared = {"kind": "idql/1", **{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ACTING_FIELDS}}
         modules = ("score_net", "score_ema", "value", "critic", "critic_target")
-        return [Stage("train", cfg.steps, cfg.batch_size, self.update, modules=modules, shared=shared)]
+        return [
+            Stage(
+                "train",
+                cfg.steps,
+                cfg.batch_size,
+                self.update,
+                modules=modules,
+                shared=shared,
+                after_update=self.scheduler_steps(),
+            )
+        ]
 
     def v(self, obs: torch.Tensor) -> torch.Tensor:
         return self.value(obs)[:, 0]
@@ -162,7 +172,7 @@ class IDQL(Algorithm[IDQLConfig]):
     def update(self, batch: TensorDict, step: int) -> TensorDict:
         cfg = self.cfg
         score_loss = self.score_loss(batch)
-        step_optimizer(self.optimizers["score_net"], score_loss, self.schedulers.get("score_net"))
+        step_optimizer(self.optimizers["score_net"], score_loss)
         polyak_update_(self.score_ema, self.score_net, cfg.ema_tau)
         value_loss, v = self.value_loss(batch)
         step_optimizer(self.optimizers["value"], value_loss)

@@ -84,7 +84,10 @@ class IQL(Algorithm[IQLConfig]):
 
     def stages(self) -> list[Stage]:
         modules = ("actor", "value", "critic", "critic_target")
-        return [Stage("train", self.cfg.steps, self.cfg.batch_size, self.update, modules=modules)]
+        cfg = self.cfg
+        return [
+            Stage("train", cfg.steps, cfg.batch_size, self.update, modules=modules, after_update=self.scheduler_steps())
+        ]
 
     def v(self, obs: torch.Tensor) -> torch.Tensor:
         return self.value(obs)[0, :, 0]
@@ -124,7 +127,7 @@ class IQL(Algorithm[IQLConfig]):
         else:
             per_sample = -self.actor.log_prob(obs, action)
         loss = (weight * per_sample).mean()
-        step_optimizer(self.optimizers["actor"], loss, self.schedulers.get("actor"))
+        step_optimizer(self.optimizers["actor"], loss)
         return loss.detach()
 
     def _critic_step(self, batch: TensorDict, next_v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -182,8 +182,17 @@ class SRPO(Algorithm[SRPOConfig]):
                 sampling=cfg.sampling,
                 has_policy=cfg.awr_monitor,
                 shared=critic,
+                after_update=self.scheduler_steps("awr_actor"),
             ),
-            Stage("policy", cfg.steps, cfg.batch_size, self.policy_update, modules=("actor",), sampling=cfg.sampling),
+            Stage(
+                "policy",
+                cfg.steps,
+                cfg.batch_size,
+                self.policy_update,
+                modules=("actor",),
+                sampling=cfg.sampling,
+                after_update=self.scheduler_steps("actor"),
+            ),
         ]
 
     def v(self, obs: torch.Tensor) -> torch.Tensor:
@@ -213,7 +222,7 @@ class SRPO(Algorithm[SRPOConfig]):
                 adv = self.critic_target(obs, action).min(0).values - self.v(obs)
             weight = torch.exp(cfg.awr_beta * adv).clamp(max=100.0)
             awr_loss = (weight * (self.awr_actor(obs) - action).pow(2).sum(-1)).mean()
-            step_optimizer(self.optimizers["awr_actor"], awr_loss, self.schedulers["awr_actor"])
+            step_optimizer(self.optimizers["awr_actor"], awr_loss)
             out["awr_loss"] = awr_loss.detach()
         return TensorDict(out)
 
@@ -255,7 +264,7 @@ class SRPO(Algorithm[SRPOConfig]):
         low, high = POLICY_T_RANGE
         t = seed_batch.rand(obs.shape[0], device=obs.device) * (high - low) + low
         loss, q = self.policy_loss(obs, action, t, seed_batch.randn_like(action))
-        step_optimizer(self.optimizers["actor"], loss, self.schedulers["actor"])
+        step_optimizer(self.optimizers["actor"], loss)
         return TensorDict({"policy_loss": loss.detach(), "q_policy": q})
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:

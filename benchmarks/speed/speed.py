@@ -1,11 +1,12 @@
 """Training and acting speed of every registered algorithm, eager and fast path, at a task's shapes.
 
-For each algorithm and each path (``eager``: the reference; ``fast``: ``fast=true``, i.e. fused
-optimisers and torch.compile), in a fresh subprocess so that peak memory and compile caches are its own:
-seconds per 1 000 gradient updates of each stage (batches drawn from a TorchRL replay buffer over
-100 000 synthetic transitions, as in training, after a warm-up that includes compilation), the cost of
-drawing one batch, action latency for 1 and 16 observations, network evaluations per action and peak
-memory. Official batch and network sizes. Writes JSON and Markdown under benchmarks/results/speed/.
+For each algorithm and each path (``eager``: the reference; ``fast``: ``fast=true``, i.e. graph-safe
+optimiser steps and each whole update compiled as one graph), in a fresh subprocess so that peak memory
+and compile caches are its own: seconds per 1 000 gradient updates of each stage (batches drawn from a
+TorchRL replay buffer over 100 000 synthetic transitions, as in training, after a warm-up that includes
+compilation), the cost of drawing one batch, action latency for 1 and 16 observations, network
+evaluations per action and peak memory. Official batch and network sizes. Writes JSON and Markdown under
+benchmarks/results/speed/.
 
     python benchmarks/speed/speed.py --obs-dim 11 --action-dim 3 --threads 1
 """
@@ -20,17 +21,6 @@ import sys
 import time
 
 from _results import machine_meta, write_results
-
-# Figures quoted by the project's speed issue for the official implementations (and CORL's IQL), measured
-# on a machine of this kind at hopper shapes, one thread; not re-measured here.
-REFERENCE_S_PER_1000 = {
-    ("dtql", "train"): 78.9,
-    ("dtql", "pretrain"): 62.8,
-    ("srpo", "policy"): 40.5,
-    ("srpo", "critic"): 27.8,
-    ("iql", "train"): 16.4,
-}
-REFERENCE_ACT_MS = {"dtql": 23.7}
 
 
 def measure(name: str, path: str, args: argparse.Namespace) -> dict:
@@ -124,13 +114,13 @@ def markdown(meta: dict, results: list[dict]) -> str:
         "",
         f"Shapes obs={meta['obs_dim']}, action={meta['action_dim']}; {meta['timed_steps']} timed updates per "
         f"stage after {meta['warmup']} warm-up updates; official batch and network sizes. `eager` is the "
-        "reference path, `fast` is `fast=true` (fused Adam/AdamW, torch.compile of update and act). "
-        "`official` are the figures of the official implementations quoted by the speed issue (same "
-        "machine kind), not re-measured here.",
+        "reference path, `fast` is `fast=true` (graph-safe optimiser steps, each whole update compiled as one "
+        "graph, act compiled). No official implementation ran in this process: comparisons with one are "
+        "made side by side, in one process (benchmarks/speed/README.md).",
         "",
-        "| algorithm | stage | batch | eager s/1k | fast s/1k | eager/fast | official s/1k "
+        "| algorithm | stage | batch | eager s/1k | fast s/1k | eager/fast "
         "| sampling, % of eager step | compile + warm-up (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         eager, fast = by.get((name, "eager")), by.get((name, "fast"))
@@ -142,22 +132,21 @@ def markdown(meta: dict, results: list[dict]) -> str:
             share = 100 * e["sample_ms"] / e["s_per_1000"] if e else None
             lines.append(
                 f"| {name} | {stage['stage']} | {stage['batch_size']} | {_f(e and e['s_per_1000'])} | "
-                f"{_f(f and f['s_per_1000'])} | {_f(ratio, 2)} | "
-                f"{_f(REFERENCE_S_PER_1000.get((name, stage['stage'])))} | {_f(share)} | "
+                f"{_f(f and f['s_per_1000'])} | {_f(ratio, 2)} | {_f(share)} | "
                 f"{_f(f and f['warmup_s'])} |"
             )
     lines += [
         "",
         "| algorithm | act 1 obs eager (ms) | fast (ms) | act 16 obs eager (ms) | fast (ms) "
-        "| official 1 obs (ms) | NFE / action | peak RSS eager (MB) | fast (MB) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| NFE / action | peak RSS eager (MB) | fast (MB) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         eager, fast = by.get((name, "eager")), by.get((name, "fast"))
         lines.append(
             f"| {name} | {_f(eager and eager['act_ms_1'], 2)} | {_f(fast and fast['act_ms_1'], 2)} | "
             f"{_f(eager and eager['act_ms_16'], 2)} | {_f(fast and fast['act_ms_16'], 2)} | "
-            f"{_f(REFERENCE_ACT_MS.get(name))} | {eager.get('nfe_per_action', '') if eager else ''} | "
+            f"{eager.get('nfe_per_action', '') if eager else ''} | "
             f"{_f(eager and eager['peak_rss_mb'], 0)} | {_f(fast and fast['peak_rss_mb'], 0)} |"
         )
     return "\n".join(lines) + "\n"

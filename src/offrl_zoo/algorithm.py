@@ -55,8 +55,9 @@ class BaseConfig:
     # Fraction of transitions held out of training, drawn from the seed after every other transform
     # (IDQL's 95/5 split); the trainer logs ``Algorithm.validation_metrics`` on them. 0 keeps all.
     holdout_fraction: float = 0.0
-    # The fast path: fused Adam/AdamW kernels and torch.compile of every stage's update and of act.
-    # Same maths, equal losses to float tolerance (tests/test_fast_path.py); off is the eager reference.
+    # The fast path: graph-safe optimiser steps (offrl_zoo.optim), each stage's whole update compiled as one
+    # graph (torch.compile, fullgraph) and act compiled. Same maths, equal losses to float tolerance
+    # (tests/test_fast_path.py, tests/test_graph_safe.py); off is the eager reference.
     fast: bool = False
 
     def __post_init__(self) -> None:
@@ -145,6 +146,10 @@ class Stage:
     ``sampling`` is ``uniform`` (with replacement, the default of every method here) or ``shuffled``
     (a permutation walked in order, re-shuffled each pass, as SRPO).
     ``has_policy`` says whether ``act`` is meaningful during this stage (periodic evaluation runs then).
+    ``after_update(step)``, when given, runs after each ``update``, outside any compiled or captured region:
+    the host-side bookkeeping of a step, i.e. LR schedulers (torch computes their rates in Python, which a
+    compiled graph would freeze at its first value). ``update`` itself must stay graph-safe: no host syncs,
+    no scheduler calls, optimiser steps through ``step_optimizer`` only.
     ``shared`` marks a stage whose result other algorithms may reuse: a dict naming what it trains and
     every setting it depends on (e.g. ``{"kind": "dtql-pretrain", "lr": 3e-4, ...}``). Two stages with
     equal ``shared`` dicts, the same prepared dataset and the same seed produce identical modules, so
@@ -161,20 +166,34 @@ class Stage:
     sampling: str = "uniform"  # a config value, so a str; checked below
     has_policy: bool = True
     shared: dict[str, Any] | None = None
+    after_update: Callable[[int], None] | None = None
 
     def __post_init__(self) -> None:
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"stage {self.name!r}: sampling={self.sampling!r}, expected one of {', '.join(SAMPLINGS)}")
 
 
-def compile_for_speed(fn: Callable[..., Any]) -> Callable[..., Any]:
+RECOMPILE_LIMIT = 256
+
+
+def compile_for_speed(fn: Callable[..., Any], fullgraph: bool = False, backend: str = "inductor") -> Callable[..., Any]:
     """``torch.compile(fn)`` with ATen's random ops kept (inductor's ``fallback_random``): the compiled
     function draws the very random numbers the eager one draws, so losses match and resume stays exact.
-    The setting is process-wide; it only changes how compiled code draws random numbers."""
+    ``fullgraph``: one graph or an error, never a silent graph break. Dynamo is allowed to trace
+    ``torch.autograd.grad`` (``trace_autograd_ops``), which the graph-safe optimiser step calls. Both
+    settings are process-wide; neither changes what eager code computes. ``backend="eager"`` traces without
+    generating code (the conformance check of graph-safety uses it: same graph, seconds instead of minutes)."""
+    import torch._dynamo.config
     import torch._inductor.config
 
     torch._inductor.config.fallback_random = True
-    return torch.compile(fn)
+    torch._dynamo.config.trace_autograd_ops = True
+    # Dynamo compiles a method once per object it is bound to (and per branch on the step taken): a process
+    # that trains several seeds one after another, or the test suite, needs more than the default 8.
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
+    config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 16 * RECOMPILE_LIMIT)
+    return torch.compile(fn, fullgraph=fullgraph, backend=backend)
 
 
 def derived_seed(*parts: object, nbytes: int = 8) -> int:
@@ -249,12 +268,40 @@ class Algorithm(TrainableModule, Generic[ConfigT]):
     def make_optimizer(
         self, params: Any, optimizer: type[torch.optim.Optimizer] = torch.optim.Adam, **kwargs: Any
     ) -> torch.optim.Optimizer:
-        """``optimizer(params, **kwargs)`` (Adam or AdamW), with the fused kernel on the fast path."""
+        """``optimizer(params, **kwargs)`` (Adam or AdamW), graph-safe on the fast path (``offrl_zoo.optim``)."""
         return make_optimizer(params, self.cfg.fast, optimizer, **kwargs)
 
-    def compiled_update(self, stage: Stage) -> UpdateFn:
-        """``stage.update``, compiled on the fast path."""
-        return compile_for_speed(stage.update) if self.cfg.fast else stage.update
+    def compiled_update(self, stage: Stage, compile: bool | None = None) -> UpdateFn:
+        """What the trainer runs once per step of ``stage``: ``stage.update`` (compiled as one whole graph on the
+        fast path, or when ``compile`` says so), then ``stage.after_update`` outside it."""
+        update = (
+            compile_for_speed(stage.update, fullgraph=True)
+            if (self.cfg.fast if compile is None else compile)
+            else stage.update
+        )
+        after = stage.after_update
+        if after is None:
+            return update
+
+        def step(batch: TensorDict, index: int) -> TensorDict:
+            metrics = update(batch, index)
+            after(index)
+            return metrics
+
+        return step
+
+    def scheduler_steps(self, *keys: str) -> Callable[[int], None] | None:
+        """A stage's ``after_update`` that steps the schedulers ``keys`` (all when none is named) once per update;
+        None when there is none to step."""
+        schedulers = [s for k, s in self.schedulers.items() if not keys or k in keys]
+        if not schedulers:
+            return None
+
+        def step_schedulers(step: int) -> None:
+            for scheduler in schedulers:
+                scheduler.step()
+
+        return step_schedulers
 
     # -- to implement -----------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
@@ -288,7 +335,7 @@ class Algorithm(TrainableModule, Generic[ConfigT]):
         act: Callable[[torch.Tensor, bool], torch.Tensor] = self._act
         if self.cfg.fast:
             if self._compiled_act is None:
-                self._compiled_act = compile_for_speed(self._act)
+                self._compiled_act = compile_for_speed(self._act, fullgraph=True)
             act = self._compiled_act
         try:
             action = act((obs - self.obs_loc) / self.obs_scale, deterministic)

@@ -1,41 +1,85 @@
-"""Optimisers: how they are built (fused kernels on the fast path), how one optimiser step is taken, and the
-training state (weights + optimisers + schedulers) of a module that owns them."""
+"""Optimisers: how they are built (graph-safe on the fast path), how one optimiser step is taken, and the
+training state (weights + optimisers + schedulers) of a module that owns them.
+
+Two ways to take a step, one maths (Adam/AdamW):
+- eager (the reference): ``zero_grad`` → ``backward`` → [clip] → ``optimizer.step()``;
+- graph-safe (the fast path): ``torch.autograd.grad`` of the loss for the optimiser's own parameters →
+  [clip] → torch's functional Adam on the optimiser's own state tensors, with the learning rate held as a
+  tensor. Nothing in it calls into Python-side optimiser machinery that Dynamo refuses to trace, so a whole
+  update (forward, backward, every optimiser step, target updates) compiles as one graph
+  (``torch.compile(fullgraph=True)``) and can be captured as one CUDA graph. The optimiser object still
+  holds the state, so checkpoints, schedulers and ``state_dict`` are those of eager training.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.adam import adam as functional_adam
 
 from offrl_zoo.errors import CheckpointError
 from offrl_zoo.nets import seed_batch
 
+# Set on optimisers built graph-safe (``make_optimizer(..., graph_safe=True)``); ``step_optimizer`` steps them
+# functionally. An attribute, not a registry: Dynamo guards on it as a constant of the traced optimiser.
+GRAPH_SAFE_FLAG = "_offrl_zoo_graph_safe"
+
 
 def make_optimizer(
-    params: Any, fused: bool, optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.Adam, **kwargs: Any
+    params: Any, graph_safe: bool, optimizer: type[torch.optim.Optimizer] = torch.optim.Adam, **kwargs: Any
 ) -> torch.optim.Optimizer:
-    """``optimizer(params, **kwargs)`` (Adam or AdamW); with ``fused``, its fused kernel where the parameters'
-    device has one (CPU, CUDA). Same maths as the default per-tensor loop, to float rounding."""
+    """``optimizer(params, **kwargs)`` (Adam or AdamW). ``graph_safe``: its learning rate becomes a tensor on the
+    parameters' device and its state is created now, so that ``step_optimizer`` can step it inside a compiled
+    or captured region (module docstring)."""
     params = list(params)
-    fused = fused and bool(params) and params[0].device.type in ("cpu", "cuda")
-    return optimizer(params, fused=True if fused else None, **kwargs)
+    if not graph_safe:
+        return optimizer(params, **kwargs)
+    if not issubclass(optimizer, torch.optim.Adam) or kwargs.get("amsgrad") or kwargs.get("maximize"):
+        raise ValueError(
+            f"fast=true steps optimisers graph-safe, which offrl-zoo implements for Adam and AdamW (without amsgrad "
+            f"or maximize); got {optimizer.__name__} {kwargs}. Use one of those, or fast=false"
+        )
+    device = params[0].device if params else torch.device("cpu")
+    lr = torch.tensor(float(kwargs.pop("lr", 1e-3)), device=device)
+    opt = optimizer(params, lr=lr, capturable=device.type != "cpu", **kwargs)
+    opt._opt_called = True  # type: ignore[attr-defined]  # its step never goes through Optimizer.step: keeps LR schedulers from warning that it was not called
+    init_adam_state(opt)
+    setattr(opt, GRAPH_SAFE_FLAG, True)
+    return opt
+
+
+def init_adam_state(opt: torch.optim.Optimizer) -> None:
+    """Adam's per-parameter state as ``Adam.step`` creates it on first use (zero moments, step 0), created
+    up front so that a compiled step finds it; ``step`` lives on the parameter's device off the CPU (capturable)."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            state = opt.state[p]
+            if not state:
+                step_device = p.device if p.device.type != "cpu" else torch.device("cpu")
+                state["step"] = torch.zeros((), dtype=torch.float32, device=step_device)
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            elif p.device.type != "cpu" and state["step"].device != p.device:  # a checkpoint loaded onto the CPU
+                state["step"] = state["step"].to(p.device)
+
+
+def is_graph_safe(opt: torch.optim.Optimizer) -> bool:
+    return getattr(opt, GRAPH_SAFE_FLAG, False)
 
 
 def step_optimizer(
-    optimizer: torch.optim.Optimizer,
-    loss: torch.Tensor,
-    scheduler: Any = None,
-    max_grad_norm: float | None = None,
+    optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float | None = None
 ) -> torch.Tensor | None:
-    """zero_grad → backward → [clip the global L2 norm of the optimiser's gradients] → step → [scheduler].
-
-    With ``max_grad_norm`` > 0 the gradients are clipped first (``clip_grad_norm_``, no host sync) and
-    the norm before clipping is returned; otherwise nothing is returned.
+    """One optimiser step on ``loss``: gradients of the optimiser's parameters → [clip their global L2 norm to
+    ``max_grad_norm``] → Adam. Eager optimisers take it as zero_grad → backward → step; graph-safe ones
+    functionally (module docstring). Returns the norm before clipping when clipping (no host sync), else None.
     """
     if seed_batch.is_seed_batched(loss):  # several seeds as one model (--vectorize-seeds)
-        return seed_batch.batched_step(optimizer, loss, scheduler, max_grad_norm)
+        return seed_batch.batched_step(optimizer, loss, max_grad_norm)
+    if is_graph_safe(optimizer):
+        return _graph_safe_step(optimizer, loss, max_grad_norm)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     norm = None
@@ -43,8 +87,55 @@ def step_optimizer(
         params = [p for group in optimizer.param_groups for p in group["params"]]
         norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     optimizer.step()
-    if scheduler is not None:
-        scheduler.step()
+    return norm
+
+
+def _graph_safe_step(
+    optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float | None
+) -> torch.Tensor | None:
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    # Only these parameters' gradients are built: a network the loss passes through but this optimiser does
+    # not train gets none, as `frozen` gives in eager steps. An unused parameter is skipped, as Adam skips it.
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    norm = None
+    if max_grad_norm is not None and max_grad_norm > 0:  # clip_grad_norm_'s maths, on the gradient list
+        present = [g for g in grads if g is not None]
+        norm = torch.nn.utils.get_total_norm(present)
+        coef = (max_grad_norm / (norm + 1e-6)).clamp(max=1.0)
+        present = [g * coef for g in present]
+        it = iter(present)
+        grads = tuple(None if g is None else next(it) for g in grads)
+    # capturable: the bias corrections stay tensors (no host read). Torch allows it on the CPU only while
+    # compiling; an eager CPU step reads the learning rate instead, which is no device sync there.
+    capturable = torch.compiler.is_compiling() or params[0].device.type != "cpu"
+    position = 0
+    with torch.no_grad():
+        for group in optimizer.param_groups:
+            own = grads[position : position + len(group["params"])]
+            position += len(group["params"])
+            used = [(p, g) for p, g in zip(group["params"], own, strict=True) if g is not None]
+            if not used:
+                continue
+            states = [optimizer.state[p] for p, _ in used]
+            lr = group["lr"]
+            functional_adam(
+                [p for p, _ in used],
+                [g for _, g in used],
+                [s["exp_avg"] for s in states],
+                [s["exp_avg_sq"] for s in states],
+                [],
+                [s["step"] for s in states],
+                foreach=True,
+                capturable=capturable,
+                decoupled_weight_decay=group.get("decoupled_weight_decay", False),
+                amsgrad=False,
+                beta1=group["betas"][0],
+                beta2=group["betas"][1],
+                lr=lr if capturable or not isinstance(lr, torch.Tensor) else lr.item(),
+                weight_decay=group["weight_decay"],
+                eps=group["eps"],
+                maximize=False,
+            )
     return norm
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import torch
 from tensordict import TensorDict
 
-from offrl_zoo.algorithm import Algorithm, Stage
+from offrl_zoo.algorithm import Algorithm, Stage, compile_for_speed
 from offrl_zoo.spec import DataSpec
 
 OBS_DIM, ACTION_DIM, BATCH = 5, 3, 32
@@ -56,9 +56,10 @@ def _tensors(algo: Algorithm) -> dict[str, torch.Tensor]:
     return out
 
 
-def _run(stage: Stage, steps: range, seed: int = 1) -> Iterator[TensorDict]:
+def _run(algo: Algorithm, stage: Stage, steps: range, seed: int = 1) -> Iterator[TensorDict]:
+    update = algo.compiled_update(stage)  # the update and its after_update, as the trainer runs them
     for step in steps:
-        yield stage.update(random_batch(tiny_spec(), seed=seed + step), step)
+        yield update(random_batch(tiny_spec(), seed=seed + step), step)
 
 
 def check_act(algo_cls: type[Algorithm]) -> None:
@@ -82,7 +83,7 @@ def check_update_touches_declared_modules(algo_cls: type[Algorithm], steps: int 
         for name in declared:
             assert hasattr(algo, name), f"stage {stage.name!r} declares unknown module {name!r}"
         before = _tensors(algo)
-        for metrics in _run(stage, range(steps)):
+        for metrics in _run(algo, stage, range(steps)):
             assert isinstance(metrics, TensorDict), f"{stage.name}: update must return a TensorDict"
             for key, value in metrics.items():
                 assert isinstance(value, torch.Tensor) and value.ndim == 0, f"{stage.name}: metric {key} not 0-d"
@@ -106,20 +107,26 @@ def _roundtrip(state: dict) -> dict:
 
 
 def check_resume(algo_cls: type[Algorithm], steps: int = 3) -> None:
-    """save → load into a fresh instance → continue gives exactly the losses of never stopping."""
+    """save → load into a fresh instance → continue gives exactly the losses of never stopping, with eager and
+    with graph-safe optimisers (``fast=true``, stepped uncompiled here)."""
+    for fast in (False, True):
+        _check_resume(algo_cls, steps, fast)
+
+
+def _check_resume(algo_cls: type[Algorithm], steps: int, fast: bool) -> None:
     for stage_index in range(len(make(algo_cls).stages())):
-        algo = make(algo_cls, seed=0)
+        algo = make(algo_cls, seed=0, fast=fast)
         stage = algo.stages()[stage_index]
-        list(_run(stage, range(steps)))
+        list(_run(algo, stage, range(steps)))
         state = _roundtrip(algo.training_state())
         rng = torch.get_rng_state()
-        reference = [m.to_dict() for m in _run(stage, range(steps, 2 * steps))]
+        reference = [m.to_dict() for m in _run(algo, stage, range(steps, 2 * steps))]
 
-        resumed = make(algo_cls, seed=123)
+        resumed = make(algo_cls, seed=123, fast=fast)
         resumed.load_training_state(state)
         torch.set_rng_state(rng)
         stage2 = resumed.stages()[stage_index]
-        again = [m.to_dict() for m in _run(stage2, range(steps, 2 * steps))]
+        again = [m.to_dict() for m in _run(resumed, stage2, range(steps, 2 * steps))]
         for step, (a, b) in enumerate(zip(reference, again, strict=True)):
             for key in a:
                 assert torch.equal(a[key], b[key]), f"{stage.name} step {steps + step}: {key} {a[key]} != {b[key]}"
@@ -167,7 +174,7 @@ def check_vectorized_seeds(algo_cls: type[Algorithm], n: int = 2, steps: int = 3
             torch.set_rng_state(rng[i])
             own = algo.stages()[index]
             for step in range(steps):
-                metrics = own.update(random_batch(tiny_spec(), seed=100 * i + 10 * index + step), step)
+                metrics = algo.compiled_update(own)(random_batch(tiny_spec(), seed=100 * i + 10 * index + step), step)
                 for key, value in metrics.items():
                     torch.testing.assert_close(
                         batched[step][key][i],
@@ -184,12 +191,51 @@ def check_vectorized_seeds(algo_cls: type[Algorithm], n: int = 2, steps: int = 3
                 )
 
 
+# The graph-safe path against the eager reference after a few updates: foreach/capturable Adam and
+# autograd.grad round differently from backward + Adam.step; Adam's first steps amplify that, as above.
+GRAPH_RTOL, GRAPH_ATOL = 1e-3, 1e-4
+
+
+def check_graph_safe(algo_cls: type[Algorithm], steps: int = 3) -> None:
+    """Every stage's whole update (forward, backward, every optimiser step, target updates) traces as ONE
+    graph on the fast path (``torch.compile(fullgraph=True)``; a host sync, an ``Optimizer.step`` call or a
+    scheduler inside ``update`` fails here), and the traced update computes what the eager reference
+    computes: the same metrics at every step and the same weights after every stage. ``_act`` traces as one
+    graph too."""
+    fast, eager = make(algo_cls, fast=True), make(algo_cls)
+    fast.eval()
+    act = compile_for_speed(fast._act, fullgraph=True, backend="eager")
+    for deterministic in (True, False):
+        act(torch.randn(4, OBS_DIM), deterministic)
+    fast.train()
+    for stage_fast, stage_eager in zip(fast.stages(), eager.stages(), strict=True):
+        traced = compile_for_speed(stage_fast.update, fullgraph=True, backend="eager")
+        for step in range(steps):
+            batch = random_batch(tiny_spec(), seed=7 + step)
+            torch.manual_seed(step)
+            got = traced(batch, step)
+            if stage_fast.after_update is not None:
+                stage_fast.after_update(step)
+            torch.manual_seed(step)
+            want = eager.compiled_update(stage_eager)(batch, step)
+            for key, value in want.items():
+                torch.testing.assert_close(
+                    got[key], value, rtol=GRAPH_RTOL, atol=GRAPH_ATOL, msg=f"{stage_fast.name} step {step} {key}"
+                )
+        for (name, p), (_, q) in zip(fast.named_parameters(), eager.named_parameters(), strict=True):
+            diff = (p - q).abs()
+            assert diff.mean() <= WEIGHT_MEAN_ATOL and diff.max() <= WEIGHT_MAX_ATOL, (
+                f"after {stage_fast.name}, {name}: mean |Δ| {diff.mean():.2e}, max |Δ| {diff.max():.2e}"
+            )
+
+
 CHECKS = (
     check_act,
     check_update_touches_declared_modules,
     check_resume,
     check_training_state_is_safe,
     check_vectorized_seeds,
+    check_graph_safe,
 )
 
 

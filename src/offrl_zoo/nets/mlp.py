@@ -84,7 +84,10 @@ class frozen:
     """Context manager: parameters of ``modules`` get no gradients inside (inputs still do).
 
     Used when a loss differentiates through a network it must not train (e.g. the actor loss through
-    the critic), so that no weight gradients are built for it.
+    the critic), so that no weight gradients are built for it. It saves work and changes no number (every
+    optimiser step starts from fresh gradients). While an update is being compiled it does nothing: Dynamo
+    cannot trace ``requires_grad_``, and the graph-safe step it compiles with (``offrl_zoo.optim``) builds
+    gradients for the stepped optimiser's parameters only.
     """
 
     def __init__(self, *modules: nn.Module) -> None:
@@ -92,7 +95,9 @@ class frozen:
         self.params = [p for p in params if p.requires_grad]
 
     def __enter__(self) -> None:
-        seed_batch.set_requires_grad(self.params, False)
+        if not torch.compiler.is_compiling():
+            seed_batch.set_requires_grad(self.params, False)
 
     def __exit__(self, *exc: object) -> None:
-        seed_batch.set_requires_grad(self.params, True)
+        if not torch.compiler.is_compiling():
+            seed_batch.set_requires_grad(self.params, True)

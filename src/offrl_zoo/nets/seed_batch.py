@@ -116,7 +116,7 @@ class Dropout(nn.Dropout):
 def input_grad(fn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(∇ₓ fn(x), fn(x)) for a scalar ``fn``, with no gradient to anything else (``torch.func`` under vmap,
     where ``requires_grad_`` is refused; the same numbers)."""
-    if functorch.is_batchedtensor(x):
+    if functorch.is_batchedtensor(x) or torch.compiler.is_compiling():  # Dynamo cannot trace requires_grad_
         return torch.func.grad_and_value(fn)(x)
     probe = x.detach().requires_grad_(True)
     value = fn(probe)
@@ -196,7 +196,7 @@ def outside_vmap(n: int) -> Iterator[None]:
 
 
 def batched_step(
-    optimizer: torch.optim.Optimizer, loss: torch.Tensor, scheduler=None, max_grad_norm: float | None = None
+    optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float | None = None
 ) -> torch.Tensor | None:
     """``step_optimizer`` for a seed-batched ``loss``: backward of the per-seed sum and one step of the
     stacked optimiser, outside vmap. Clipping uses each seed's own global norm, as a lone run does."""
@@ -211,8 +211,6 @@ def batched_step(
         if max_grad_norm is not None and max_grad_norm > 0:
             norm = _clip_per_seed(optimizer, max_grad_norm)
         optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
     return None if norm is None else functorch._add_batch_dim(norm, 0, level)
 
 

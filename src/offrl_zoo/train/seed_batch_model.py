@@ -144,6 +144,8 @@ class SeedBatch:
             # schedulers were re-pointed at the stacked optimisers, whose step they did not wrap
             warnings.filterwarnings("ignore", re.escape("Seems like `optimizer.step()` has been overridden"))
             out = torch.vmap(one_seed, randomness="error")(self.params, self.buffers, batch)
+            if stage.after_update is not None:  # the template's schedulers, which step the stacked optimisers
+                stage.after_update(step)
         return TensorDict(out, batch_size=[self.n])
 
     @contextmanager
