@@ -42,8 +42,9 @@ def make_optimizer(
             f"or maximize); got {optimizer.__name__} {kwargs}. Use one of those, or fast=false"
         )
     device = params[0].device if params else torch.device("cpu")
-    lr = torch.tensor(float(kwargs.pop("lr", 1e-3)), device=device)
-    opt = optimizer(params, lr=lr, capturable=device.type != "cpu", **kwargs)
+    opt = optimizer(params, capturable=device.type != "cpu", **kwargs)
+    for group in opt.param_groups:  # set after construction, whose checks of the value would read it back
+        group["lr"] = torch.tensor(float(group["lr"]), device=device)
     opt._opt_called = True  # type: ignore[attr-defined]  # its step never goes through Optimizer.step: keeps LR schedulers from warning that it was not called
     init_adam_state(opt)
     setattr(opt, GRAPH_SAFE_FLAG, True)

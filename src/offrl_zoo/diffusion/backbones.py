@@ -18,7 +18,9 @@ from offrl_zoo.nets.activations import Mish
 
 
 def _per_row(t: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
-    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    if not isinstance(t, torch.Tensor):  # a fill on x's device, not a host→device copy (CUDA graphs refuse those)
+        return torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device)
+    t = t.to(dtype=x.dtype)
     return t.expand(x.shape[0]) if t.ndim == 0 or t.numel() == 1 else t.reshape(-1)
 
 
