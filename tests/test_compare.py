@@ -101,3 +101,14 @@ def test_vectorized_seeds_train_each_group_in_one_process(tmp_path):
         assert provenance["vectorized_seeds"] == [0, 1, 2]
     logs = {(s.run_dir(store) / "train.log").stat().st_ino for s in td3bc}
     assert len(logs) == 1  # one process, one log, linked into each run directory
+
+
+def test_seeds_are_batched_by_default_on_cuda_only():
+    """compare batches an algorithm's seeds on a GPU unless told not to, and never unasked on the CPU."""
+    import torch
+
+    from offrl_zoo.cli.compare import seeds_batched
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert seeds_batched(None, cuda) and not seeds_batched(None, cpu)
+    assert not seeds_batched(False, cuda) and seeds_batched(True, cpu)

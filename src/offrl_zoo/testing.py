@@ -151,6 +151,14 @@ VECTOR_RTOL, VECTOR_ATOL = 1e-3, 1e-4
 WEIGHT_MEAN_ATOL, WEIGHT_MAX_ATOL = 1e-6, 1e-3
 
 
+def _assert_same_weights(a: Algorithm, b: Algorithm, when: str) -> None:
+    for (name, p), (_, q) in zip(a.named_parameters(), b.named_parameters(), strict=True):
+        diff = (p - q).abs()
+        assert diff.mean() <= WEIGHT_MEAN_ATOL and diff.max() <= WEIGHT_MAX_ATOL, (
+            f"{when}, {name}: mean |Δ| {diff.mean():.2e}, max |Δ| {diff.max():.2e}"
+        )
+
+
 def check_vectorized_seeds(algo_cls: type[Algorithm], n: int = 2, steps: int = 3) -> None:
     """N seeds trained as one batched model (``--vectorize-seeds``) compute what each seed computes alone:
     the same metrics at every step and the same weights after every stage. An update that draws random
@@ -184,11 +192,7 @@ def check_vectorized_seeds(algo_cls: type[Algorithm], n: int = 2, steps: int = 3
                         msg=f"{stage.name} seed {i} step {step} {key}",
                     )
             rng[i] = torch.get_rng_state()
-            for (name, p), (_, q) in zip(batch.unstack(i).named_parameters(), algo.named_parameters(), strict=True):
-                diff = (p - q).abs()
-                assert diff.mean() <= WEIGHT_MEAN_ATOL and diff.max() <= WEIGHT_MAX_ATOL, (
-                    f"after {stage.name}, seed {i}, {name}: mean |Δ| {diff.mean():.2e}, max |Δ| {diff.max():.2e}"
-                )
+            _assert_same_weights(batch.unstack(i), algo, f"after {stage.name}, seed {i}")
 
 
 # The graph-safe path against the eager reference after a few updates: foreach/capturable Adam and
@@ -222,11 +226,7 @@ def check_graph_safe(algo_cls: type[Algorithm], steps: int = 3) -> None:
                 torch.testing.assert_close(
                     got[key], value, rtol=GRAPH_RTOL, atol=GRAPH_ATOL, msg=f"{stage_fast.name} step {step} {key}"
                 )
-        for (name, p), (_, q) in zip(fast.named_parameters(), eager.named_parameters(), strict=True):
-            diff = (p - q).abs()
-            assert diff.mean() <= WEIGHT_MEAN_ATOL and diff.max() <= WEIGHT_MAX_ATOL, (
-                f"after {stage_fast.name}, {name}: mean |Δ| {diff.mean():.2e}, max |Δ| {diff.max():.2e}"
-            )
+        _assert_same_weights(fast, eager, f"after {stage_fast.name}")
 
 
 CHECKS = (

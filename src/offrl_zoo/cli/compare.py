@@ -63,7 +63,7 @@ def add_compare_parsers(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--suite", help="named task suite (offrl-zoo list suites)")
     where.add_argument("--tasks", nargs="+", help="explicit task ids instead of a suite")
     p.add_argument("--seeds", type=seed_count, default=3, help="seeds 0..N-1 (default 3)")
-    add_vectorize_flag(p)
+    add_vectorize_flag(p, cuda_default=True)
     p.add_argument(
         "--budget",
         type=budget_name,
@@ -235,6 +235,12 @@ def _cheaper(
     return best
 
 
+def seeds_batched(flag: bool | None, device: Any) -> bool:
+    """``--vectorize-seeds`` / ``--no-vectorize-seeds`` as given; neither: batched on CUDA, one by one on the CPU
+    (where one seed's matmuls already fill the thread, benchmarks/speed/README.md)."""
+    return device.type == "cuda" if flag is None else flag
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     import torch
 
@@ -249,6 +255,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     store = Path(args.out or f"results/{args.suite or 'tasks'}-{sweep.budget}")
     device = check_device(args.device)
     jobs = args.jobs or (1 if device.type == "cuda" else max(1, (os.cpu_count() or 1) // args.threads))
+    vectorize = seeds_batched(args.vectorize_seeds, device)
     # Default: evaluate once per capped stage, or every 50 000 steps at the paper budget (DTQL's interval;
     # candidate-based acting makes frequent evaluation the dominant cost on a CPU).
     eval_every = args.eval_every or _max_cap(sweep.runs) or PAPER_EVAL_EVERY
@@ -264,6 +271,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for item in sweep.unsupported:
         print(f"  unsupported: {item['algorithm']} on {item['task']}: {item['reason']}")
     print("  runs: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
+    if vectorize and len(sweep.seeds) > 1:
+        why = "the default on cuda; --no-vectorize-seeds" if args.vectorize_seeds is None else "--vectorize-seeds"
+        print(f"  seeds: the {len(sweep.seeds)} seeds of each algorithm and task train as one batched model ({why})")
     torch.set_num_threads(args.threads)
     if todo and not args.no_estimate:
         wall = _print_estimate(args, todo, device, jobs, eval_every)
@@ -285,7 +295,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         eval_every=eval_every,
         eval_episodes=args.eval_episodes,
         data_source=args.data_source,
-        vectorize_seeds=args.vectorize_seeds,
+        vectorize_seeds=vectorize,
         loggers=loggers,
     )
     results = _train_sweep(args, todo, store, settings, jobs)
