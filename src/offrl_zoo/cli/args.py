@@ -76,7 +76,8 @@ def add_fast_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fast",
         action="store_true",
-        help="the fast path, same as fast=true: fused Adam and torch.compile (compiles for ~1 min first)",
+        help="the fast path, same as fast=true: graph-safe optimiser steps and each whole update compiled as "
+        "one graph (compiles for up to a minute per stage first)",
     )
 
 
