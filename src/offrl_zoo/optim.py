@@ -43,18 +43,21 @@ def make_optimizer(
         )
     device = params[0].device if params else torch.device("cpu")
     opt = optimizer(params, capturable=device.type != "cpu", **kwargs)
-    for group in opt.param_groups:  # set after construction, whose checks of the value would read it back
-        group["lr"] = torch.tensor(float(group["lr"]), device=device)
-    opt._opt_called = True  # type: ignore[attr-defined]  # its step never goes through Optimizer.step: keeps LR schedulers from warning that it was not called
-    init_adam_state(opt)
+    # Its step never goes through Optimizer.step: this keeps LR schedulers from warning that it was not called.
+    opt._opt_called = True  # type: ignore[attr-defined]
     setattr(opt, GRAPH_SAFE_FLAG, True)
+    place_graph_safe_state(opt)
     return opt
 
 
-def init_adam_state(opt: torch.optim.Optimizer) -> None:
-    """Adam's per-parameter state as ``Adam.step`` creates it on first use (zero moments, step 0), created
-    up front so that a compiled step finds it; ``step`` lives on the parameter's device off the CPU (capturable)."""
+def place_graph_safe_state(opt: torch.optim.Optimizer) -> None:
+    """Learning rates as tensors on the parameters' device (set after construction, whose checks of the value
+    would read a device tensor back), and Adam's per-parameter state as ``Adam.step`` creates it on first use
+    (zero moments, step 0), created up front so that a compiled step finds it; ``step`` lives on the
+    parameter's device off the CPU (capturable). Called again after loading a checkpoint."""
     for group in opt.param_groups:
+        device = group["params"][0].device if group["params"] else torch.device("cpu")
+        group["lr"] = torch.as_tensor(group["lr"], dtype=torch.float32).to(device)
         for p in group["params"]:
             state = opt.state[p]
             if not state:
@@ -169,5 +172,7 @@ class TrainableModule(nn.Module):
         self.load_state_dict(state["modules"])
         for key, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][key])
+            if is_graph_safe(opt):
+                place_graph_safe_state(opt)
         for key, sched in self.schedulers.items():
             sched.load_state_dict(state["schedulers"][key])
