@@ -57,7 +57,7 @@ class BaseConfig:
     holdout_fraction: float = 0.0
     # The fast path: graph-safe optimiser steps (offrl_zoo.optim), each stage's whole update compiled as one
     # graph (torch.compile, fullgraph) and act compiled. Same maths, equal losses to float tolerance
-    # (tests/test_fast_path.py, tests/test_graph_safe.py); off is the eager reference.
+    # (tests/test_fast_path.py, conformance check_graph_safe); off is the eager reference.
     fast: bool = False
 
     def __post_init__(self) -> None:
@@ -271,14 +271,10 @@ class Algorithm(TrainableModule, Generic[ConfigT]):
         """``optimizer(params, **kwargs)`` (Adam or AdamW), graph-safe on the fast path (``offrl_zoo.optim``)."""
         return make_optimizer(params, self.cfg.fast, optimizer, **kwargs)
 
-    def compiled_update(self, stage: Stage, compile: bool | None = None) -> UpdateFn:
-        """What the trainer runs once per step of ``stage``: ``stage.update`` (compiled as one whole graph on the
-        fast path, or when ``compile`` says so), then ``stage.after_update`` outside it."""
-        update = (
-            compile_for_speed(stage.update, fullgraph=True)
-            if (self.cfg.fast if compile is None else compile)
-            else stage.update
-        )
+    def compiled_update(self, stage: Stage, backend: str = "inductor") -> UpdateFn:
+        """What the trainer runs once per step of ``stage``: ``stage.update`` (compiled as one whole graph with
+        ``backend`` on the fast path), then ``stage.after_update`` outside it."""
+        update = compile_for_speed(stage.update, fullgraph=True, backend=backend) if self.cfg.fast else stage.update
         after = stage.after_update
         if after is None:
             return update

@@ -61,8 +61,7 @@ def place_graph_safe_state(opt: torch.optim.Optimizer) -> None:
         for p in group["params"]:
             state = opt.state[p]
             if not state:
-                step_device = p.device if p.device.type != "cpu" else torch.device("cpu")
-                state["step"] = torch.zeros((), dtype=torch.float32, device=step_device)
+                state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             elif p.device.type != "cpu" and state["step"].device != p.device:  # a checkpoint loaded onto the CPU
@@ -103,12 +102,9 @@ def _graph_safe_step(
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     norm = None
     if max_grad_norm is not None and max_grad_norm > 0:  # clip_grad_norm_'s maths, on the gradient list
-        present = [g for g in grads if g is not None]
-        norm = torch.nn.utils.get_total_norm(present)
+        norm = torch.nn.utils.get_total_norm([g for g in grads if g is not None])
         coef = (max_grad_norm / (norm + 1e-6)).clamp(max=1.0)
-        present = [g * coef for g in present]
-        it = iter(present)
-        grads = tuple(None if g is None else next(it) for g in grads)
+        grads = tuple(None if g is None else g * coef for g in grads)
     # capturable: the bias corrections stay tensors (no host read). Torch allows it on the CPU only while
     # compiling; an eager CPU step reads the learning rate instead, which is no device sync there.
     capturable = torch.compiler.is_compiling() or params[0].device.type != "cpu"

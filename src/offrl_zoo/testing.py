@@ -213,13 +213,11 @@ def check_graph_safe(algo_cls: type[Algorithm], steps: int = 3) -> None:
         act(torch.randn(4, OBS_DIM), deterministic)
     fast.train()
     for stage_fast, stage_eager in zip(fast.stages(), eager.stages(), strict=True):
-        traced = compile_for_speed(stage_fast.update, fullgraph=True, backend="eager")
+        traced = fast.compiled_update(stage_fast, backend="eager")
         for step in range(steps):
             batch = random_batch(tiny_spec(), seed=7 + step)
             torch.manual_seed(step)
             got = traced(batch, step)
-            if stage_fast.after_update is not None:
-                stage_fast.after_update(step)
             torch.manual_seed(step)
             want = eager.compiled_update(stage_eager)(batch, step)
             for key, value in want.items():
