@@ -116,3 +116,44 @@ def test_bad_reference_files_are_named(tmp_path):
         references.load_references(tmp_path / "missing")
     with pytest.raises(ReferenceFileError, match="no sweep.json"):
         references.make_references(tmp_path)
+
+
+def test_references_from_a_saved_report_match_those_from_the_runs(store, tmp_path):
+    """A store saved without its run files still has its report; references made from it carry the same curve,
+    the code version given on the command line, and are matched whether or not a run took the fast path."""
+    from offrl_zoo.bench.render import write_report
+
+    saved = tmp_path / "saved"
+    shutil.copytree(store, saved, ignore=shutil.ignore_patterns("runs", "stages"))
+    write_report(build_report(store, references=False), saved / "report")
+    folder = tmp_path / "from-report"
+    assert main(["reference", "make", str(saved), "--out", str(folder), "--code-version", "abc123"]) == 0
+    (from_report,) = references.load_references(folder)
+    (from_runs,) = references.make_references(store)
+    assert from_report.key() == from_runs.key() and from_report.seeds == from_runs.seeds == [0]
+    for a, b in zip(from_report.curve, from_runs.curve, strict=True):  # the report rounds to 6 decimals
+        assert (a["step"], a["n"]) == (b["step"], b["n"])
+        assert [a["mean"], a["min"], a["max"]] == pytest.approx([b["mean"], b["min"], b["max"]], abs=1e-6)
+    assert from_report.code == {"offrl_zoo": [], "git_sha": ["abc123"]}
+    fast = tmp_path / "fast"
+    shutil.copytree(store, fast)
+    sweep = json.loads((fast / "sweep.json").read_text())
+    sweep["overrides"] = ["fast=true"]
+    (fast / "sweep.json").write_text(json.dumps(sweep))
+    (check,) = build_report(fast, references=folder).reference_checks
+    assert check["status"] == "inside"
+    shutil.rmtree(saved / "report")
+    with pytest.raises(ReferenceFileError, match="neither runs/ nor report/report.json"):
+        references.make_references(saved)
+
+
+def test_a_one_seed_reference_widens_its_band_by_its_own_jitter():
+    """One seed says nothing of the spread over seeds: the largest change between consecutive evaluations
+    stands in for 2·std, so an oscillating curve's dips at other steps stay inside."""
+    curve = [{"step": s, "n": 1, "mean": m, "std": None, "min": m, "max": m} for s, m in [(1, 90.0), (2, 40.0)]]
+    ref = references.Reference(
+        algorithm="a", task="t", budget="b", overrides=[], run_settings={}, sha256="x", value="score",
+        seeds=[0], curve=curve, tolerance=10.0, code={}, source="", jitter=references._jitter(curve),
+    )  # fmt: skip
+    assert ref.jitter == 50.0
+    assert ref.band(1) == (30.0, 150.0) and ref.band(2) == (-20.0, 100.0)

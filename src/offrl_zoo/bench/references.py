@@ -5,12 +5,21 @@ A reference is one algorithm × task × budget of a results store: at each evalu
 (ddof 1), min and max of the value (score, or return on a task without reference scores) over its seeds,
 with the data's SHA-256, the store's overrides and evaluation settings, and the code version that made
 it. ``offrl-zoo reference make STORE`` writes them; the report checks every finished run whose algorithm,
-task, data hash, budget, overrides and evaluation settings match one.
+task, data hash, budget, overrides and evaluation settings match one. Overrides that change how fast a run
+trains but not what it computes (``fast``) do not count: a run on the fast path is checked against an
+eager reference and the other way round.
 
 The band at a step is ``[min(mean − 2·std, min) − tolerance, max(mean + 2·std, max) + tolerance]``: the
 seeds' spread, widened by an absolute ``tolerance`` (in the value's units; 10 by default, i.e. ten score
 points) so that a one-seed reference and small numerical differences between machines still leave room.
+A one-seed reference knows nothing of the spread over seeds; the largest change of its curve from one
+evaluation to the next (``jitter``) stands in for 2·std, so that a curve that oscillates (hopper) is not
+flagged at every dip another seed takes at another step.
 A run is outside when its value at any evaluation step the reference has lies outside that step's band.
+
+A saved store whose run files were not kept (``benchmarks/campaign.py save`` before they were committed)
+still has its report: references are then made from ``report/report.json``'s curves (mean, std, n; min
+and max are known only for one seed, and otherwise left out of the band).
 """
 
 from __future__ import annotations
@@ -40,26 +49,39 @@ class Reference:
     sha256: str  # the data's
     value: str  # score | return
     seeds: list[int]
-    curve: list[dict]  # per evaluation step: step, n, mean, std, min, max
+    curve: list[dict]  # per evaluation step: step, n, mean, std, min, max (None when made from a report)
     tolerance: float
     code: dict  # offrl-zoo version and git sha of the runs
     source: str  # the store it was made from, and how
+    jitter: float = 0.0  # one seed only: the largest change between consecutive evaluations (stands in for 2·std)
     format: int = FORMAT
 
     def key(self) -> tuple:
-        return (self.algorithm, self.task, self.budget, tuple(self.overrides), self.sha256)
+        return (self.algorithm, self.task, self.budget, _algorithmic(self.overrides), self.sha256)
 
     def band(self, step: int) -> tuple[float, float] | None:
         point = next((p for p in self.curve if p["step"] == step), None)
         if point is None:
             return None
-        spread = 2 * (point["std"] or 0.0)
-        low = min(point["mean"] - spread, point["min"]) - self.tolerance
-        high = max(point["mean"] + spread, point["max"]) + self.tolerance
+        spread = 2 * point["std"] if point["std"] is not None else self.jitter
+        low = min(point["mean"] - spread, _or(point["min"], point["mean"])) - self.tolerance
+        high = max(point["mean"] + spread, _or(point["max"], point["mean"])) + self.tolerance
         return low, high
 
     def file_name(self) -> str:
         return f"{self.algorithm}__{self.task}__{self.budget}.json"
+
+
+SPEED_ONLY_OVERRIDES = ("fast",)  # config keys that change the speed of a run, not its numbers
+
+
+def _algorithmic(overrides: list[str]) -> tuple[str, ...]:
+    """The overrides that matter when matching a run with a reference: all but the speed-only ones."""
+    return tuple(o for o in overrides if o.split("=", 1)[0].strip() not in SPEED_ONLY_OVERRIDES)
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def _store_settings(store: Path) -> dict:
@@ -88,30 +110,48 @@ def _curve_stats(values: list[float]) -> dict:
     return {"n": n, "mean": mean, "std": std, "min": min(values), "max": max(values)}
 
 
-def _code_version(store: Path, runs: list[RunResult]) -> dict:
+def _code_version(store: Path, runs: list[RunResult], code_version: str | None) -> dict:
+    """The offrl-zoo versions and git shas in the runs' provenance; ``code_version`` stands in for the sha of
+    runs that record none (an install that is not a git checkout records ``git_sha: null``)."""
     versions, shas = set(), set()
     for run in runs:
         provenance = json.loads((store / run.path / "provenance.json").read_text())
         versions.add((provenance.get("versions") or {}).get("offrl-zoo"))
-        shas.add(provenance.get("git_sha"))
-    return {"offrl_zoo": sorted(map(str, versions)), "git_sha": sorted(map(str, shas))}
+        shas.add(provenance.get("git_sha") or code_version)
+    return {"offrl_zoo": sorted(str(v) for v in versions if v), "git_sha": sorted(str(s) for s in shas if s)}
 
 
-def make_references(store: Path, tolerance: float = DEFAULT_TOLERANCE) -> list[Reference]:
-    """One reference per algorithm × task with finished runs on one dataset in ``store``."""
+def _jitter(curve: list[dict]) -> float:
+    """For a one-seed curve: the largest change of the mean between consecutive evaluations; 0 otherwise."""
+    if not curve or curve[0]["n"] != 1:
+        return 0.0
+    return max((abs(b["mean"] - a["mean"]) for a, b in zip(curve, curve[1:], strict=False)), default=0.0)
+
+
+def _one_dataset(store: Path, algorithm: str, task: str, hashes: set) -> str:
+    if len(hashes) != 1 or None in hashes:
+        raise ReferenceFileError(
+            f"{store}: the runs of {algorithm} on {task} used different or unknown data ({hashes})"
+        )
+    return hashes.pop()
+
+
+def make_references(
+    store: Path, tolerance: float = DEFAULT_TOLERANCE, code_version: str | None = None
+) -> list[Reference]:
+    """One reference per algorithm × task with finished runs on one dataset in ``store`` (from its report when
+    the run files are gone). ``code_version``: the commit the runs were trained at, where they record none."""
     store = Path(store)
     settings = _store_settings(store)
+    if not (store / "runs").is_dir():
+        return _references_from_report(store, settings, tolerance, code_version)
     groups: dict[tuple[str, str], list[RunResult]] = {}
     for run in collect_runs(store):
         if run.status == "done":
             groups.setdefault((run.algorithm, run.task), []).append(run)
     references = []
     for (algorithm, task), runs in sorted(groups.items()):
-        hashes = {r.sha256 for r in runs}
-        if len(hashes) != 1 or None in hashes:
-            raise ReferenceFileError(
-                f"{store}: the runs of {algorithm} on {task} used different or unknown data ({hashes})"
-            )
+        sha256 = _one_dataset(store, algorithm, task, {r.sha256 for r in runs})
         kind = "score" if all(r.final_score is not None for r in runs) else "return"
         by_step: dict[int, list[float]] = {}
         for run in runs:
@@ -124,16 +164,66 @@ def make_references(store: Path, tolerance: float = DEFAULT_TOLERANCE) -> list[R
             Reference(
                 algorithm=algorithm,
                 task=task,
-                sha256=hashes.pop() or "",
+                sha256=sha256,
                 value=kind,
                 seeds=sorted(r.seed for r in runs),
                 curve=curve,
                 tolerance=tolerance,
-                code=_code_version(store, runs),
+                jitter=_jitter(curve),
+                code=_code_version(store, runs, code_version),
                 source=f"results store {store.name}, `offrl-zoo reference make`",
                 **settings,
             )
         )
+    return references
+
+
+def _references_from_report(store: Path, settings: dict, tolerance: float, code_version: str | None) -> list[Reference]:
+    """References from a saved store's ``report/report.json``: its per-step curves (mean over seeds) stand in
+    for the run files. The report records no code version; ``code_version`` gives it."""
+    path = store / "report" / "report.json"
+    if not path.is_file():
+        raise ReferenceFileError(f"{store}: neither runs/ nor report/report.json to make references from")
+    try:
+        report = json.loads(path.read_text())
+        kinds = {t["task"]: t["value_kind"] for t in report["tasks"]}
+        done = [r for r in report["runs"] if r["status"] == "done"]
+        curves = report["curves"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ReferenceFileError(f"{path}: not a report of `offrl-zoo report` ({err!r})") from None
+    references = []
+    for task, per_algorithm in sorted(curves.items()):
+        for algorithm, points in sorted(per_algorithm.items()):
+            runs = [r for r in done if (r["algorithm"], r["task"]) == (algorithm, task)]
+            sha256 = _one_dataset(store, algorithm, task, {r.get("sha256") for r in runs})
+            one_seed = len(runs) == 1
+            curve = [
+                {
+                    "step": p["step"],
+                    "n": p["n"],
+                    "mean": p["mean"],
+                    "std": p.get("std"),
+                    "min": p["mean"] if one_seed else None,
+                    "max": p["mean"] if one_seed else None,
+                }
+                for p in points
+                if p["n"] == len(runs)
+            ]
+            references.append(
+                Reference(
+                    algorithm=algorithm,
+                    task=task,
+                    sha256=sha256,
+                    value=kinds[task],
+                    seeds=sorted(r["seed"] for r in runs),
+                    curve=curve,
+                    tolerance=tolerance,
+                    jitter=_jitter(curve),
+                    code={"offrl_zoo": [], "git_sha": [code_version] if code_version else []},
+                    source=f"report of results store {store.name} (run files not kept), `offrl-zoo reference make`",
+                    **settings,
+                )
+            )
     return references
 
 
@@ -174,7 +264,7 @@ def check_runs(store: Path, runs: list[RunResult], references: list[Reference]) 
     by_key = {ref.key(): ref for ref in references if ref.run_settings == settings["run_settings"]}
     checks = []
     for run in runs:
-        key = (run.algorithm, run.task, settings["budget"], tuple(settings["overrides"]), run.sha256)
+        key = (run.algorithm, run.task, settings["budget"], _algorithmic(settings["overrides"]), run.sha256)
         ref = by_key.get(key)
         if ref is None or run.status != "done":
             continue

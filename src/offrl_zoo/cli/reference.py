@@ -34,6 +34,11 @@ def add_reference_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="absolute widening of the band, in the value's units (default 10: ten score points)",
     )
+    q.add_argument(
+        "--code-version",
+        help="the commit the store's runs were trained at, recorded for runs whose provenance has no git sha "
+        "(an install that is not a git checkout) and for stores whose run files are gone (made from the report)",
+    )
     q.set_defaults(func=cmd_make)
     q = rsub.add_parser("list", help="the references in a folder (default: those shipped with offrl-zoo)")
     q.add_argument("--dir", help="a folder of reference files")
@@ -47,7 +52,7 @@ def cmd_make(args: argparse.Namespace) -> int:
     tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     if not tolerance >= 0:
         raise ReferenceFileError(f"--tolerance {args.tolerance}: expected a number ≥ 0")
-    references = make_references(Path(args.store), tolerance)
+    references = make_references(Path(args.store), tolerance, args.code_version)
     if not references:
         raise ReferenceFileError(f"{args.store}: no finished runs to make references from")
     for path in write_references(references, Path(args.out)):
@@ -64,5 +69,6 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(
             f"{ref.algorithm:8s} {ref.task:28s} budget {ref.budget:8s} seeds {len(ref.seeds)}  {final}  "
             f"data {ref.sha256[:8]}  ±{ref.tolerance:g}"
+            + (f" ±{ref.jitter:.1f} (one-seed jitter)" if ref.jitter else "")
         )
     return 0
