@@ -1,0 +1,78 @@
+"""What a trained run's critic and policy do on its own dataset: does the critic tell actions apart, and
+how far has the policy left the data? For diagnosing a run that does not learn (docs/results.md).
+
+    python benchmarks/critic_probe.py RUN_DIR [--rows 4096] [--seed 0]
+
+On ``--rows`` dataset transitions drawn with ``--seed`` it prints, for the run's checkpoint:
+
+- the min-of-ensemble Q of the dataset action, of the policy's action and of a uniformly random action,
+  and V(s) where the critic has one: a critic whose Q barely changes between the dataset action and a
+  random one gives the policy nothing to climb but its own errors;
+- the share of states where the policy's action has a higher Q than the dataset's;
+- the trust-region loss (DTQL, DTQL-KL) of the policy's actions against that of the dataset actions,
+  under the behaviour diffusion model: how much less likely the policy's actions are than the data;
+- mean |action| and the share of saturated actions, for both, and their RMS distance.
+
+The checkpoint is read, never written; a run still training can be probed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from offrl_zoo.data.loading import load_dataset
+from offrl_zoo.diffusion import trust_region_loss
+from offrl_zoo.train.run import load_run
+
+
+def probe(run_dir: Path, rows: int, seed: int) -> dict[str, float]:
+    algo, task, record = load_run(run_dir)
+    algo.eval()
+    request = record["request"]
+    data = load_dataset(task, request["dataset"], rule=request["transitions"], download=False).data
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randperm(len(data), generator=generator)[:rows]
+    obs, action = data["observation"][index].float(), data["action"][index].float()
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        policy_action = algo.sample_actions(obs)
+        random_action = (torch.rand(action.shape, generator=generator) * 2 - 1) * algo.spec.max_action
+        q_data = algo.critic.q_min(obs, action)
+        q_policy = algo.critic.q_min(obs, policy_action)
+        out = {
+            "Q(s, a_data)": q_data.mean().item(),
+            "Q(s, a_policy)": q_policy.mean().item(),
+            "Q(s, a_uniform)": algo.critic.q_min(obs, random_action).mean().item(),
+            "share Q(a_policy) > Q(a_data)": (q_policy > q_data).float().mean().item(),
+        }
+        if hasattr(algo.critic, "value"):
+            out["V(s)"] = algo.critic.value(obs).mean().item()
+        if hasattr(algo, "behaviour") and hasattr(algo, "edm"):
+            out["trust-region loss, policy"] = trust_region_loss(
+                algo.edm, algo.behaviour, policy_action, obs, algo.clip
+            ).item()
+            out["trust-region loss, data"] = trust_region_loss(algo.edm, algo.behaviour, action, obs, algo.clip).item()
+    saturated = 0.99 * algo.spec.max_action
+    for name, a in (("policy", policy_action), ("data", action)):
+        out[f"mean |a|, {name}"] = a.abs().mean().item()
+        out[f"share |a| > 0.99 max, {name}"] = (a.abs() > saturated).float().mean().item()
+    out["RMS(a_policy − a_data)"] = (policy_action - action).pow(2).mean().sqrt().item()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--rows", type=int, default=4096)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    for key, value in probe(args.run_dir, args.rows, args.seed).items():
+        print(f"{key:32s} {value:10.3f}")
+
+
+if __name__ == "__main__":
+    main()
