@@ -3,7 +3,8 @@ how far has the policy left the data? For diagnosing a run that does not learn (
 
     python benchmarks/critic_probe.py RUN_DIR [--rows 4096] [--seed 0]
 
-On ``--rows`` dataset transitions drawn with ``--seed`` it prints, for the run's checkpoint:
+For runs of the algorithms whose critic has ``q_min`` (DTQL, DTQL-KL). On ``--rows`` transitions of the
+run's dataset, transformed as the run trained on them, drawn with ``--seed``, it prints for the checkpoint:
 
 - the min-of-ensemble Q of the dataset action, of the policy's action and of a uniformly random action,
   and V(s) where the critic has one: a critic whose Q barely changes between the dataset action and a
@@ -24,6 +25,7 @@ from pathlib import Path
 import torch
 
 from offrl_zoo.data.loading import load_dataset
+from offrl_zoo.data.transforms import prepare
 from offrl_zoo.diffusion import trust_region_loss
 from offrl_zoo.train.run import load_run
 
@@ -31,8 +33,13 @@ from offrl_zoo.train.run import load_run
 def probe(run_dir: Path, rows: int, seed: int) -> dict[str, float]:
     algo, task, record = load_run(run_dir)
     algo.eval()
+    if not hasattr(getattr(algo, "critic", None), "q_min"):
+        raise SystemExit(
+            f"{run_dir}: {type(algo).__name__} has no critic with q_min; the probe is for DTQL and DTQL-KL"
+        )
     request = record["request"]
-    data = load_dataset(task, request["dataset"], rule=request["transitions"], download=False).data
+    dataset = load_dataset(task, request["dataset"], rule=request["transitions"], download=False)
+    data = prepare(dataset, algo.cfg, seed=request["seed"])[0].data  # what the run trained on
     generator = torch.Generator().manual_seed(seed)
     index = torch.randperm(len(data), generator=generator)[:rows]
     obs, action = data["observation"][index].float(), data["action"][index].float()

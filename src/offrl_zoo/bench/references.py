@@ -161,21 +161,43 @@ def make_references(
                     by_step.setdefault(point[0], []).append(value)
         curve = [{"step": step, **_curve_stats(v)} for step, v in sorted(by_step.items()) if len(v) == len(runs)]
         references.append(
-            Reference(
-                algorithm=algorithm,
-                task=task,
-                sha256=sha256,
-                value=kind,
-                seeds=sorted(r.seed for r in runs),
-                curve=curve,
-                tolerance=tolerance,
-                jitter=_jitter(curve),
-                code=_code_version(store, runs, code_version),
-                source=f"results store {store.name}, `offrl-zoo reference make`",
-                **settings,
+            _reference(
+                (algorithm, task, sha256, kind),
+                sorted(r.seed for r in runs),
+                curve,
+                tolerance,
+                _code_version(store, runs, code_version),
+                f"results store {store.name}, `offrl-zoo reference make`",
+                settings,
             )
         )
     return references
+
+
+def _reference(
+    what: tuple[str, str, str, str],
+    seeds: list[int],
+    curve: list[dict],
+    tolerance: float,
+    code: dict,
+    source: str,
+    settings: dict,
+) -> Reference:
+    """The reference of ``what`` = (algorithm, task, data sha256, value kind); its jitter comes from ``curve``."""
+    algorithm, task, sha256, kind = what
+    return Reference(
+        algorithm=algorithm,
+        task=task,
+        sha256=sha256,
+        value=kind,
+        seeds=seeds,
+        curve=curve,
+        tolerance=tolerance,
+        jitter=_jitter(curve),
+        code=code,
+        source=source,
+        **settings,
+    )
 
 
 def _references_from_report(store: Path, settings: dict, tolerance: float, code_version: str | None) -> list[Reference]:
@@ -210,18 +232,14 @@ def _references_from_report(store: Path, settings: dict, tolerance: float, code_
                 if p["n"] == len(runs)
             ]
             references.append(
-                Reference(
-                    algorithm=algorithm,
-                    task=task,
-                    sha256=sha256,
-                    value=kinds[task],
-                    seeds=sorted(r["seed"] for r in runs),
-                    curve=curve,
-                    tolerance=tolerance,
-                    jitter=_jitter(curve),
-                    code={"offrl_zoo": [], "git_sha": [code_version] if code_version else []},
-                    source=f"report of results store {store.name} (run files not kept), `offrl-zoo reference make`",
-                    **settings,
+                _reference(
+                    (algorithm, task, sha256, kinds[task]),
+                    sorted(r["seed"] for r in runs),
+                    curve,
+                    tolerance,
+                    {"offrl_zoo": [], "git_sha": [code_version] if code_version else []},
+                    f"report of results store {store.name} (run files not kept), `offrl-zoo reference make`",
+                    settings,
                 )
             )
     return references
