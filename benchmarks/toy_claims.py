@@ -81,6 +81,7 @@ def measure(args: argparse.Namespace, algorithm: str, task: str, seed: int) -> d
         eval_every=10**9,
         preset="quick" if args.budget == "quick" else None,
         checkpoint_every=250,
+        overrides=list(args.overrides),
     )
     run_dir = Path(args.runs) / args.budget / algorithm / task / f"seed{seed}"
     if not (run_dir / "done").is_file():
@@ -90,7 +91,9 @@ def measure(args: argparse.Namespace, algorithm: str, task: str, seed: int) -> d
         train(request, run_dir=run_dir, progress=False)
     _, distribution, reward = task.split("-")
     actions, policy = samples(run_dir, 1000, seed)
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())["algorithm_config"]
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    cfg = config["algorithm_config"]
+    provenance = json.loads((run_dir / "provenance.json").read_text())
     figure = f"{args.budget}-{algorithm}-{task}" + ("" if seed == 0 else f"-seed{seed}")
     plot(
         Path(args.figures) / f"{figure}.png",
@@ -106,7 +109,9 @@ def measure(args: argparse.Namespace, algorithm: str, task: str, seed: int) -> d
         "seed": seed,
         "steps": cfg["steps"],
         "batch_size": cfg["batch_size"],
-        "run_dir": str(run_dir),
+        "run_dir": str(Path("RUNS") / run_dir.relative_to(args.runs)),  # RUNS = --runs, machine-local
+        "overrides": config["request"]["overrides"],
+        "code_version": provenance.get("git_sha"),
         "policy": policy,
         **toy_metrics(actions, distribution, reward),
     }
@@ -124,6 +129,9 @@ def main() -> None:
     parser.add_argument("--figures", default="docs/figures/toy")
     parser.add_argument("--results", default="benchmarks/results/toy")
     parser.add_argument("--train", action="store_true", help="train runs that are missing (else skip them)")
+    parser.add_argument(
+        "overrides", nargs="*", help="config overrides for runs trained here, e.g. fast=true (same results, compiled)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []

@@ -14,6 +14,7 @@ from offrl_zoo.config import ConfigError
 from offrl_zoo.errors import CheckpointError
 from offrl_zoo.io import save_torch
 from offrl_zoo.train import RunRequest, Trainer, load_run, train
+from offrl_zoo.train.run import SESSION_KEYS
 from offrl_zoo.train.trainer import rng_state
 
 TASK = "toy-25_gaussian-near"
@@ -103,6 +104,10 @@ def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch, name):
     reference = train(request(name), run_dir=tmp_path / "reference", progress=False)
     crash_after_step_20(monkeypatch, request(name), tmp_path / "resumed")
     assert_same_run(train(request(name), run_dir=tmp_path / "resumed", progress=False), reference)
+    # the interrupted session's environment is kept beside this one's; a run trained in one go has none
+    earlier = json.loads((tmp_path / "resumed" / "provenance.json").read_text())["earlier_sessions"]
+    assert len(earlier) == 1 and set(earlier[0]) == set(SESSION_KEYS)
+    assert json.loads((reference / "provenance.json").read_text())["earlier_sessions"] == []
 
 
 def old_save_checkpoint(self, stage_index, next_step, sampler_state, elapsed) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import json
 import platform
 import subprocess
 import sys
@@ -212,6 +213,7 @@ def prepare_trainer(
     )
     trainer = Trainer(run_dir, algo, prepared, evaluator, settings)
     _announce(request, task, run_dir, data.dataset)
+    earlier = _earlier_sessions(run_dir)  # read before this session rewrites provenance.json
     write_json(
         run_dir / "provenance.json",
         {
@@ -222,6 +224,7 @@ def prepare_trainer(
             "host": platform.node(),
             "device": str(device),
             "threads": torch.get_num_threads(),
+            "earlier_sessions": earlier,
             "dataset": data.dataset.provenance.to_dict(),
             "transforms": data.transforms,
             "protocol": evaluator.protocol(algo),
@@ -241,6 +244,20 @@ def prepare_trainer(
     if loggers is not None:  # after config.yaml and provenance.json, which the loggers are sent
         trainer.loggers = open_run_loggers(trainer, loggers, f"{request.algorithm}/{task.id}/seed{request.seed}")
     return trainer
+
+
+SESSION_KEYS = ("git_sha", "versions", "python", "host", "device", "threads")
+
+
+def _earlier_sessions(run_dir: Path) -> list[dict]:
+    """What trained a resumed run before this session (code version, packages, host, device, threads),
+    oldest first, so that a run finished on other code or another machine says so. Empty for a run that
+    starts from scratch (no checkpoint: nothing of the earlier sessions is kept)."""
+    path = run_dir / "provenance.json"
+    if not (path.is_file() and (run_dir / CHECKPOINT).is_file()):
+        return []
+    old = json.loads(path.read_text())
+    return [*old.get("earlier_sessions", []), {k: old.get(k) for k in SESSION_KEYS}]
 
 
 def _announce(request: RunRequest, task: Task, run_dir: Path, dataset: Dataset) -> None:
