@@ -111,13 +111,15 @@ def _curve_stats(values: list[float]) -> dict:
 
 
 def _code_version(store: Path, runs: list[RunResult], code_version: str | None) -> dict:
-    """The offrl-zoo versions and git shas in the runs' provenance; ``code_version`` stands in for the sha of
-    runs that record none (an install that is not a git checkout records ``git_sha: null``)."""
+    """The offrl-zoo versions and git shas in the runs' provenance, of every session that trained them
+    (a resumed run lists its earlier ones); ``code_version`` stands in for the sha of sessions that record
+    none (an install that is not a git checkout records ``git_sha: null``)."""
     versions, shas = set(), set()
     for run in runs:
         provenance = json.loads((store / run.path / "provenance.json").read_text())
-        versions.add((provenance.get("versions") or {}).get("offrl-zoo"))
-        shas.add(provenance.get("git_sha") or code_version)
+        for session in (*provenance.get("earlier_sessions", []), provenance):
+            versions.add((session.get("versions") or {}).get("offrl-zoo"))
+            shas.add(session.get("git_sha") or code_version)
     return {"offrl_zoo": sorted(str(v) for v in versions if v), "git_sha": sorted(str(s) for s in shas if s)}
 
 
