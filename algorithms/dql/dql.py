@@ -135,7 +135,17 @@ class DQL(Algorithm[DQLConfig]):
         modules = ("actor", "critic", "critic_target")
         schedules = self.step_schedules if self.schedulers else None
         stages = (
-            [Stage("pre_ema", split, cfg.batch_size, self.update, modules=modules, after_update=schedules)]
+            [
+                Stage(
+                    "pre_ema",
+                    split,
+                    cfg.batch_size,
+                    self.update,
+                    modules=modules,
+                    after_update=schedules,
+                    variant=self.ema_due,
+                )
+            ]
             if split
             else []
         )
@@ -148,6 +158,7 @@ class DQL(Algorithm[DQLConfig]):
                     lambda batch, step: self.update(batch, split + step),
                     modules=(*modules, "actor_ema"),
                     after_update=(lambda step: self.step_schedules(split + step)) if schedules else None,
+                    variant=lambda step: self.ema_due(split + step),
                 )
             )
         return stages
@@ -158,10 +169,14 @@ class DQL(Algorithm[DQLConfig]):
         cfg = self.cfg
         out = self.critic_step(batch)
         out.update(self.actor_step(batch))
-        if step >= cfg.ema_start and step % cfg.ema_every == 0:
+        if self.ema_due(step):
             polyak_update_(self.actor_ema, self.actor, 1 - cfg.ema_decay)
         polyak_update_(self.critic_target, self.critic, cfg.tau)
         return TensorDict(out)
+
+    def ema_due(self, step: int) -> bool:
+        """Whether the EMA actor moves at global step ``step`` (a step's code path, ``Stage.variant``)."""
+        return step >= self.cfg.ema_start and step % self.cfg.ema_every == 0
 
     def step_schedules(self, step: int) -> None:
         """After global step ``step``: cosine steps every update, the official schedule once per train() call."""

@@ -148,7 +148,7 @@ class DTQL(Algorithm[DTQLConfig]):
             loss = loss + cfg.gamma * nll
             out["nll_loss"] = nll.detach()
         step_optimizer(self.optimizers["actor"], loss)
-        if cfg.keep_ema and step % 5 == 0 and step >= 1000:
+        if self.ema_due(step):
             polyak_update_(self.actor_ema, self.actor, 0.005)
         out["actor_loss"] = loss.detach()
         return out
@@ -193,9 +193,17 @@ class DTQL(Algorithm[DTQLConfig]):
                 modules=modules,
                 sampling=cfg.sampling,
                 after_update=self.scheduler_steps(),
+                variant=self.train_variant,
             )
         )
         return stages
+
+    def train_variant(self, step: int) -> bool:
+        """The train step's code path (``Stage.variant``): whether the official EMA copy is due."""
+        return self.ema_due(step)
+
+    def ema_due(self, step: int) -> bool:
+        return self.cfg.keep_ema and step % 5 == 0 and step >= 1000
 
     def pretrain_update(self, batch: TensorDict, step: int) -> TensorDict:
         bc_loss = self.behaviour_step(batch)

@@ -69,6 +69,10 @@ class DTQLKL(DTQL):
                 for target, value in zip([*net.parameters(), *net.buffers()], source, strict=True):
                     target.copy_(value)
 
+    def train_variant(self, step: int) -> bool:
+        """The train step's code path: the first copies the behaviour weights into the generator."""
+        return step == 0
+
     def actor_step(self, batch: TensorDict, step: int) -> dict[str, torch.Tensor]:
         cfg, obs = self.cfg, batch["observation"]
         if step == 0:

@@ -54,7 +54,15 @@ class TD3BC(Algorithm[TD3BCConfig]):
 
     def stages(self) -> list[Stage]:
         modules = ("actor", "critic", "actor_target", "critic_target")
-        return [Stage("train", self.cfg.steps, self.cfg.batch_size, self.update, modules=modules)]
+        stage = Stage(
+            "train", self.cfg.steps, self.cfg.batch_size, self.update, modules=modules, variant=self.actor_due
+        )
+        return [stage]
+
+    def actor_due(self, step: int) -> bool:
+        """Whether the delayed actor and the targets update at ``step`` (the original counts iterations from 1);
+        the step's code path (``Stage.variant``)."""
+        return (step + 1) % self.cfg.policy_freq == 0
 
     def update(self, batch: TensorDict, step: int) -> TensorDict:
         cfg, a_max = self.cfg, self.max_action
@@ -71,7 +79,7 @@ class TD3BC(Algorithm[TD3BCConfig]):
         step_optimizer(self.optimizers["critic"], critic_loss)
         metrics = {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean()}
 
-        if (step + 1) % cfg.policy_freq == 0:  # the original counts iterations from 1
+        if self.actor_due(step):
             pi = self.actor(obs)
             with frozen(self.critic):
                 q1 = self.critic(obs, pi)[0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import torch
 from tensordict import TensorDict
 
+from offrl_zoo.graphs import CapturedStep, VariantGraphs
 from offrl_zoo.optim import TrainableModule, make_optimizer
 from offrl_zoo.spec import DataSpec
 
@@ -59,6 +60,9 @@ class BaseConfig:
     # graph (torch.compile, fullgraph) and act compiled. Same maths, equal losses to float tolerance
     # (tests/test_fast_path.py, conformance check_graph_safe); off is the eager reference.
     fast: bool = False
+    # On CUDA, the fast path also captures each compiled update (one per step variant) and act as CUDA graphs
+    # and replays them (offrl_zoo.graphs); false keeps compile only. No effect off CUDA or without fast.
+    capture: bool = True
 
     def __post_init__(self) -> None:
         check_limits(self)
@@ -150,6 +154,10 @@ class Stage:
     the host-side bookkeeping of a step, i.e. LR schedulers (torch computes their rates in Python, which a
     compiled graph would freeze at its first value). ``update`` itself must stay graph-safe: no host syncs,
     no scheduler calls, optimiser steps through ``step_optimizer`` only.
+    ``variant(step)``, when given, names the code path ``update`` takes at ``step`` (e.g. whether the EMA is
+    due): ``update`` may read its step only through this key, since the fast path builds one graph per key
+    at its first step and reuses it (``offrl_zoo.graphs``; conformance check ``check_step_variants``).
+    None: ``update`` does not depend on its step.
     ``shared`` marks a stage whose result other algorithms may reuse: a dict naming what it trains and
     every setting it depends on (e.g. ``{"kind": "dtql-pretrain", "lr": 3e-4, ...}``). Two stages with
     equal ``shared`` dicts, the same prepared dataset and the same seed produce identical modules, so
@@ -167,6 +175,7 @@ class Stage:
     has_policy: bool = True
     shared: dict[str, Any] | None = None
     after_update: Callable[[int], None] | None = None
+    variant: Callable[[int], Hashable] | None = None
 
     def __post_init__(self) -> None:
         if self.sampling not in SAMPLINGS:
@@ -264,6 +273,7 @@ class Algorithm(TrainableModule, Generic[ConfigT]):
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, Any] = {}
         self._compiled_act: Callable[[torch.Tensor, bool], torch.Tensor] | None = None
+        self._act_graphs: dict[tuple, CapturedStep] = {}  # captured act per (obs shape, deterministic)
 
     def make_optimizer(
         self, params: Any, optimizer: type[torch.optim.Optimizer] = torch.optim.Adam, **kwargs: Any
@@ -271,10 +281,18 @@ class Algorithm(TrainableModule, Generic[ConfigT]):
         """``optimizer(params, **kwargs)`` (Adam or AdamW), graph-safe on the fast path (``offrl_zoo.optim``)."""
         return make_optimizer(params, self.cfg.fast, optimizer, **kwargs)
 
+    def captures(self) -> bool:
+        """Whether updates and act run as captured CUDA graphs (``fast`` and ``capture`` on a CUDA device)."""
+        return self.cfg.fast and self.cfg.capture and self.device.type == "cuda"
+
     def compiled_update(self, stage: Stage, backend: str = "inductor") -> UpdateFn:
-        """What the trainer runs once per step of ``stage``: ``stage.update`` (compiled as one whole graph with
-        ``backend`` on the fast path), then ``stage.after_update`` outside it."""
-        update = compile_for_speed(stage.update, fullgraph=True, backend=backend) if self.cfg.fast else stage.update
+        """What the trainer runs once per step of ``stage``: ``stage.update`` (on the fast path compiled as one
+        whole graph with ``backend``, one per step variant, captured on CUDA), then ``stage.after_update``
+        outside it."""
+        update: UpdateFn = stage.update
+        if self.cfg.fast:
+            compiled = compile_for_speed(stage.update, fullgraph=True, backend=backend)
+            update = VariantGraphs(compiled, stage.variant, capture=self.captures())
         after = stage.after_update
         if after is None:
             return update
@@ -328,13 +346,21 @@ class Algorithm(TrainableModule, Generic[ConfigT]):
             raise ValueError(f"act: expected observations of shape (B, {self.spec.obs_dim}), got {tuple(obs.shape)}")
         was_training = self.training
         self.eval()  # dropout etc. off while acting
-        act: Callable[[torch.Tensor, bool], torch.Tensor] = self._act
-        if self.cfg.fast:
-            if self._compiled_act is None:
-                self._compiled_act = compile_for_speed(self._act, fullgraph=True)
-            act = self._compiled_act
         try:
-            action = act((obs - self.obs_loc) / self.obs_scale, deterministic)
+            if not self.cfg.fast:
+                return self._bounded_act(obs, deterministic)
+            if self._compiled_act is None:
+                self._compiled_act = compile_for_speed(self._bounded_act, fullgraph=True)
+            if not self.captures():
+                return self._compiled_act(obs, deterministic)
+            key = (tuple(obs.shape), deterministic)
+            if key not in self._act_graphs:
+                act, det = self._compiled_act, deterministic
+                self._act_graphs[key] = CapturedStep(lambda td: TensorDict(action=act(td["obs"], det)))
+            return self._act_graphs[key](TensorDict(obs=obs))["action"]
         finally:
             self.train(was_training)
+
+    def _bounded_act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        action = self._act((obs - self.obs_loc) / self.obs_scale, deterministic)
         return torch.maximum(torch.minimum(action, self.action_high), self.action_low)

@@ -227,6 +227,44 @@ def check_graph_safe(algo_cls: type[Algorithm], steps: int = 3) -> None:
         _assert_same_weights(fast, eager, f"after {stage_fast.name}")
 
 
+UNDECLARED = "does update read its step beyond Stage.variant?"
+
+
+def _probe_steps(n: int) -> list[int]:
+    """Steps of a stage of ``n`` steps around the usual thresholds: the first few, 999–1 006 (warm-ups that
+    end at step 1 000, every-5 and every-2 periods) and the last few."""
+    return sorted({*range(8), *range(999, 1007), *range(n - 3, n)} & set(range(n)))
+
+
+def check_step_variants(algo_cls: type[Algorithm], **overrides) -> None:
+    """Every stage's ``update`` reads its step only through ``Stage.variant``: the fast path builds one graph per
+    variant key at the first step with that key and reuses it for every later step with that key
+    (``offrl_zoo.graphs``). Run eagerly at steps around the usual thresholds, the update given each key's first
+    step in place of the true one must compute exactly what the true step computes. An update that branches on
+    its step without declaring it (or computes with the step) fails here."""
+    true, replayed = make(algo_cls, **overrides), make(algo_cls, **overrides)
+    for stage_true, stage_replayed in zip(true.stages(), replayed.stages(), strict=True):
+        first: dict = {}
+        for step in _probe_steps(stage_true.steps):
+            key = None if stage_replayed.variant is None else stage_replayed.variant(step)
+            batch = random_batch(tiny_spec(), seed=11 + step)
+            results = []
+            for stage, as_step in ((stage_true, step), (stage_replayed, first.setdefault(key, step))):
+                torch.manual_seed(step)
+                results.append(stage.update(batch, as_step))
+                if stage.after_update is not None:  # runs outside the graphs, with the true step
+                    stage.after_update(step)
+            want, got = results
+            where = f"{stage_true.name} step {step} run as step {first[key]}"
+            assert set(got.keys()) == set(want.keys()), (
+                f"{where}: metrics {sorted(got.keys())}, the true step's {sorted(want.keys())}; {UNDECLARED}"
+            )
+            for k, value in want.items():
+                torch.testing.assert_close(got[k], value, rtol=0, atol=0, msg=f"{where}: {k}; {UNDECLARED}")
+        for (name, a), (_, b) in zip(_tensors(true).items(), _tensors(replayed).items(), strict=True):
+            assert torch.equal(a, b), f"{stage_true.name}: {name} differs; {UNDECLARED}"
+
+
 CHECKS = (
     check_act,
     check_update_touches_declared_modules,
@@ -234,6 +272,7 @@ CHECKS = (
     check_training_state_is_safe,
     check_vectorized_seeds,
     check_graph_safe,
+    check_step_variants,
 )
 
 
