@@ -98,6 +98,27 @@ def test_train_then_eval(tmp_path):
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["protocol"]["episodes"] == 5 and "score_mean" in result
+    out = run("eval", str(run_dir), "--episodes", "1", "candidates=4")  # BC's act has no choice to make
+    assert out.returncode != 0 and "not an acting key of bc (acting keys: none" in out.stderr
+
+
+def test_eval_acting_overrides_change_only_the_selection_rule():
+    import torch
+
+    from offrl_zoo import registry, testing
+    from offrl_zoo.cli.main import _acting_overrides
+    from offrl_zoo.errors import ConfigError
+
+    algo = testing.make(registry.get("idql"))
+    before = {k: v.clone() for k, v in algo.state_dict().items()}
+    assert _acting_overrides(algo, ["candidates=3", "selection=resample"]) == {"candidates": 3, "selection": "resample"}
+    assert (algo.cfg.candidates, algo.cfg.selection) == (3, "resample")
+    assert all(torch.equal(before[k], v) for k, v in algo.state_dict().items())
+    assert algo.act(torch.zeros(2, testing.OBS_DIM)).shape == (2, testing.ACTION_DIM)
+    with pytest.raises(ConfigError, match="selection='best'"):
+        _acting_overrides(algo, ["selection=best"])
+    with pytest.raises(ConfigError, match="not an acting key of idql"):
+        _acting_overrides(algo, ["score_hidden=64"])
 
 
 def test_custom_dataset_needs_env(tmp_path):

@@ -3,6 +3,7 @@ conformance check catches an update that branches on its step without declaring 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from tensordict import TensorDict
 
 from offrl_zoo import registry, testing
-from offrl_zoo.graphs import VariantGraphs
+from offrl_zoo.graphs import MAX_VARIANTS, VariantGraphs
 
 
 def test_each_variant_is_built_once_at_its_first_step_and_reused():
@@ -26,6 +27,21 @@ def test_each_variant_is_built_once_at_its_first_step_and_reused():
     assert [float(o["x"]) for o in out] == [2.0 * s for s in range(1, 8)]  # the batch is the step's own
     assert set(graphs.graphs) == {False, True}
     assert seen == [1, 1, 3, 1, 1, 3, 1]
+
+
+def test_a_variant_per_step_is_refused():
+    graphs = VariantGraphs(lambda batch, step: TensorDict(), variant=lambda step: step)
+    for step in range(MAX_VARIANTS):
+        graphs(TensorDict(), step)
+    with pytest.raises(ValueError, match="not the step itself"):
+        graphs(TensorDict(), MAX_VARIANTS)
+
+
+def test_copies_of_an_algorithm_leave_its_compiled_act_behind():
+    algo = testing.make(registry.get("td3bc"), fast=True)
+    algo._compiled_act = lambda obs, det: obs  # stands for a compiled function bound to this instance
+    clone = copy.deepcopy(algo)
+    assert clone._compiled_act is None and clone._act_graphs == {} and algo._compiled_act is not None
 
 
 def test_no_variant_is_one_graph_for_every_step():

@@ -100,6 +100,7 @@ class DQL(Algorithm[DQLConfig]):
     Config = DQLConfig
     summary = "Diffusion-QL (Wang, Hunt, Zhou 2022; official code)"
     deterministic_act_is_exact = False  # softmax selection draws candidates even for evaluation
+    acting_keys = ("selection", "candidates")
     unsupported_tasks = {
         "*-random-v2|hopper-expert-v2|halfcheetah-expert-v2|walker2d-expert-v2|*-full-replay-v2": (
             "the official main.py has no settings for it (its per-task gradient clip gn ranges over 1–9 on locomotion)",

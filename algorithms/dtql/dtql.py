@@ -99,6 +99,7 @@ class DTQL(Algorithm[DTQLConfig]):
     Config = DTQLConfig
     summary = "Diffusion Trusted Q-Learning (Chen et al. 2024; official code)"
     deterministic_act_is_exact = False  # softmax selection draws candidates even for evaluation
+    acting_keys = ("selection", "candidates")
     candidate_noun = "policy"  # what `sample_actions` draws, in the selection rule's words
 
     def __init__(self, spec: DataSpec, cfg: DTQLConfig, device: torch.device | str = "cpu") -> None:

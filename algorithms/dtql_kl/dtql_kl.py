@@ -69,9 +69,9 @@ class DTQLKL(DTQL):
                 for target, value in zip([*net.parameters(), *net.buffers()], source, strict=True):
                     target.copy_(value)
 
-    def train_variant(self, step: int) -> bool:
+    def train_variant(self, step: int) -> tuple[bool, bool]:
         """The train step's code path: the first copies the behaviour weights into the generator."""
-        return step == 0
+        return step == 0, super().train_variant(step)
 
     def actor_step(self, batch: TensorDict, step: int) -> dict[str, torch.Tensor]:
         cfg, obs = self.cfg, batch["observation"]

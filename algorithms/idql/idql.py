@@ -97,6 +97,7 @@ class IDQL(Algorithm[IDQLConfig]):
     Config = IDQLConfig
     summary = "Implicit Diffusion Q-Learning (Hansen-Estruch et al. 2023; official code)"
     deterministic_act_is_exact = False  # every action draws fresh diffusion samples
+    acting_keys = ("selection", "candidates", "temperature", "clip_sampler", "repeat_last")
 
     def __init__(self, spec: DataSpec, cfg: IDQLConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(spec, cfg, device)

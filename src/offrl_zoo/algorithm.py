@@ -251,6 +251,9 @@ class Algorithm(TrainableModule, Generic[ConfigT]):
     # (reason, key). Resolving such a task fails with the reason unless the user sets ``key``
     # (user YAML or command line), so a missing official value is never silently guessed.
     unsupported_tasks: ClassVar[dict[str, tuple[str, str]]] = {}
+    # Config keys that only choose how act picks an action from the trained networks (candidates, selection
+    # rule): `offrl-zoo eval RUN key=value` may change them to evaluate a checkpoint under another rule.
+    acting_keys: ClassVar[tuple[str, ...]] = ()
     cfg: ConfigT
     # Buffers registered in __init__: the observation normalisation and the action box.
     obs_loc: torch.Tensor
@@ -274,6 +277,13 @@ class Algorithm(TrainableModule, Generic[ConfigT]):
         self.schedulers: dict[str, Any] = {}
         self._compiled_act: Callable[[torch.Tensor, bool], torch.Tensor] | None = None
         self._act_graphs: dict[tuple, CapturedStep] = {}  # captured act per (obs shape, deterministic)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies (``copy.deepcopy``, pickling) leave out the compiled act and the captured graphs: those are
+        bound to this instance's tensors, and a CUDA graph cannot be copied."""
+        state = dict(self.__dict__)
+        state["_compiled_act"], state["_act_graphs"] = None, {}
+        return state
 
     def make_optimizer(
         self, params: Any, optimizer: type[torch.optim.Optimizer] = torch.optim.Adam, **kwargs: Any

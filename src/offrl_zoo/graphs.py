@@ -16,9 +16,13 @@ the step's batch is copied into the graph's static input buffers and the metrics
 static outputs. Forward, backward, every optimiser step (capturable Adam, learning rates as device
 tensors that the schedulers fill outside the graph) and the target/EMA updates are in the graph; random
 numbers come from the default CUDA generator, which advances at every replay, so a checkpoint of its
-state keeps resume exact. Hand-made capture rather than ``tensordict.nn.CudaGraphModule``: the H200 probe
-measured the library's wrapper 2–7 % slower (it synchronises the device before every replay), and the
-wrapper unregisters TensorDict from PyTree for the whole process.
+state keeps resume exact. A replay runs no Python: anything the update reads from Python (a config value,
+an attribute, a CPU scalar) is frozen at capture, as the step is; learning rates are device tensors for
+that reason, and a changed config needs a fresh ``compiled_update``.
+
+Hand-made capture rather than ``tensordict.nn.CudaGraphModule``: the H200 probe measured the library's
+wrapper 2–7 % slower (it synchronises the device before every replay), and the wrapper unregisters
+TensorDict from PyTree for the whole process.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from tensordict import TensorDict
 # Real steps run (on a side stream) before a capture: the first compiles; cuBLAS and the caching allocator
 # set up their workspaces during the next ones.
 CAPTURE_WARMUP = 3
+# Code paths of one update; each holds a graph (and on CUDA its own memory pool).
+MAX_VARIANTS = 8
 
 BatchFn = Callable[[TensorDict], TensorDict]
 StepFn = Callable[[TensorDict, int], TensorDict]
@@ -48,11 +54,13 @@ class CapturedStep:
         self.static_in: TensorDict | None = None
         self.static_out: TensorDict | None = None
         self.failed = False
+        self.side: torch.cuda.Stream | None = None
 
     def __call__(self, td: TensorDict) -> TensorDict:
         if self.graph is None and self.calls < self.warmup:
             self.calls += 1
-            side = torch.cuda.Stream()
+            self.side = self.side or torch.cuda.Stream()
+            side = self.side
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 out = self.fn(td)
@@ -77,6 +85,11 @@ class CapturedStep:
             self.graph = graph
         else:
             assert self.static_in is not None
+            keys, captured = set(td.keys(True, True)), set(self.static_in.keys(True, True))
+            if keys != captured:  # update_ would skip what differs and replay on stale inputs
+                raise KeyError(
+                    f"captured step: inputs {sorted(map(str, keys))}, captured with {sorted(map(str, captured))}"
+                )
             self.static_in.update_(td, non_blocking=True)
         self.graph.replay()
         assert self.static_out is not None
@@ -100,6 +113,11 @@ class VariantGraphs:
         key = None if self.variant is None else self.variant(step)
         graph = self.graphs.get(key)
         if graph is None:
+            if len(self.graphs) == MAX_VARIANTS:
+                raise ValueError(
+                    f"Stage.variant gave a {MAX_VARIANTS + 1}th key ({key!r} at step {step}): a variant names the "
+                    "few code paths of an update (e.g. whether an EMA is due), not the step itself"
+                )
             graph = _bind_step(self.update, step)
             if self.capture:
                 graph = CapturedStep(graph)

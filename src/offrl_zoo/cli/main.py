@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from offrl_zoo.cli.args import (
     add_eval_action_flags,
@@ -141,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=device_name, default="cpu")
     add_eval_action_flags(
         p, "--stochastic", "--deterministic", "default: the run's, else the task's; with --policy, the exported rule"
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="with a run: evaluate its weights under another action-selection rule, e.g. candidates=1 or "
+        "selection=resample (the algorithm's acting keys only; an unknown one is refused with the list)",
     )
     p.set_defaults(func=cmd_eval)
 
@@ -287,10 +295,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         both = args.run_dir is not None
         raise usage_error("offrl-zoo eval", f"give a run directory or --policy FILE{', not both' if both else ''}")
     if args.policy is not None:
+        if args.overrides:
+            raise usage_error("offrl-zoo eval", "KEY=VALUE acting settings go with a run, not an exported policy")
         return _eval_policy(args)
     if args.env is not None:
         raise usage_error("offrl-zoo eval", "--env goes with --policy: a run is evaluated on its own task")
     algo, task, record = load_run(args.run_dir, args.device)
+    acting = _acting_overrides(algo, args.overrides)
     request = record["request"]
     evaluator = Evaluator(
         task,
@@ -300,7 +311,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
             args.deterministic, request.get("deterministic_eval"), task.deterministic_eval
         ),
     )
-    return _print_evaluation(evaluator, algo)
+    return _print_evaluation(evaluator, algo, **({"acting_overrides": acting} if acting else {}))
+
+
+def _acting_overrides(algo: Algorithm, items: list[str]) -> dict[str, Any]:
+    """Apply ``key=value`` acting settings to the loaded algorithm's config (validated as any config is)."""
+    from offrl_zoo.config import parse_override
+    from offrl_zoo.errors import ConfigError
+
+    values: dict[str, Any] = {}
+    for item in items:
+        values.update(parse_override(item))
+    allowed = type(algo).acting_keys
+    for key in values:
+        if key not in allowed:
+            listed = ", ".join(allowed) if allowed else "none: its act has no choice to make"
+            raise ConfigError(f"offrl-zoo eval {key}=…: not an acting key of {algo.name} (acting keys: {listed})")
+    try:
+        algo.cfg = dataclasses.replace(algo.cfg, **values)
+    except ValueError as err:  # the config's own check of the value
+        raise ConfigError(f"offrl-zoo eval: {err}") from None
+    return values
 
 
 def _eval_policy(args: argparse.Namespace) -> int:
@@ -324,7 +355,7 @@ def _eval_policy(args: argparse.Namespace) -> int:
     return _print_evaluation(evaluator, cast("Algorithm", policy), policy=str(args.policy))
 
 
-def _print_evaluation(evaluator: Evaluator, actor: Algorithm, **extra: str) -> int:
+def _print_evaluation(evaluator: Evaluator, actor: Algorithm, **extra: object) -> int:
     """Run ``evaluator`` on ``actor`` and print the result (episode lists left out) with its protocol."""
     result = evaluator(actor)
     evaluator.close()

@@ -36,10 +36,14 @@ def network_evaluations_per_action(algo: Algorithm, deterministic: bool = True) 
         for layer in _leaf_layers(net):
             counts[id(layer)] = 0
             handles.append(layer.register_forward_hook(lambda m, i, o: counts.__setitem__(id(m), counts[id(m)] + 1)))
-    try:  # eager even on the fast path: compiled code need not call the hooks
-        with torch.compiler.set_stance("force_eager"):
-            algo.act(torch.zeros(1, algo.spec.obs_dim, device=algo.obs_loc.device), deterministic=deterministic)
+    obs = torch.zeros(1, algo.spec.obs_dim, device=algo.obs_loc.device)
+    was_training = algo.training
+    algo.eval()
+    try:  # eager and uncaptured even on the fast path: compiled code and graph replays call no hooks
+        with torch.compiler.set_stance("force_eager"), torch.no_grad():
+            algo._bounded_act(obs, deterministic)
     finally:
+        algo.train(was_training)
         for handle in handles:
             handle.remove()
     total = 0

@@ -49,8 +49,6 @@ class SeedBatch:
         self.generators = generators
         self.n = len(algos)
         self.template = copy.deepcopy(algos[0])
-        self.template._compiled_act = None
-        self.template._act_graphs = {}
         self.params: dict[str, nn.Parameter] = {}
         for name, p in self.template.named_parameters():
             self.params[name] = nn.Parameter(

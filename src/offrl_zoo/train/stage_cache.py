@@ -17,12 +17,14 @@ from pathlib import Path
 from offrl_zoo.algorithm import Algorithm, BaseConfig, Stage
 from offrl_zoo.data.dataset import Dataset
 from offrl_zoo.io import load_torch, save_torch, write_json
+from offrl_zoo.optim import is_graph_safe, place_graph_safe_state
 
 
 def stage_identity(
     stage: Stage, algo: Algorithm, dataset: Dataset, seed: int, steps: int, vectorized: bool = False
 ) -> dict:
-    prep = {f.name: getattr(algo.cfg, f.name) for f in dataclasses.fields(BaseConfig)}
+    # capture replays the compiled update, the same numbers: it does not split the cache
+    prep = {f.name: getattr(algo.cfg, f.name) for f in dataclasses.fields(BaseConfig) if f.name != "capture"}
     # a stage trained in a seed batch rounds differently from one trained alone (as fast/eager do)
     batched = {"vectorized_seeds": True} if vectorized else {}
     return {
@@ -77,4 +79,7 @@ def load_stage(cache_dir: Path, identity: dict, algo: Algorithm, stage: Stage) -
     for kind, table in (("optimizers", algo.optimizers), ("schedulers", algo.schedulers)):
         for key, value in state[kind].items():
             table[key].load_state_dict(value)
+    for opt in algo.optimizers.values():  # loading put the saved learning rates back as CPU values
+        if is_graph_safe(opt):
+            place_graph_safe_state(opt)
     return folder
