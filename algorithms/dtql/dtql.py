@@ -8,6 +8,7 @@ target critic's Q of 1024 policy samples. Every quirk of §12 (#1–10) is the d
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 import torch
@@ -199,7 +200,7 @@ class DTQL(Algorithm[DTQLConfig]):
         )
         return stages
 
-    def train_variant(self, step: int) -> bool:
+    def train_variant(self, step: int) -> Hashable:
         """The train step's code path (``Stage.variant``): whether the official EMA copy is due."""
         return self.ema_due(step)
 

@@ -8,6 +8,7 @@ distribution are both initialised from the behaviour model when main training st
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import torch
@@ -69,7 +70,7 @@ class DTQLKL(DTQL):
                 for target, value in zip([*net.parameters(), *net.buffers()], source, strict=True):
                     target.copy_(value)
 
-    def train_variant(self, step: int) -> tuple[bool, bool]:
+    def train_variant(self, step: int) -> Hashable:
         """The train step's code path: the first copies the behaviour weights into the generator."""
         return step == 0, super().train_variant(step)
 
