@@ -166,9 +166,17 @@ class TrainableModule(nn.Module):
                 "into a freshly built model and save its training_state()"
             )
         self.load_state_dict(state["modules"])
-        for key, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][key])
+        self.load_optimizer_states(
+            {k: state["optimizers"][k] for k in self.optimizers}, {k: state["schedulers"][k] for k in self.schedulers}
+        )
+
+    def load_optimizer_states(self, optimizers: dict[str, Any], schedulers: dict[str, Any]) -> None:
+        """Load the states of the named optimisers and schedulers (all of them or some); a graph-safe optimiser
+        gets its learning rates back as device tensors, which loading had made plain values again."""
+        for key, value in optimizers.items():
+            opt = self.optimizers[key]
+            opt.load_state_dict(value)
             if is_graph_safe(opt):
                 place_graph_safe_state(opt)
-        for key, sched in self.schedulers.items():
-            sched.load_state_dict(state["schedulers"][key])
+        for key, value in schedulers.items():
+            self.schedulers[key].load_state_dict(value)

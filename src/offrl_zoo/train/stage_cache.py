@@ -17,7 +17,6 @@ from pathlib import Path
 from offrl_zoo.algorithm import Algorithm, BaseConfig, Stage
 from offrl_zoo.data.dataset import Dataset
 from offrl_zoo.io import load_torch, save_torch, write_json
-from offrl_zoo.optim import is_graph_safe, place_graph_safe_state
 
 
 def stage_identity(
@@ -76,10 +75,5 @@ def load_stage(cache_dir: Path, identity: dict, algo: Algorithm, stage: Stage) -
     state = load_torch(folder / "stage.pt", map_location="cpu")
     for name, module_state in state["modules"].items():
         getattr(algo, name).load_state_dict(module_state)
-    for kind, table in (("optimizers", algo.optimizers), ("schedulers", algo.schedulers)):
-        for key, value in state[kind].items():
-            table[key].load_state_dict(value)
-    for opt in algo.optimizers.values():  # loading put the saved learning rates back as CPU values
-        if is_graph_safe(opt):
-            place_graph_safe_state(opt)
+    algo.load_optimizer_states(state["optimizers"], state["schedulers"])
     return folder
