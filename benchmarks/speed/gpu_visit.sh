@@ -22,10 +22,12 @@ step device 30 python -c "import torch, sys; print(torch.__version__, torch.vers
 # the captured fast path per stage (eager figures: GPU.md, 2026-12-04); DTQL first, DQL whose capture failed
 # then, TD3+BC for its step variants, IQL. A 15-minute visit has no room to compile all eight.
 step speed 330 python benchmarks/speed/speed.py --device cuda --algorithms dtql dql td3bc iql --paths fast --steps 200 --warmup 10 --act-repeats 200 --tag capture-cuda
+# the in-graph batch draw (draw=auto above) against the buffer feeding the captured graph, on the smallest update
+step speed-buffer 90 python benchmarks/speed/speed.py --device cuda --algorithms td3bc --paths fast --draw buffer --steps 200 --warmup 10 --act-repeats 20 --tag capture-buffer-cuda
 # end to end: the same short run on CUDA (captured) and on the CPU (eager), losses compared
 for device in cuda cpu; do
     fast=$([ "$device" = cuda ] && echo true || echo false)
-    step "train-$device" 200 python -m offrl_zoo.cli train dtql --task toy-25_gaussian-far --seed 3 --steps 100 \
+    step "train-$device" 170 python -m offrl_zoo.cli train dtql --task toy-25_gaussian-far --seed 3 --steps 100 \
         pretrain_steps=50 fast=$fast --device "$device" --eval-every 100 --eval-episodes 1 \
         --out "$WORK/runs/dtql-$device"
 done

@@ -4,7 +4,8 @@ For each algorithm and each path (``eager``: the reference; ``fast``: ``fast=tru
 optimiser steps and each whole update compiled as one graph), in a fresh subprocess so that peak memory
 and compile caches are its own: seconds per 1 000 gradient updates of each stage (batches drawn from a
 TorchRL replay buffer over 100 000 synthetic transitions, as in training, after a warm-up that includes
-compilation), the cost of drawing one batch, action latency for 1 and 16 observations, network
+compilation, or drawn by the update itself where config ``draw`` says so, e.g. ``--draw graph``), the cost of
+drawing one batch from the buffer, action latency for 1 and 16 observations, network
 evaluations per action and peak memory. Official batch and network sizes. Writes JSON and Markdown under
 benchmarks/results/speed/.
 
@@ -39,12 +40,11 @@ def measure(name: str, path: str, args: argparse.Namespace) -> dict:
     data = synthetic_data(spec, 100_000, device)
     cls = registry.get(name)
     torch.manual_seed(0)
-    algo = cls(spec, cls.Config(fast=path == "fast"), device)
+    algo = cls(spec, cls.Config(fast=path == "fast", draw=args.draw), device)
     stages = []
     for stage in algo.stages():
         started = time.perf_counter()
-        update = algo.compiled_update(stage)
-        update_s = seconds_per_update(stage, data, args.warmup, args.steps, device, update)
+        update_s = seconds_per_update(stage, data, args.warmup, args.steps, device, algo)
         warmup_s = time.perf_counter() - started - update_s * args.steps
         rb = make_replay_buffer(data, stage.batch_size, stage.sampling, torch.Generator(device=device).manual_seed(1))
         sync(device)
@@ -57,6 +57,7 @@ def measure(name: str, path: str, args: argparse.Namespace) -> dict:
             {
                 "stage": stage.name,
                 "batch_size": stage.batch_size,
+                "draw": "graph" if algo.draws_in_update(stage) else "buffer",
                 "s_per_1000": 1000 * update_s,
                 "sample_ms": 1000 * sample_s,
                 "warmup_s": warmup_s,
@@ -92,6 +93,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=30, help="untimed updates first (compilation happens here)")
     p.add_argument("--act-repeats", type=int, default=100)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--draw", default="auto", choices=["auto", "buffer", "graph"], help="who draws the batches (config draw)"
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--tag", default="", help="suffix of the result file names")
     p.add_argument("--one", help=argparse.SUPPRESS)
@@ -118,9 +122,9 @@ def markdown(meta: dict, results: list[dict]) -> str:
         "graph, act compiled). No official implementation ran in this process: comparisons with one are "
         "made side by side, in one process (benchmarks/speed/README.md).",
         "",
-        "| algorithm | stage | batch | eager s/1k | fast s/1k | eager/fast "
+        "| algorithm | stage | batch | eager s/1k | fast s/1k | eager/fast | fast batches drawn by "
         "| sampling, % of eager step | compile + warm-up (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         eager, fast = by.get((name, "eager")), by.get((name, "fast"))
@@ -130,9 +134,10 @@ def markdown(meta: dict, results: list[dict]) -> str:
             f = fast["stages"][i] if fast else None
             ratio = e["s_per_1000"] / f["s_per_1000"] if e and f else None
             share = 100 * e["sample_ms"] / e["s_per_1000"] if e else None
+            drawn = f.get("draw", "buffer") if f else ""  # results from before draw= have no such key
             lines.append(
                 f"| {name} | {stage['stage']} | {stage['batch_size']} | {_f(e and e['s_per_1000'])} | "
-                f"{_f(f and f['s_per_1000'])} | {_f(ratio, 2)} | {_f(share)} | "
+                f"{_f(f and f['s_per_1000'])} | {_f(ratio, 2)} | {drawn} | {_f(share)} | "
                 f"{_f(f and f['warmup_s'])} |"
             )
     lines += [

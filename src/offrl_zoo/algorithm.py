@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import torch
 from tensordict import TensorDict
 
+from offrl_zoo.errors import ConfigError
 from offrl_zoo.graphs import CapturedStep, VariantGraphs
 from offrl_zoo.optim import TrainableModule, make_optimizer
 from offrl_zoo.spec import DataSpec
@@ -26,6 +27,7 @@ from offrl_zoo.spec import DataSpec
 REWARD_TRANSFORMS = ("raw", "return_range", "minus_one", "dql_antmaze", "standardize")
 EPISODE_SPLITS = ("gap", "fixed_1000")
 SAMPLINGS = ("uniform", "shuffled")  # how a stage draws its batches (Stage.sampling)
+DRAWS = ("auto", "buffer", "graph")  # who draws them (BaseConfig.draw)
 
 
 @dataclass
@@ -63,6 +65,12 @@ class BaseConfig:
     # On CUDA, the fast path also captures each compiled update (one per step variant) and act as CUDA graphs
     # and replays them (offrl_zoo.graphs); false keeps compile only. No effect off CUDA or without fast.
     capture: bool = True
+    # Who draws each training batch (offrl_zoo.data.buffer): buffer (the trainer samples a TorchRL replay
+    # buffer before each update) | graph (the update draws its own uniform batch from the dataset on the
+    # device, so on the fast path the draw is compiled and captured with the step; uniform stages, one seed
+    # at a time) | auto (graph where the update is captured, i.e. CUDA with fast and capture, else buffer).
+    # The two draw different rows from different generators: same distribution, other batches.
+    draw: str = "auto"
 
     def __post_init__(self) -> None:
         check_limits(self)
@@ -72,6 +80,7 @@ class BaseConfig:
             raise ValueError(f"holdout_fraction={self.holdout_fraction}: expected a value in [0, 1)")
         check_choice(self, "reward_transform", REWARD_TRANSFORMS)
         check_choice(self, "episode_split", EPISODE_SPLITS)
+        check_choice(self, "draw", DRAWS)
         check_positive(self, "obs_norm_eps", "return_range_scale")
         if self.clip_actions is not None and not self.clip_actions > 0:
             raise ValueError(f"clip_actions={self.clip_actions}: expected a positive bound or null")
@@ -138,6 +147,16 @@ def check_unit_interval(cfg: Any, *keys: str) -> None:
 
 
 UpdateFn = Callable[[TensorDict, int], TensorDict]
+BatchDraw = Callable[[], TensorDict]
+
+
+def _drawing_own_batch(update: UpdateFn, draw: BatchDraw) -> UpdateFn:
+    def draw_then_update(_: TensorDict, step: int) -> TensorDict:
+        return update(draw(), step)
+
+    return draw_then_update
+
+
 ConfigT = TypeVar("ConfigT", bound=BaseConfig)
 
 
@@ -295,13 +314,28 @@ class Algorithm(TrainableModule, Generic[ConfigT]):
         """Whether updates and act run as captured CUDA graphs (``fast`` and ``capture`` on a CUDA device)."""
         return self.cfg.fast and self.cfg.capture and self.device.type == "cuda"
 
-    def compiled_update(self, stage: Stage, backend: str = "inductor") -> UpdateFn:
+    def draws_in_update(self, stage: Stage, seed_batch: bool = False) -> bool:
+        """Whether ``stage``'s update draws its own batches (config ``draw``; ``offrl_zoo.data.buffer``).
+        ``seed_batch``: trained in a batch of seeds, which draws each seed's batches from its own buffer."""
+        draw = self.cfg.draw
+        if draw == "auto":
+            return self.captures() and stage.sampling == "uniform" and not seed_batch
+        if draw == "graph" and (stage.sampling != "uniform" or seed_batch):
+            why = f"stage {stage.name!r} samples {stage.sampling!r}" if not seed_batch else "seeds are batched"
+            raise ConfigError(
+                f"draw=graph: {self.name}'s update cannot draw its own batches here ({why}); the update draws "
+                "uniform batches one seed at a time. Use draw=auto or draw=buffer"
+            )
+        return draw == "graph"
+
+    def compiled_update(self, stage: Stage, backend: str = "inductor", draw: BatchDraw | None = None) -> UpdateFn:
         """What the trainer runs once per step of ``stage``: ``stage.update`` (on the fast path compiled as one
         whole graph with ``backend``, one per step variant, captured on CUDA), then ``stage.after_update``
-        outside it."""
-        update: UpdateFn = stage.update
+        outside it. With ``draw``, the update starts by drawing its batch with it, inside the graph, and the
+        batch it is given (``NO_BATCH``) is ignored."""
+        update: UpdateFn = stage.update if draw is None else _drawing_own_batch(stage.update, draw)
         if self.cfg.fast:
-            compiled = compile_for_speed(stage.update, fullgraph=True, backend=backend)
+            compiled = compile_for_speed(update, fullgraph=True, backend=backend)
             update = VariantGraphs(compiled, stage.variant, capture=self.captures())
         after = stage.after_update
         if after is None:

@@ -8,8 +8,8 @@ import time
 import torch
 from tensordict import TensorDict
 
-from offrl_zoo.algorithm import Stage, UpdateFn
-from offrl_zoo.data.buffer import make_replay_buffer
+from offrl_zoo.algorithm import Algorithm, Stage
+from offrl_zoo.data.buffer import make_replay_buffer, training_step
 from offrl_zoo.spec import DataSpec
 from offrl_zoo.train.cost import sync
 
@@ -36,17 +36,19 @@ def synthetic_data(spec: DataSpec, n: int, device: torch.device | str = "cpu") -
 
 
 def seconds_per_update(
-    stage: Stage, data: TensorDict, warmup: int, steps: int, device: torch.device, update: UpdateFn | None = None
+    stage: Stage, data: TensorDict, warmup: int, steps: int, device: torch.device, algo: Algorithm | None = None
 ) -> float:
-    """Mean wall time of one ``update`` (default ``stage.update``; e.g. its compiled form), on batches
-    sampled from a TorchRL buffer as in training."""
-    update = update or stage.update
+    """Mean wall time of one step of ``stage``. With ``algo``, the step the trainer runs (``compiled_update``:
+    on the fast path compiled, captured on CUDA, and drawing its own batch where ``algo.draws_in_update``);
+    without, the eager ``stage.update``. Batches come from a TorchRL buffer over ``data``, as in training,
+    unless the update draws its own."""
     rb = make_replay_buffer(data, stage.batch_size, stage.sampling, torch.Generator(device=device).manual_seed(0))
+    step_fn = (lambda step: stage.update(rb.sample(), step)) if algo is None else training_step(algo, stage, data, rb)
     for step in range(warmup):
-        update(rb.sample(), step)
+        step_fn(step)
     sync(device)
     start = time.perf_counter()
     for step in range(warmup, warmup + steps):
-        update(rb.sample(), step)
+        step_fn(step)
     sync(device)
     return (time.perf_counter() - start) / steps

@@ -1,11 +1,32 @@
-"""Batches for training: a TorchRL replay buffer over the dataset's TensorDict, on the training device."""
+"""Batches for training, drawn one of two ways (config ``draw``, resolved by ``Algorithm.draws_in_update``):
+
+- ``buffer``: a TorchRL replay buffer over the dataset's TensorDict on the training device, sampled by the
+  trainer before each update with the trainer's own generator;
+- ``graph``: the update draws its own batch (``UniformDraw``), so that on the fast path the draw is compiled
+  and captured with the rest of the step: on CUDA no Python, no host-side sampler and no copy into the
+  graph's inputs remain between two replays.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from tensordict import TensorDict
 from torchrl.data import ReplayBuffer, TensorStorage
 from torchrl.data.replay_buffers import RandomSampler, SamplerWithoutReplacement
+
+if TYPE_CHECKING:
+    from offrl_zoo.algorithm import Algorithm, Stage
+
+# What an update that draws its own batch is given in place of one.
+NO_BATCH = TensorDict()
+
+
+def check_batch_size(data: TensorDict, batch_size: int) -> None:
+    if batch_size > len(data):
+        raise ValueError(f"batch_size={batch_size} is larger than the dataset ({len(data)} transitions)")
 
 
 def make_replay_buffer(data: TensorDict, batch_size: int, sampling: str, generator: torch.Generator) -> ReplayBuffer:
@@ -14,8 +35,7 @@ def make_replay_buffer(data: TensorDict, batch_size: int, sampling: str, generat
     incomplete last batch so every batch has the same (static) shape (SRPO's loader).
     ``generator`` drives the sampling so that a run's batches are reproducible and resumable.
     """
-    if batch_size > len(data):
-        raise ValueError(f"batch_size={batch_size} is larger than the dataset ({len(data)} transitions)")
+    check_batch_size(data, batch_size)
     if sampling == "uniform":
         sampler = RandomSampler()
     elif sampling == "shuffled":
@@ -26,3 +46,36 @@ def make_replay_buffer(data: TensorDict, batch_size: int, sampling: str, generat
     return ReplayBuffer(
         storage=TensorStorage(data, device=device), sampler=sampler, batch_size=batch_size, generator=generator
     )
+
+
+class UniformDraw:
+    """Batches of ``batch_size`` rows drawn uniformly with replacement from ``data`` (already on the training
+    device), called inside the update (``draw=graph``). The rows come from the device's default generator,
+    the one the update's own noise comes from: ``torch.compile`` cannot take a ``torch.Generator`` argument,
+    while the default CUDA generator is the one a CUDA graph advances at every replay. Its state is in every
+    checkpoint (the trainer's RNG states), so resume stays exact, and the trainer reseeds it at each stage's
+    start, so a stage's batches depend on (seed, stage) alone, as the buffer's do.
+    """
+
+    def __init__(self, data: TensorDict, batch_size: int) -> None:
+        check_batch_size(data, batch_size)
+        self.data = data
+        self.rows = len(data)
+        self.batch_size = batch_size
+        self.device = data["action"].device
+
+    def __call__(self) -> TensorDict:
+        return self.data[torch.randint(self.rows, (self.batch_size,), device=self.device)]
+
+
+def training_step(
+    algo: Algorithm, stage: Stage, data: TensorDict, rb: ReplayBuffer, seed_batch: bool = False
+) -> Callable[[int], TensorDict]:
+    """Step ``step`` of ``stage`` as training runs it (the trainer, and the speed benchmarks): its batch drawn
+    by ``rb`` or, where ``algo.draws_in_update``, by the update itself from ``data``, then the update and its
+    bookkeeping (``algo.compiled_update``)."""
+    if algo.draws_in_update(stage, seed_batch):
+        drawing = algo.compiled_update(stage, draw=UniformDraw(data, stage.batch_size))
+        return lambda step: drawing(NO_BATCH, step)
+    update = algo.compiled_update(stage)
+    return lambda step: update(rb.sample(), step)

@@ -197,6 +197,8 @@ def prepare_trainer(
     algo = build_algorithm(request.algorithm, prepared.spec, resolved.config, device)
     stages = algo.stages()
     check_batch_sizes(stages, len(prepared), task.id)
+    for stage in stages:  # a draw=graph the stages cannot take is refused before the run directory is claimed
+        algo.draws_in_update(stage, seed_batch is not None)
     claim_run_dir(run_dir, data.record)  # after every check, so a refused config leaves nothing to conflict with
     deterministic = eval_deterministic(request.deterministic_eval, task.deterministic_eval)
     evaluator = Evaluator(

@@ -17,6 +17,7 @@ import torch
 
 from offrl_zoo import registry
 from offrl_zoo.config import ConfigError, resolve
+from offrl_zoo.data.buffer import training_step
 from offrl_zoo.errors import TrainingDiverged
 from offrl_zoo.train.loggers import LoggerSettings
 from offrl_zoo.train.run import (
@@ -214,7 +215,7 @@ def _finish_alone(trainer: Trainer, streams: SeedStreams, i: int, run: StageRun 
     trainer.before_state_use = lambda: None
     with streams.use(i):
         while run is not None:
-            update = trainer.algo.compiled_update(run.stage)
+            step_fn = training_step(trainer.algo, run.stage, trainer.data, run.rb, trainer.vectorized)
             for step in range(run.first, run.steps):
-                trainer.after_step(run, step, update(run.rb.sample(), step))
+                trainer.after_step(run, step, step_fn(step))
             run = next(rest, None)

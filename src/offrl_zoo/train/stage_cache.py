@@ -2,7 +2,7 @@
 
 A shared stage's identity is everything its result depends on: the ``shared`` dict the algorithm
 declares, the raw dataset's SHA-256, the data preparation settings, the data spec, the seed, the
-planned number of steps, batch size, sampling and device type. The trainer reseeds every stage from
+planned number of steps, batch size, sampling (and who draws it) and device type. The trainer reseeds every stage from
 (seed, stage) at its start, so the stage's result is a function of that identity alone, and a cached
 stage gives exactly the modules (and optimiser states) that training it again would give.
 """
@@ -24,6 +24,8 @@ def stage_identity(
 ) -> dict:
     # capture replays the compiled update, the same numbers: it does not split the cache
     prep = {f.name: getattr(algo.cfg, f.name) for f in dataclasses.fields(BaseConfig) if f.name != "capture"}
+    # who draws the batches changes them (draw=auto resolves by device and capture): the resolved rule splits it
+    prep["draw"] = "graph" if algo.draws_in_update(stage, vectorized) else "buffer"
     # a stage trained in a seed batch rounds differently from one trained alone (as fast/eager do)
     batched = {"vectorized_seeds": True} if vectorized else {}
     return {

@@ -26,7 +26,7 @@ from torchrl.data import ReplayBuffer
 from tqdm.auto import tqdm
 
 from offrl_zoo.algorithm import Algorithm, Stage, derived_seed
-from offrl_zoo.data.buffer import make_replay_buffer
+from offrl_zoo.data.buffer import make_replay_buffer, training_step
 from offrl_zoo.data.dataset import Dataset
 from offrl_zoo.errors import CheckpointError, TrainingDiverged, raise_pending_sigint
 from offrl_zoo.io import Checkpoint, JsonlLog, write_json
@@ -196,9 +196,9 @@ class Trainer:
     def run(self) -> dict:
         with closing(self.stage_runs()) as runs:  # an error while stepping closes it (and its loggers) now
             for run in runs:
-                update = self.algo.compiled_update(run.stage)
+                step_fn = training_step(self.algo, run.stage, self.data, run.rb, self.vectorized)
                 for step in range(run.first, run.steps):
-                    self.after_step(run, step, update(run.rb.sample(), step))
+                    self.after_step(run, step, step_fn(step))
         return self.result()
 
     def stage_runs(self) -> Generator[StageRun, None, None]:
