@@ -66,9 +66,9 @@ class BaseConfig:
     # and replays them (offrl_zoo.graphs); false keeps compile only. No effect off CUDA or without fast.
     capture: bool = True
     # Who draws each training batch (offrl_zoo.data.buffer): buffer (the trainer samples a TorchRL replay
-    # buffer before each update) | graph (the update draws its own uniform batch from the dataset on the
-    # device, so on the fast path the draw is compiled and captured with the step; uniform stages, one seed
-    # at a time) | auto (graph where the update is captured, i.e. CUDA with fast and capture, else buffer).
+    # buffer before each update) | graph (the update draws its own batch from the dataset on the device, so on
+    # the fast path the draw is compiled and captured with the step; one seed at a time) | auto (graph where
+    # the update is captured, i.e. CUDA with fast and capture and no seed batch, else buffer).
     # The two draw different rows from different generators: same distribution, other batches.
     draw: str = "auto"
 
@@ -319,12 +319,11 @@ class Algorithm(TrainableModule, Generic[ConfigT]):
         ``seed_batch``: trained in a batch of seeds, which draws each seed's batches from its own buffer."""
         draw = self.cfg.draw
         if draw == "auto":
-            return self.captures() and stage.sampling == "uniform" and not seed_batch
-        if draw == "graph" and (stage.sampling != "uniform" or seed_batch):
-            why = f"stage {stage.name!r} samples {stage.sampling!r}" if not seed_batch else "seeds are batched"
+            return self.captures() and not seed_batch
+        if draw == "graph" and seed_batch:
             raise ConfigError(
-                f"draw=graph: {self.name}'s update cannot draw its own batches here ({why}); the update draws "
-                "uniform batches one seed at a time. Use draw=auto or draw=buffer"
+                f"draw=graph: {self.name}'s update draws its own batches one seed at a time, and these seeds are "
+                "batched (--vectorize-seeds), each drawing from its own buffer. Use draw=auto or draw=buffer"
             )
         return draw == "graph"
 

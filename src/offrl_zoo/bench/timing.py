@@ -43,7 +43,9 @@ def seconds_per_update(
     without, the eager ``stage.update``. Batches come from a TorchRL buffer over ``data``, as in training,
     unless the update draws its own."""
     rb = make_replay_buffer(data, stage.batch_size, stage.sampling, torch.Generator(device=device).manual_seed(0))
-    step_fn = (lambda step: stage.update(rb.sample(), step)) if algo is None else training_step(algo, stage, data, rb)
+    step_fn = (
+        (lambda step: stage.update(rb.sample(), step)) if algo is None else training_step(algo, stage, data, rb, seed=0)
+    )
     for step in range(warmup):
         step_fn(step)
     sync(device)

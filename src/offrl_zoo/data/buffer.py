@@ -2,9 +2,9 @@
 
 - ``buffer``: a TorchRL replay buffer over the dataset's TensorDict on the training device, sampled by the
   trainer before each update with the trainer's own generator;
-- ``graph``: the update draws its own batch (``UniformDraw``), so that on the fast path the draw is compiled
-  and captured with the rest of the step: on CUDA no Python, no host-side sampler and no copy into the
-  graph's inputs remain between two replays.
+- ``graph``: the update draws its own batch (``UniformDraw`` for uniform stages, ``ShuffledDraw`` for shuffled
+  ones), so that on the fast path the draw is compiled and captured with the rest of the step: on CUDA no
+  host-side sampler and no copy into the graph's inputs remain between two replays.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import torch
 from tensordict import TensorDict
 from torchrl.data import ReplayBuffer, TensorStorage
 from torchrl.data.replay_buffers import RandomSampler, SamplerWithoutReplacement
+
+from offrl_zoo.algorithm import derived_seed
 
 if TYPE_CHECKING:
     from offrl_zoo.algorithm import Algorithm, Stage
@@ -68,14 +70,62 @@ class UniformDraw:
         return self.data[torch.randint(self.rows, (self.batch_size,), device=self.device)]
 
 
+class ShuffledDraw:
+    """Batches walked in order through a random permutation of ``data``'s rows, redrawn after each pass and
+    dropping the incomplete last batch (``sampling=shuffled``, as the buffer does), called inside the update
+    (``draw=graph``). The graph reads the permutation and a device cursor and advances the cursor; the host
+    redraws the permutation between steps (``before_step``), once per pass. Pass p's permutation comes from its
+    own generator seeded with (``seed``, p), so the draw has no state of its own to checkpoint: a run resumed at
+    any step rebuilds that step's permutation and cursor.
+    """
+
+    def __init__(self, data: TensorDict, batch_size: int, seed: int) -> None:
+        check_batch_size(data, batch_size)
+        self.data = data
+        self.rows = len(data)
+        self.batch_size = batch_size
+        self.batches_per_pass = self.rows // batch_size
+        self.seed = seed
+        self.device = data["action"].device
+        self.perm = torch.empty(self.rows, dtype=torch.int64, device=self.device)
+        self.cursor = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.offsets = torch.arange(batch_size, device=self.device)
+        self.pass_index = -1
+        self.next_step = -1
+
+    def before_step(self, step: int) -> None:
+        """Host side, before the update of ``step``: a new permutation at a pass's start, or at a resumed step."""
+        pass_index, position = divmod(step, self.batches_per_pass)
+        if pass_index != self.pass_index or step != self.next_step:
+            generator = torch.Generator(device=self.device).manual_seed(derived_seed(self.seed, "pass", pass_index))
+            self.perm.copy_(torch.randperm(self.rows, generator=generator, device=self.device))
+            self.cursor.fill_(position * self.batch_size)
+            self.pass_index = pass_index
+        self.next_step = step + 1
+
+    def __call__(self) -> TensorDict:
+        rows = self.perm[self.cursor + self.offsets]
+        self.cursor.add_(self.batch_size)
+        return self.data[rows]
+
+
 def training_step(
-    algo: Algorithm, stage: Stage, data: TensorDict, rb: ReplayBuffer, seed_batch: bool = False
+    algo: Algorithm, stage: Stage, data: TensorDict, rb: ReplayBuffer, seed: int, seed_batch: bool = False
 ) -> Callable[[int], TensorDict]:
     """Step ``step`` of ``stage`` as training runs it (the trainer, and the speed benchmarks): its batch drawn
-    by ``rb`` or, where ``algo.draws_in_update``, by the update itself from ``data``, then the update and its
-    bookkeeping (``algo.compiled_update``)."""
-    if algo.draws_in_update(stage, seed_batch):
+    by ``rb`` or, where ``algo.draws_in_update``, by the update itself from ``data`` (``UniformDraw``, or
+    ``ShuffledDraw`` seeded with ``seed``), then the update and its bookkeeping (``algo.compiled_update``)."""
+    if not algo.draws_in_update(stage, seed_batch):
+        update = algo.compiled_update(stage)
+        return lambda step: update(rb.sample(), step)
+    if stage.sampling == "uniform":
         drawing = algo.compiled_update(stage, draw=UniformDraw(data, stage.batch_size))
         return lambda step: drawing(NO_BATCH, step)
-    update = algo.compiled_update(stage)
-    return lambda step: update(rb.sample(), step)
+    shuffled = ShuffledDraw(data, stage.batch_size, seed)
+    drawing = algo.compiled_update(stage, draw=shuffled)
+
+    def step_shuffled(step: int) -> TensorDict:
+        shuffled.before_step(step)
+        return drawing(NO_BATCH, step)
+
+    return step_shuffled

@@ -31,7 +31,7 @@ from offrl_zoo.train.run import (
 )
 from offrl_zoo.train.run_dir import claim_runs, failures_marked, mark_failed
 from offrl_zoo.train.seed_batch_model import SeedBatch
-from offrl_zoo.train.trainer import StageRun, Trainer, rng_state, set_rng_state
+from offrl_zoo.train.trainer import StageRun, Trainer, rng_state, set_rng_state, stage_seed
 
 
 class SeedStreams:
@@ -215,7 +215,8 @@ def _finish_alone(trainer: Trainer, streams: SeedStreams, i: int, run: StageRun 
     trainer.before_state_use = lambda: None
     with streams.use(i):
         while run is not None:
-            step_fn = training_step(trainer.algo, run.stage, trainer.data, run.rb, trainer.vectorized)
+            seed = stage_seed(trainer.settings.seed, run.index, run.stage)
+            step_fn = training_step(trainer.algo, run.stage, trainer.data, run.rb, seed, trainer.vectorized)
             for step in range(run.first, run.steps):
                 trainer.after_step(run, step, step_fn(step))
             run = next(rest, None)

@@ -196,7 +196,8 @@ class Trainer:
     def run(self) -> dict:
         with closing(self.stage_runs()) as runs:  # an error while stepping closes it (and its loggers) now
             for run in runs:
-                step_fn = training_step(self.algo, run.stage, self.data, run.rb, self.vectorized)
+                seed = stage_seed(self.settings.seed, run.index, run.stage)
+                step_fn = training_step(self.algo, run.stage, self.data, run.rb, seed, self.vectorized)
                 for step in range(run.first, run.steps):
                     self.after_step(run, step, step_fn(step))
         return self.result()
