@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from offrl_zoo import registry
+from offrl_zoo.algorithm import Algorithm
 from offrl_zoo.config import ConfigError
 from offrl_zoo.data.buffer import NO_BATCH, ShuffledDraw, UniformDraw
 from offrl_zoo.data.dataset import Dataset, Provenance
@@ -80,9 +81,9 @@ def test_shuffled_draw_walks_a_new_permutation_each_pass_and_resumes_anywhere():
 
 # a step variant (TD3+BC's delayed actor); two stages (DTQL); shuffled stages (SRPO, 300 rows: 9 batches a pass)
 @pytest.mark.parametrize("name", ["td3bc", "dtql", "srpo"])
-def test_update_drawing_its_own_batch_compiles_whole_and_matches_eager(name):
-    """Compiled as one graph with its draw (fullgraph: a host sync or a graph break would fail here), the update
-    draws the rows the eager one draws and gives its losses, across a pass of the shuffled draw."""
+def test_compiled_update_drawing_its_own_batch_matches_eager(name):
+    """The draw, then the update compiled as one graph: the rows the eager update draws and its losses, across a
+    pass of the shuffled draw (the draw reads only device tensors, so it captures with the step on CUDA)."""
     data = random_batch(tiny_spec(), 300, seed=1)
     cls = registry.get(name)
     runs = {}
@@ -143,6 +144,27 @@ def test_graph_draw_resumes_exactly(tmp_path, monkeypatch, name, fast, tiny):
         patch.setattr(Trainer, "after_step", crash_at_26)
         with pytest.raises(KeyboardInterrupt):
             train(req, run_dir=tmp_path / "resumed", progress=False)
+    assert losses(train(req, run_dir=tmp_path / "resumed", progress=False)) == losses(reference)
+
+
+def test_a_resumed_stage_keeps_drawing_as_it_began(tmp_path, monkeypatch):
+    """draw=auto resolved to graph when the run started (as on CUDA with capture); the resumed session would
+    resolve it to the buffer (as on the CPU), yet the stage goes on drawing in the update, as its checkpoint says."""
+    req = request("iql", "draw=auto")
+    with monkeypatch.context() as patch:
+        patch.setattr(Algorithm, "batch_draw", lambda self, stage, seed_batch=False: "graph")
+        reference = train(req, run_dir=tmp_path / "reference", progress=False)
+        after_step = Trainer.after_step
+
+        def crash_at_26(self, run, step, metrics):
+            if step == 25:
+                raise KeyboardInterrupt
+            return after_step(self, run, step, metrics)
+
+        patch.setattr(Trainer, "after_step", crash_at_26)
+        with pytest.raises(KeyboardInterrupt):
+            train(req, run_dir=tmp_path / "resumed", progress=False)
+    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["draw"] == "graph"
     assert losses(train(req, run_dir=tmp_path / "resumed", progress=False)) == losses(reference)
 
 

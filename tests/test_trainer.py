@@ -57,6 +57,7 @@ def test_run_directory_contents(tmp_path):
         "run_steps": 40,
         "batch_size": 256,
         "sampling": "uniform",
+        "draw": "buffer",
     }
     assert provenance["dataset"]["source"] == "toy" and len(provenance["dataset"]["sha256"]) == 64
     assert provenance["protocol"]["episodes"] == 20

@@ -314,28 +314,33 @@ class Algorithm(TrainableModule, Generic[ConfigT]):
         """Whether updates and act run as captured CUDA graphs (``fast`` and ``capture`` on a CUDA device)."""
         return self.cfg.fast and self.cfg.capture and self.device.type == "cuda"
 
-    def draws_in_update(self, stage: Stage, seed_batch: bool = False) -> bool:
-        """Whether ``stage``'s update draws its own batches (config ``draw``; ``offrl_zoo.data.buffer``).
-        ``seed_batch``: trained in a batch of seeds, which draws each seed's batches from its own buffer."""
+    def batch_draw(self, stage: Stage, seed_batch: bool = False) -> str:
+        """Who draws ``stage``'s batches under config ``draw`` (``offrl_zoo.data.buffer``): ``"graph"`` (the update
+        itself) or ``"buffer"`` (the trainer's replay buffer). ``seed_batch``: trained in a batch of seeds, which
+        draws each seed's batches from its own buffer."""
         draw = self.cfg.draw
         if draw == "auto":
-            return self.captures() and not seed_batch
+            return "graph" if self.captures() and not seed_batch else "buffer"
         if draw == "graph" and seed_batch:
             raise ConfigError(
                 f"draw=graph: {self.name}'s update draws its own batches one seed at a time, and these seeds are "
                 "batched (--vectorize-seeds), each drawing from its own buffer. Use draw=auto or draw=buffer"
             )
-        return draw == "graph"
+        return draw
 
     def compiled_update(self, stage: Stage, backend: str = "inductor", draw: BatchDraw | None = None) -> UpdateFn:
         """What the trainer runs once per step of ``stage``: ``stage.update`` (on the fast path compiled as one
         whole graph with ``backend``, one per step variant, captured on CUDA), then ``stage.after_update``
-        outside it. With ``draw``, the update starts by drawing its batch with it, inside the graph, and the
-        batch it is given (``NO_BATCH``) is ignored."""
-        update: UpdateFn = stage.update if draw is None else _drawing_own_batch(stage.update, draw)
+        outside it. With ``draw``, each step first draws its batch with it (the batch it is given, ``NO_BATCH``,
+        is ignored): before the compiled update, inside the captured graph. Compiling ``stage.update`` alone
+        keeps Dynamo's cache per update method rather than on one wrapper shared by every stage."""
+        update: UpdateFn = stage.update
         if self.cfg.fast:
-            compiled = compile_for_speed(update, fullgraph=True, backend=backend)
-            update = VariantGraphs(compiled, stage.variant, capture=self.captures())
+            update = compile_for_speed(stage.update, fullgraph=True, backend=backend)
+        if draw is not None:
+            update = _drawing_own_batch(update, draw)
+        if self.cfg.fast:
+            update = VariantGraphs(update, stage.variant, capture=self.captures())
         after = stage.after_update
         if after is None:
             return update

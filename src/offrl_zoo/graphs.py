@@ -12,9 +12,10 @@ its step in any other way fails there, on the CPU, not silently on a GPU.
 **Capture (CUDA, ``fast=true`` with ``capture=true``).** ``CapturedStep`` runs the compiled update for
 ``CAPTURE_WARMUP`` real training steps on a side stream (compilation, autotuning and lazy allocations
 happen there), then captures the next call into one ``torch.cuda.CUDAGraph`` and replays it from then on:
-the step's batch is copied into the graph's static input buffers and the metrics are cloned out of its
-static outputs. Forward, backward, every optimiser step (capturable Adam, learning rates as device
-tensors that the schedulers fill outside the graph) and the target/EMA updates are in the graph; random
+the step's inputs (the batch, or nothing where the step draws its own, ``draw=graph``) are copied into the
+graph's static input buffers and the metrics are cloned out of its static outputs. Forward, backward,
+every optimiser step (capturable Adam, learning rates as device tensors that the schedulers fill outside the
+graph), the target/EMA updates and, with ``draw=graph``, the batch draw are in the graph; random
 numbers come from the default CUDA generator, which advances at every replay, so a checkpoint of its
 state keeps resume exact. A replay runs no Python: anything the update reads from Python (a config value,
 an attribute, a CPU scalar) is frozen at capture, as the step is; learning rates are device tensors for
@@ -78,7 +79,8 @@ class CapturedStep:
                 self.failed = True
                 warnings.warn(
                     f"CUDA-graph capture failed, running compiled without capture from here on "
-                    f"({type(err).__name__}: {str(err).splitlines()[0][:300]}); capture=false avoids the attempt",
+                    f"({type(err).__name__}: {str(err).splitlines()[0][:300]}); capture=false avoids the attempt "
+                    "(with draw=auto it also returns the batch draw to the buffer)",
                     stacklevel=2,
                 )
                 return self.fn(td)

@@ -39,12 +39,14 @@ def seconds_per_update(
     stage: Stage, data: TensorDict, warmup: int, steps: int, device: torch.device, algo: Algorithm | None = None
 ) -> float:
     """Mean wall time of one step of ``stage``. With ``algo``, the step the trainer runs (``compiled_update``:
-    on the fast path compiled, captured on CUDA, and drawing its own batch where ``algo.draws_in_update``);
+    on the fast path compiled, captured on CUDA, and drawing its own batch where ``algo.batch_draw`` says so);
     without, the eager ``stage.update``. Batches come from a TorchRL buffer over ``data``, as in training,
     unless the update draws its own."""
     rb = make_replay_buffer(data, stage.batch_size, stage.sampling, torch.Generator(device=device).manual_seed(0))
     step_fn = (
-        (lambda step: stage.update(rb.sample(), step)) if algo is None else training_step(algo, stage, data, rb, seed=0)
+        (lambda step: stage.update(rb.sample(), step))
+        if algo is None
+        else training_step(algo, stage, data, rb, 0, algo.batch_draw(stage))
     )
     for step in range(warmup):
         step_fn(step)

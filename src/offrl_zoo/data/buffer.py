@@ -1,4 +1,4 @@
-"""Batches for training, drawn one of two ways (config ``draw``, resolved by ``Algorithm.draws_in_update``):
+"""Batches for training, drawn one of two ways (config ``draw``, resolved by ``Algorithm.batch_draw``):
 
 - ``buffer``: a TorchRL replay buffer over the dataset's TensorDict on the training device, sampled by the
   trainer before each update with the trainer's own generator;
@@ -110,12 +110,12 @@ class ShuffledDraw:
 
 
 def training_step(
-    algo: Algorithm, stage: Stage, data: TensorDict, rb: ReplayBuffer, seed: int, seed_batch: bool = False
+    algo: Algorithm, stage: Stage, data: TensorDict, rb: ReplayBuffer, seed: int, draw: str
 ) -> Callable[[int], TensorDict]:
     """Step ``step`` of ``stage`` as training runs it (the trainer, and the speed benchmarks): its batch drawn
-    by ``rb`` or, where ``algo.draws_in_update``, by the update itself from ``data`` (``UniformDraw``, or
+    by ``rb`` (``draw="buffer"``) or by the update itself from ``data`` (``"graph"``: ``UniformDraw``, or
     ``ShuffledDraw`` seeded with ``seed``), then the update and its bookkeeping (``algo.compiled_update``)."""
-    if not algo.draws_in_update(stage, seed_batch):
+    if draw == "buffer":
         update = algo.compiled_update(stage)
         return lambda step: update(rb.sample(), step)
     if stage.sampling == "uniform":

@@ -111,6 +111,8 @@ def check_device(device: str) -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+    if dev.type == "cuda" and dev.index is not None:  # capture's streams and graphs use the current device
+        torch.cuda.set_device(dev)
     return dev
 
 
@@ -198,7 +200,7 @@ def prepare_trainer(
     stages = algo.stages()
     check_batch_sizes(stages, len(prepared), task.id)
     for stage in stages:  # a draw=graph the stages cannot take is refused before the run directory is claimed
-        algo.draws_in_update(stage, seed_batch is not None)
+        algo.batch_draw(stage, seed_batch is not None)
     claim_run_dir(run_dir, data.record)  # after every check, so a refused config leaves nothing to conflict with
     deterministic = eval_deterministic(request.deterministic_eval, task.deterministic_eval)
     evaluator = Evaluator(
@@ -236,6 +238,7 @@ def prepare_trainer(
                     "run_steps": trainer.planned_steps(s),
                     "batch_size": s.batch_size,
                     "sampling": s.sampling,
+                    "draw": algo.batch_draw(s, seed_batch is not None),  # as this session starts a stage
                 }
                 for s in stages
             },

@@ -216,7 +216,7 @@ def _finish_alone(trainer: Trainer, streams: SeedStreams, i: int, run: StageRun 
     with streams.use(i):
         while run is not None:
             seed = stage_seed(trainer.settings.seed, run.index, run.stage)
-            step_fn = training_step(trainer.algo, run.stage, trainer.data, run.rb, seed, trainer.vectorized)
+            step_fn = training_step(trainer.algo, run.stage, trainer.data, run.rb, seed, run.draw)
             for step in range(run.first, run.steps):
                 trainer.after_step(run, step, step_fn(step))
             run = next(rest, None)

@@ -25,7 +25,7 @@ def stage_identity(
     # capture replays the compiled update, the same numbers: it does not split the cache
     prep = {f.name: getattr(algo.cfg, f.name) for f in dataclasses.fields(BaseConfig) if f.name != "capture"}
     # who draws the batches changes them (draw=auto resolves by device and capture): the resolved rule splits it
-    prep["draw"] = "graph" if algo.draws_in_update(stage, vectorized) else "buffer"
+    prep["draw"] = algo.batch_draw(stage, vectorized)
     # a stage trained in a seed batch rounds differently from one trained alone (as fast/eager do)
     batched = {"vectorized_seeds": True} if vectorized else {}
     return {

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from offrl_zoo.algorithm import Algorithm, Stage, derived_seed
 from offrl_zoo.data.buffer import make_replay_buffer, training_step
 from offrl_zoo.data.dataset import Dataset
-from offrl_zoo.errors import CheckpointError, TrainingDiverged, raise_pending_sigint
+from offrl_zoo.errors import CheckpointError, ConfigError, TrainingDiverged, raise_pending_sigint
 from offrl_zoo.io import Checkpoint, JsonlLog, write_json
 from offrl_zoo.train.evaluator import Evaluator
 from offrl_zoo.train.stage_cache import is_cached, load_stage, save_stage, stage_folder, stage_identity
@@ -97,6 +97,7 @@ class StageRun:
     rb: ReplayBuffer
     identity: dict | None
     started: float
+    draw: str  # who draws the batches: "buffer" or "graph" (Algorithm.batch_draw; kept across a resume)
     sums: dict[str, torch.Tensor] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     window_start: float = field(default_factory=time.perf_counter)
@@ -143,6 +144,9 @@ class Trainer:
         # Whether a cached shared stage (by stage index) may replace training it.
         self.may_reuse: Callable[[int], bool] = lambda index: True
         self.vectorized = False  # trained in a seed batch: its float rounding differs, so do its cached stages
+        # who draws the batches of the stage in progress; a checkpoint keeps it, so a resumed stage goes on drawing
+        # as it began even where config draw=auto would now resolve otherwise (another device, a seed batch)
+        self.draw = "buffer"
         self.loggers: RunLoggers | None = None  # --logger: sent what each checkpoint covers (train/loggers.py)
 
     def planned_steps(self, stage: Stage) -> int:
@@ -160,6 +164,7 @@ class Trainer:
                 "rng": rng_state(self.algo.device),
                 "generator": self.generator.get_state(),
                 "sampler": sampler_state,
+                "draw": self.draw,
                 "elapsed": elapsed,
             }
         )
@@ -197,7 +202,7 @@ class Trainer:
         with closing(self.stage_runs()) as runs:  # an error while stepping closes it (and its loggers) now
             for run in runs:
                 seed = stage_seed(self.settings.seed, run.index, run.stage)
-                step_fn = training_step(self.algo, run.stage, self.data, run.rb, seed, self.vectorized)
+                step_fn = training_step(self.algo, run.stage, self.data, run.rb, seed, run.draw)
                 for step in range(run.first, run.steps):
                     self.after_step(run, step, step_fn(step))
         return self.result()
@@ -229,7 +234,9 @@ class Trainer:
             for index in range(start_stage, len(stages)):
                 first = resume["next_step"] if (resume and index == start_stage) else 0
                 sampler = resume["sampler"] if (resume and index == start_stage) else None
-                run = self._begin_stage(index, stages, first, sampler)
+                # checkpoints from before draw= existed drew from the buffer
+                draw = resume.get("draw", "buffer") if (resume and index == start_stage and first > 0) else None
+                run = self._begin_stage(index, stages, first, sampler, draw)
                 if run is not None:
                     yield run
                     self.elapsed = time.perf_counter() - run.started
@@ -256,9 +263,18 @@ class Trainer:
             self.last_eval = evals[-1] if evals else None
         return {"elapsed": self.elapsed, "final_eval": self.last_eval}
 
-    def _begin_stage(self, index: int, stages: list[Stage], first: int, sampler_state: dict | None) -> StageRun | None:
-        """The stage's replay buffer and seeds; None when its result was taken from the stage cache."""
+    def _begin_stage(
+        self, index: int, stages: list[Stage], first: int, sampler_state: dict | None, draw: str | None = None
+    ) -> StageRun | None:
+        """The stage's replay buffer and seeds; None when its result was taken from the stage cache. ``draw``: who
+        drew the batches of a stage resumed in its middle (None: as ``Algorithm.batch_draw`` says)."""
         stage = stages[index]
+        if draw == "graph" and self.vectorized:
+            raise ConfigError(
+                f"{self.checkpoint.path}: stage {stage.name!r} drew its batches inside the update (draw=graph) and "
+                "a seed batch draws them from buffers: resume this run alone (without --vectorize-seeds)"
+            )
+        self.draw = draw or self.algo.batch_draw(stage, self.vectorized)
         steps = self.planned_steps(stage)
         is_last = index == len(stages) - 1
         rb = make_replay_buffer(self.data, stage.batch_size, stage.sampling, self.generator)
@@ -281,7 +297,7 @@ class Trainer:
                     self.last_eval = self._evaluate(stage, steps, self.elapsed)
                 return None
         self.algo.train()
-        return StageRun(index, stages, stage, first, steps, rb, identity, time.perf_counter() - self.elapsed)
+        return StageRun(index, stages, stage, first, steps, rb, identity, time.perf_counter() - self.elapsed, self.draw)
 
     def stage_is_cached(self, index: int) -> bool:
         stage = self.algo.stages()[index]
