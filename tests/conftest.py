@@ -11,6 +11,8 @@ import signal
 import sys
 import tempfile
 import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -97,3 +99,26 @@ def record_minari(tmp_path, monkeypatch):
 def minari_dataset(record_minari):
     """A 3-episode Pendulum dataset in a private Minari root."""
     return record_minari("offrlzoo/pendulum-tiny-v0", gym.make("Pendulum-v1", max_episode_steps=20), episodes=3)
+
+
+@pytest.fixture
+def interrupted(monkeypatch) -> Callable[[int], AbstractContextManager[None]]:
+    """``with interrupted(step): train(...)``: the run is stopped by Ctrl-C (``KeyboardInterrupt``) when update
+    ``step`` (0-based) is done, before it is logged or checkpointed; the block expects the interruption."""
+    from offrl_zoo.train import Trainer  # noqa: PLC0415
+
+    @contextmanager
+    def at(step: int) -> Iterator[None]:
+        after_step = Trainer.after_step
+
+        def stop(self, run, done, metrics):
+            if done == step:
+                raise KeyboardInterrupt
+            return after_step(self, run, done, metrics)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(Trainer, "after_step", stop)
+            with pytest.raises(KeyboardInterrupt):
+                yield
+
+    return at

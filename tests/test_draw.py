@@ -15,7 +15,7 @@ from offrl_zoo.config import ConfigError
 from offrl_zoo.data.buffer import NO_BATCH, ShuffledDraw, UniformDraw
 from offrl_zoo.data.dataset import Dataset, Provenance
 from offrl_zoo.testing import GRAPH_ATOL, GRAPH_RTOL, random_batch, tiny_spec
-from offrl_zoo.train import RunRequest, Trainer, train
+from offrl_zoo.train import RunRequest, train
 from offrl_zoo.train.run_seeds import train_seed_batch
 from offrl_zoo.train.stage_cache import stage_identity
 
@@ -126,43 +126,26 @@ SRPO_TINY = ("score_hidden=16", "score_blocks=1", "critic_hidden=[16]", "policy_
 @pytest.mark.parametrize(
     ("name", "fast", "tiny"), [("iql", False, None), ("iql", True, None), ("srpo", False, SRPO_TINY)]
 )
-def test_graph_draw_resumes_exactly(tmp_path, monkeypatch, name, fast, tiny):
+def test_graph_draw_resumes_exactly(tmp_path, interrupted, name, fast, tiny):
     """Killed after the step-20 checkpoint: the uniform draw's state is the default generator's, which every
     checkpoint holds, and the shuffled draw rebuilds its pass from the step, so the resumed run draws the batches
     the uninterrupted one drew."""
     extra = {} if tiny is None else {"tiny": tiny}
     req = request(name, "draw=graph", f"fast={str(fast).lower()}", **extra)
     reference = train(req, run_dir=tmp_path / "reference", progress=False)
-    after_step = Trainer.after_step
-
-    def crash_at_26(self, run, step, metrics):
-        if step == 25:
-            raise KeyboardInterrupt
-        return after_step(self, run, step, metrics)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "after_step", crash_at_26)
-        with pytest.raises(KeyboardInterrupt):
-            train(req, run_dir=tmp_path / "resumed", progress=False)
+    with interrupted(25):
+        train(req, run_dir=tmp_path / "resumed", progress=False)
     assert losses(train(req, run_dir=tmp_path / "resumed", progress=False)) == losses(reference)
 
 
-def test_a_resumed_stage_keeps_drawing_as_it_began(tmp_path, monkeypatch):
+def test_a_resumed_stage_keeps_drawing_as_it_began(tmp_path, monkeypatch, interrupted):
     """draw=auto resolved to graph when the run started (as on CUDA with capture); the resumed session would
     resolve it to the buffer (as on the CPU), yet the stage goes on drawing in the update, as its checkpoint says."""
     req = request("iql", "draw=auto")
     with monkeypatch.context() as patch:
         patch.setattr(Algorithm, "batch_draw", lambda self, stage, seed_batch=False: "graph")
         reference = train(req, run_dir=tmp_path / "reference", progress=False)
-        after_step = Trainer.after_step
-
-        def crash_at_26(self, run, step, metrics):
-            if step == 25:
-                raise KeyboardInterrupt
-            return after_step(self, run, step, metrics)
-
-        patch.setattr(Trainer, "after_step", crash_at_26)
-        with pytest.raises(KeyboardInterrupt):
+        with interrupted(25):
             train(req, run_dir=tmp_path / "resumed", progress=False)
     assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["draw"] == "graph"
     assert losses(train(req, run_dir=tmp_path / "resumed", progress=False)) == losses(reference)

@@ -196,21 +196,12 @@ def test_run_from_before_a_new_config_field_still_resumes(tmp_path):
         )
 
 
-def test_interrupted_fast_run_resumes_exactly(tmp_path, monkeypatch):
+def test_interrupted_fast_run_resumes_exactly(tmp_path, interrupted):
     """The fast path (graph-safe optimisers, the whole update compiled, the LR schedule run after it):
     killed after the step-20 checkpoint and resumed, IQL (cosine actor schedule) logs and ends exactly as
     the uninterrupted run."""
     fast = request("iql", overrides=["hidden=[32,32]", "fast=true"])
     reference = train(fast, run_dir=tmp_path / "reference", progress=False)
-    after_step = Trainer.after_step
-
-    def crash_at_26(self, run, step, metrics):
-        if step == 25:
-            raise KeyboardInterrupt
-        return after_step(self, run, step, metrics)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "after_step", crash_at_26)
-        with pytest.raises(KeyboardInterrupt):
-            train(fast, run_dir=tmp_path / "resumed", progress=False)
+    with interrupted(25):
+        train(fast, run_dir=tmp_path / "resumed", progress=False)
     assert_same_run(train(fast, run_dir=tmp_path / "resumed", progress=False), reference)
