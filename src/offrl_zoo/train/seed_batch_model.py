@@ -15,9 +15,7 @@ import copy
 import re
 import types
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
 
 import torch
 from tensordict import TensorDict
@@ -25,14 +23,6 @@ from torch import nn
 
 from offrl_zoo.algorithm import Algorithm, Stage
 from offrl_zoo.nets.seed_batch import linear, seed_streams
-
-
-def _set_tensor(root: nn.Module, name: str, value: torch.Tensor) -> None:
-    *path, leaf = name.split(".")
-    module = root.get_submodule(".".join(path))
-    # a Parameter's slot may take a plain tensor here (the stack, or a vmapped view of it), as in torch.func
-    table: dict[str, Any] = module._parameters if leaf in module._parameters else module._buffers
-    table[leaf] = value
 
 
 class SeedBatch:
@@ -49,18 +39,20 @@ class SeedBatch:
         self.generators = generators
         self.n = len(algos)
         self.template = copy.deepcopy(algos[0])
-        self.params: dict[str, nn.Parameter] = {}
-        for name, p in self.template.named_parameters():
-            self.params[name] = nn.Parameter(
+        self.params: dict[str, nn.Parameter] = {
+            name: nn.Parameter(
                 torch.empty((self.n, *p.shape), dtype=p.dtype, device=p.device), requires_grad=p.requires_grad
             )
-            _set_tensor(self.template, name, self.params[name])
+            for name, p in self.template.named_parameters()
+        }
         self.buffers = {
             name: torch.empty((self.n, *b.shape), dtype=b.dtype, device=b.device)
             for name, b in self.template.named_buffers()
         }
-        for name, b in self.buffers.items():
-            _set_tensor(self.template, name, b)
+        # the stacked tensors as the template's own (the optimisers step them); under vmap each seed's views of
+        # them take their place for one update (``update``), as TorchRL's functional losses swap parameters
+        self.stacked = TensorDict({**self.params, **self.buffers}, batch_size=[self.n]).unflatten_keys(".")
+        self.stacked.to_module(self.template)
         for module in self.template.modules():
             if type(module) is nn.Linear:  # one baddbmm per layer instead of vmap's slower rule
                 module.forward = types.MethodType(_batched_linear, module)  # type: ignore[method-assign]  # this instance only
@@ -135,30 +127,17 @@ class SeedBatch:
     def update(self, stage: Stage, batch: TensorDict, step: int) -> TensorDict:
         """One step of ``stage`` for every seed: ``batch`` is (N, B), the result's values are (N,)."""
 
-        def one_seed(params: dict, buffers: dict, seed_batch: TensorDict) -> dict:
-            with self._swapped(params, buffers):
+        def one_seed(state: TensorDict, seed_batch: TensorDict) -> dict:
+            with state.to_module(self.template):  # seed i's views in place of the stack, restored after
                 return dict(stage.update(seed_batch, step).items())
 
         with seed_streams(self.generators), warnings.catch_warnings():
             # schedulers were re-pointed at the stacked optimisers, whose step they did not wrap
             warnings.filterwarnings("ignore", re.escape("Seems like `optimizer.step()` has been overridden"))
-            out = torch.vmap(one_seed, randomness="error")(self.params, self.buffers, batch)
+            out = torch.vmap(one_seed, randomness="error")(self.stacked, batch)
             if stage.after_update is not None:  # the template's schedulers, which step the stacked optimisers
                 stage.after_update(step)
         return TensorDict(out, batch_size=[self.n])
-
-    @contextmanager
-    def _swapped(self, params: dict, buffers: dict) -> Iterator[None]:
-        """The template computes with one seed's (vmapped) views instead of the stacked tensors."""
-        for table in (params, buffers):
-            for name, value in table.items():
-                _set_tensor(self.template, name, value)
-        try:
-            yield
-        finally:
-            for table in (self.params, self.buffers):
-                for name, value in table.items():
-                    _set_tensor(self.template, name, value)
 
 
 def _flat_params(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
