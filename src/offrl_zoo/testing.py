@@ -192,7 +192,11 @@ def check_vectorized_seeds(algo_cls: type[Algorithm], n: int = 2, steps: int = 3
                         msg=f"{stage.name} seed {i} step {step} {key}",
                     )
             rng[i] = torch.get_rng_state()
-            _assert_same_weights(batch.unstack(i), algo, f"after {stage.name}, seed {i}")
+            unstacked = batch.unstack(i)
+            _assert_same_weights(unstacked, algo, f"after {stage.name}, seed {i}")
+            for key, opt in algo.optimizers.items():  # the learning-rate schedules stepped as alone
+                got = [float(g["lr"]) for g in unstacked.optimizers[key].param_groups]
+                assert got == [float(g["lr"]) for g in opt.param_groups], f"after {stage.name}, seed {i}, {key} lr"
 
 
 # The graph-safe path against the eager reference after a few updates: foreach/capturable Adam and

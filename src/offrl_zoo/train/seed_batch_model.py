@@ -60,8 +60,13 @@ class SeedBatch:
         self.stack()
 
     def _rebuild_optimizers(self) -> None:
-        """The template's optimisers and schedulers, re-pointed at the stacked parameters."""
+        """The template's optimisers, rebuilt on the stacked parameters. Its schedulers keep the optimisers they
+        were built with (``lr_sources``), which never step: they only carry the schedule's learning rates, which
+        ``update`` copies into the stacked optimisers after the stage's ``after_update``."""
         names = {id(p): n for n, p in self.algos[0].named_parameters()}
+        self.lr_sources = dict(self.template.optimizers)
+        for opt in self.lr_sources.values():
+            opt._opt_called = True  # type: ignore[attr-defined]  # never stepped: keeps its scheduler from warning
         for key, opt in self.algos[0].optimizers.items():
             groups = [
                 {
@@ -72,10 +77,7 @@ class SeedBatch:
             ]
             # the optimiser's own class; each group carries every hyperparameter, so none is passed
             optimizer_class: Callable[..., torch.optim.Optimizer] = type(opt)
-            stacked = optimizer_class(groups)
-            self.template.optimizers[key] = stacked
-            if key in self.template.schedulers:
-                self.template.schedulers[key].optimizer = stacked
+            self.template.optimizers[key] = optimizer_class(groups)
 
     # -- moving state between the seeds' own algorithms and the stack ----------------------------
     @torch.no_grad()
@@ -96,6 +98,7 @@ class SeedBatch:
                         for k, v in states[0].items()
                     }
             _copy_lrs(opt, self.algos[0].optimizers[key])
+            _copy_lrs(self.lr_sources[key], self.algos[0].optimizers[key])
         for key, sched in self.template.schedulers.items():
             sched.load_state_dict(self.algos[0].schedulers[key].state_dict())
 
@@ -131,12 +134,15 @@ class SeedBatch:
             with state.to_module(self.template):  # seed i's views in place of the stack, restored after
                 return dict(stage.update(seed_batch, step).items())
 
-        with seed_streams(self.generators), warnings.catch_warnings():
-            # schedulers were re-pointed at the stacked optimisers, whose step they did not wrap
-            warnings.filterwarnings("ignore", re.escape("Seems like `optimizer.step()` has been overridden"))
+        with seed_streams(self.generators):
             out = torch.vmap(one_seed, randomness="error")(self.stacked, batch)
-            if stage.after_update is not None:  # the template's schedulers, which step the stacked optimisers
+        if stage.after_update is not None:  # the template's schedulers, on their own optimisers' learning rates
+            with warnings.catch_warnings():
+                # those optimisers are deep copies (of seed 0's), whose step the scheduler's wrapper did not mark
+                warnings.filterwarnings("ignore", re.escape("Seems like `optimizer.step()` has been overridden"))
                 stage.after_update(step)
+            for key, opt in self.template.optimizers.items():
+                _copy_lrs(opt, self.lr_sources[key])
         return TensorDict(out, batch_size=[self.n])
 
 
