@@ -90,17 +90,15 @@ class ShuffledDraw:
         self.perm = torch.empty(self.rows, dtype=torch.int64, device=self.device)
         self.cursor = torch.zeros((), dtype=torch.int64, device=self.device)
         self.offsets = torch.arange(batch_size, device=self.device)
-        self.pass_index = -1
-        self.next_step = -1
+        self.next_step = -1  # the step the cursor stands at; any other step rebuilds the pass
 
     def before_step(self, step: int) -> None:
         """Host side, before the update of ``step``: a new permutation at a pass's start, or at a resumed step."""
         pass_index, position = divmod(step, self.batches_per_pass)
-        if pass_index != self.pass_index or step != self.next_step:
+        if position == 0 or step != self.next_step:
             generator = torch.Generator(device=self.device).manual_seed(derived_seed(self.seed, "pass", pass_index))
             self.perm.copy_(torch.randperm(self.rows, generator=generator, device=self.device))
             self.cursor.fill_(position * self.batch_size)
-            self.pass_index = pass_index
         self.next_step = step + 1
 
     def __call__(self) -> TensorDict:

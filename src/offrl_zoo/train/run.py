@@ -199,8 +199,8 @@ def prepare_trainer(
     algo = build_algorithm(request.algorithm, prepared.spec, resolved.config, device)
     stages = algo.stages()
     check_batch_sizes(stages, len(prepared), task.id)
-    for stage in stages:  # a draw=graph the stages cannot take is refused before the run directory is claimed
-        algo.batch_draw(stage, seed_batch is not None)
+    # who draws each stage's batches; a draw=graph the run cannot take is refused before its directory is claimed
+    draws = {s.name: algo.batch_draw(s, seed_batch is not None) for s in stages}
     claim_run_dir(run_dir, data.record)  # after every check, so a refused config leaves nothing to conflict with
     deterministic = eval_deterministic(request.deterministic_eval, task.deterministic_eval)
     evaluator = Evaluator(
@@ -238,7 +238,7 @@ def prepare_trainer(
                     "run_steps": trainer.planned_steps(s),
                     "batch_size": s.batch_size,
                     "sampling": s.sampling,
-                    "draw": algo.batch_draw(s, seed_batch is not None),  # as this session starts a stage
+                    "draw": draws[s.name],  # as this session starts a stage
                 }
                 for s in stages
             },

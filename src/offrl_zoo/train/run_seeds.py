@@ -17,7 +17,6 @@ import torch
 
 from offrl_zoo import registry
 from offrl_zoo.config import ConfigError, resolve
-from offrl_zoo.data.buffer import training_step
 from offrl_zoo.errors import TrainingDiverged
 from offrl_zoo.train.loggers import LoggerSettings
 from offrl_zoo.train.run import (
@@ -31,7 +30,7 @@ from offrl_zoo.train.run import (
 )
 from offrl_zoo.train.run_dir import claim_runs, failures_marked, mark_failed
 from offrl_zoo.train.seed_batch_model import SeedBatch
-from offrl_zoo.train.trainer import StageRun, Trainer, rng_state, set_rng_state, stage_seed
+from offrl_zoo.train.trainer import StageRun, Trainer, rng_state, set_rng_state
 
 
 class SeedStreams:
@@ -215,8 +214,5 @@ def _finish_alone(trainer: Trainer, streams: SeedStreams, i: int, run: StageRun 
     trainer.before_state_use = lambda: None
     with streams.use(i):
         while run is not None:
-            seed = stage_seed(trainer.settings.seed, run.index, run.stage)
-            step_fn = training_step(trainer.algo, run.stage, trainer.data, run.rb, seed, run.draw)
-            for step in range(run.first, run.steps):
-                trainer.after_step(run, step, step_fn(step))
+            trainer.train_stage(run)
             run = next(rest, None)

@@ -97,7 +97,6 @@ class StageRun:
     rb: ReplayBuffer
     identity: dict | None
     started: float
-    draw: str  # who draws the batches: "buffer" or "graph" (Algorithm.batch_draw; kept across a resume)
     sums: dict[str, torch.Tensor] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     window_start: float = field(default_factory=time.perf_counter)
@@ -201,11 +200,15 @@ class Trainer:
     def run(self) -> dict:
         with closing(self.stage_runs()) as runs:  # an error while stepping closes it (and its loggers) now
             for run in runs:
-                seed = stage_seed(self.settings.seed, run.index, run.stage)
-                step_fn = training_step(self.algo, run.stage, self.data, run.rb, seed, run.draw)
-                for step in range(run.first, run.steps):
-                    self.after_step(run, step, step_fn(step))
+                self.train_stage(run)
         return self.result()
+
+    def train_stage(self, run: StageRun) -> None:
+        """The remaining steps of ``run``, one at a time, each followed by its bookkeeping (``after_step``)."""
+        seed = stage_seed(self.settings.seed, run.index, run.stage)
+        step_fn = training_step(self.algo, run.stage, self.data, run.rb, seed, self.draw)
+        for step in range(run.first, run.steps):
+            self.after_step(run, step, step_fn(step))
 
     def stage_runs(self) -> Generator[StageRun, None, None]:
         """Each stage still to train, ready to step; between them the trainer bookkeeps (and reuses
@@ -297,7 +300,7 @@ class Trainer:
                     self.last_eval = self._evaluate(stage, steps, self.elapsed)
                 return None
         self.algo.train()
-        return StageRun(index, stages, stage, first, steps, rb, identity, time.perf_counter() - self.elapsed, self.draw)
+        return StageRun(index, stages, stage, first, steps, rb, identity, time.perf_counter() - self.elapsed)
 
     def stage_is_cached(self, index: int) -> bool:
         stage = self.algo.stages()[index]
