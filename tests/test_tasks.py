@@ -108,3 +108,32 @@ def test_mujoco_deprecation_noise_is_dropped_and_other_warnings_pass(capfd):
     assert "settotalmass" not in capfd.readouterr().err
     mujoco.get_mju_user_warning()("some other MuJoCo warning")
     assert "WARNING: some other MuJoCo warning" in capfd.readouterr().err
+
+
+def test_policies_evaluated_together_score_what_each_scores_alone():
+    """Two sampled policies on hopper (episodes of different lengths, two rounds of envs), their episode
+    seeds apart: each policy's returns, lengths and random draws match its evaluation alone, although the
+    batch keeps asking a policy for actions after its own episodes ended."""
+    import torch
+
+    from offrl_zoo.train.evaluator import Evaluator, evaluate_together
+
+    task = get_task("hopper-medium-v2")
+    evaluators = [Evaluator(task, 4, seed, False, num_envs=2) for seed in (100, 101)]
+
+    def noisy(obs: torch.Tensor, streams: list[torch.Generator]) -> torch.Tensor:
+        noise = torch.stack([torch.randn(obs.shape[1], 3, generator=g) for g in streams])
+        return torch.tanh(0.1 * obs[..., :3] + noise)
+
+    def generators(seeds) -> list[torch.Generator]:
+        return [torch.Generator().manual_seed(s) for s in seeds]
+
+    streams = generators([7, 8])
+    together = evaluate_together(evaluators, lambda obs: noisy(obs, streams), streams)
+    for i, e in enumerate(evaluators):
+        alone_stream = generators([7 + i])
+        (alone,) = evaluate_together([e], lambda obs, s=alone_stream: noisy(obs, s), alone_stream)
+        assert together[i]["returns"] == alone["returns"] and together[i]["lengths"] == alone["lengths"]
+        assert alone_stream[0].get_state().equal(streams[i].get_state())
+        e.close()
+    assert together[0]["lengths"] != together[1]["lengths"]

@@ -74,8 +74,10 @@ def assert_same_run(vectorized, alone) -> None:
 
 @pytest.mark.parametrize(("algorithm", "steps"), [("td3bc", 200), ("dtql", 30)])
 def test_seed_batch_equals_seeds_alone(tmp_path, algorithm, steps):
+    """With the seeds evaluated in one batched ``act`` per env step (the CUDA default; the toy's sampled
+    evaluation, so each seed's draws count too)."""
     requests = [request(algorithm, seed, steps) for seed in (0, 1, 2)]
-    dirs = train_seed_batch(requests, out=tmp_path / "batched", progress=False)
+    dirs = train_seed_batch(requests, out=tmp_path / "batched", progress=False, batched_eval=True)
     for req, run_dir in zip(requests, dirs, strict=True):
         alone = train(req, out=tmp_path / "alone", progress=False)
         assert_same_run(run_dir, alone)
@@ -146,3 +148,22 @@ def test_a_diverging_seed_leaves_the_batch_and_the_others_finish(tmp_path, monke
     for seed in (0, 2):  # finished, and as they would have alone
         assert (dirs[seed] / "done").is_file() and not (dirs[seed] / "failed").exists()
         assert_same_run(dirs[seed], train(requests[seed], out=tmp_path / "alone", progress=False))
+
+
+def test_batched_act_leaves_out_a_seed_with_non_finite_weights():
+    """A seed about to be found diverged has NaN weights: batched evaluation acts for the others only, and
+    each of them acts as alone."""
+    from offrl_zoo import registry
+    from offrl_zoo.testing import make
+    from offrl_zoo.train.seed_batch_model import SeedBatch
+
+    algos = [make(registry.get("iql"), seed) for seed in range(3)]
+    batch = SeedBatch(algos, [torch.Generator() for _ in algos])
+    with torch.no_grad():
+        next(iter(batch.params.values()))[1].fill_(float("nan"))
+    assert batch.finite() == [True, False, True]
+    obs = torch.randn(2, 4, algos[0].spec.obs_dim)
+    actions = batch.act(obs, False, [torch.Generator().manual_seed(5) for _ in range(2)], seeds=[0, 2])
+    for row, k in enumerate((0, 2)):
+        torch.manual_seed(5)
+        torch.testing.assert_close(actions[row], batch.unstack(k).act(obs[row], False), rtol=1e-4, atol=1e-5)

@@ -197,6 +197,21 @@ def check_vectorized_seeds(algo_cls: type[Algorithm], n: int = 2, steps: int = 3
             for key, opt in algo.optimizers.items():  # the learning-rate schedules stepped as alone
                 got = [float(g["lr"]) for g in unstacked.optimizers[key].param_groups]
                 assert got == [float(g["lr"]) for g in opt.param_groups], f"after {stage.name}, seed {i}, {key} lr"
+    _check_batched_act(batch, n)
+
+
+def _check_batched_act(batch, n: int) -> None:
+    """The seed batch's one-call ``act`` picks what each seed's own ``act`` picks, sampled actions included."""
+    obs = torch.randn(n, 5, OBS_DIM, generator=torch.Generator().manual_seed(3))
+    for deterministic in (True, False):
+        batched = batch.act(obs, deterministic, [torch.Generator().manual_seed(77) for _ in range(n)])
+        for i in range(n):
+            with torch.random.fork_rng():
+                torch.manual_seed(77)
+                own = batch.unstack(i).act(obs[i], deterministic)
+            torch.testing.assert_close(
+                batched[i], own, rtol=VECTOR_RTOL, atol=VECTOR_ATOL, msg=f"act seed {i}, deterministic={deterministic}"
+            )
 
 
 # The graph-safe path against the eager reference after a few updates: foreach/capturable Adam and

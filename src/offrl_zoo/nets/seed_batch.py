@@ -82,11 +82,26 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """``F.dropout``; under vectorised seeds, each seed's slice is dropped with that seed's own stream."""
     if _streams is None or not training or p == 0 or not functorch.is_batchedtensor(x):
         return F.dropout(x, p, training)
+    return _per_seed_slices(x, lambda part, g: _with_stream(g, lambda: F.dropout(part, p, True)))
+
+
+def multinomial(probs: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """``torch.multinomial``; under vectorised seeds, each seed draws from its own row weights and stream."""
+    if _streams is None:
+        return torch.multinomial(probs, num_samples)
+    if not functorch.is_batchedtensor(probs):
+        return _draw(torch.multinomial, probs, num_samples)
+    return _per_seed_slices(probs, lambda part, g: torch.multinomial(part, num_samples, generator=g))
+
+
+def _per_seed_slices(x: torch.Tensor, fn) -> torch.Tensor:
+    """``fn(slice_i, generator_i)`` for each seed's slice of the seed-batched ``x``, restacked as batched."""
+    assert _streams is not None
     level = functorch.maybe_get_level(x)
     base, bdim = _unwrap(x, level)
     base = base.movedim(bdim, 0)
-    with outside_vmap(len(_streams)):  # the real op, run with each seed's state in the global generator
-        out = torch.stack([_with_stream(g, lambda i=i: F.dropout(base[i], p, True)) for i, g in enumerate(_streams)])
+    with outside_vmap(len(_streams)):  # vmap refuses random ops; these are per-seed draws of our own
+        out = torch.stack([fn(base[i], g) for i, g in enumerate(_streams)])
     return functorch._add_batch_dim(out, 0, level)
 
 

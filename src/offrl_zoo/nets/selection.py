@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import torch
 
+from offrl_zoo.nets import seed_batch
+
 
 def select_candidates(candidates: torch.Tensor, scores: torch.Tensor, rule: str) -> torch.Tensor:
     """One action per state. ``candidates`` (B·K, A) in ``repeat_interleave`` order, ``scores`` (B, K).
 
     rule: ``argmax`` (highest score) | ``softmax`` (drawn ∝ exp(score), temperature 1) | ``weights``
-    (drawn ∝ score, which must be ≥ 0). Draws use torch's RNG, so seeded evaluations repeat exactly.
+    (drawn ∝ score, which must be ≥ 0). Draws use torch's RNG (in a seed batch, each seed's own stream), so
+    seeded evaluations repeat exactly.
     """
     b, k = scores.shape
     if rule == "argmax":
         index = scores.argmax(1)
     elif rule == "softmax":
-        index = torch.multinomial(torch.softmax(scores, dim=1), 1).reshape(b)
+        index = seed_batch.multinomial(torch.softmax(scores, dim=1), 1).reshape(b)
     elif rule == "weights":
-        index = torch.multinomial(scores, 1).reshape(b)
+        index = seed_batch.multinomial(scores, 1).reshape(b)
     else:
         raise ValueError(f"rule={rule!r}: expected argmax, softmax or weights")
     return candidates.reshape(b, k, -1)[torch.arange(b, device=scores.device), index]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -86,19 +87,13 @@ class Evaluator:
         }
 
     def __call__(self, algo: Algorithm) -> dict:
-        envs = self.envs()
         devices = [algo.obs_loc.device] if algo.obs_loc.device.type == "cuda" else []
-        returns: list[float] = []
-        lengths: list[int] = []
-        first_actions: list[np.ndarray] = []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed)
-            for start in range(0, self.episodes, self.num_envs):
-                count = min(self.num_envs, self.episodes - start)
-                r, n, a = self._round(envs, algo, [self.seed + start + i for i in range(self.num_envs)])
-                returns.extend(r[:count].tolist())
-                lengths.extend(n[:count].tolist())
-                first_actions.append(a[:count])
+            (result,) = evaluate_together([self], lambda obs: algo.act(obs[0], deterministic=self.deterministic)[None])
+        return result
+
+    def result(self, returns: list[float], lengths: list[int], first_actions: list[np.ndarray]) -> dict:
         returns_arr = np.asarray(returns)
         result: dict = {
             "return_mean": float(returns_arr.mean()),
@@ -113,23 +108,73 @@ class Evaluator:
             result["samples"] = self.task.sample_metrics(np.concatenate(first_actions))
         return result
 
-    def _round(
-        self, envs: gym.vector.SyncVectorEnv, algo: Algorithm, seeds: list[int | None]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Returns, lengths and first actions of one episode per env."""
-        obs, _ = envs.reset(seed=seeds)
-        total = np.zeros(envs.num_envs)
-        length = np.zeros(envs.num_envs, dtype=np.int64)
-        active = np.ones(envs.num_envs, dtype=bool)
-        first: np.ndarray | None = None
-        while active.any():
-            action = algo.act(torch.as_tensor(obs, dtype=torch.float32), deterministic=self.deterministic)
-            action_np = action.cpu().numpy().astype(envs.action_space.dtype)
-            first = action_np if first is None else first
+
+def evaluate_together(
+    evaluators: list[Evaluator],
+    act: Callable[[torch.Tensor], torch.Tensor],
+    streams: list[torch.Generator] | None = None,
+) -> list[dict]:
+    """Evaluates N policies at once, policy i in ``evaluators[i]``'s envs with its episode seeds (the evaluators
+    differ only in their envs and seeds): ``act`` maps the observations of all envs, (N, num_envs, obs_dim), to
+    actions, so each env step takes one ``act`` call for all N policies (a seed batch evaluates its seeds so).
+
+    A policy whose episodes of a round have all ended goes on being asked for actions until the last policy's
+    have too. ``streams[i]`` (policy i's random generator) is set back after each round to its state at the
+    policy's own last step, so every policy draws exactly what it draws evaluated alone.
+    """
+    first = evaluators[0]
+    if any(
+        (e.episodes, e.num_envs, e.deterministic) != (first.episodes, first.num_envs, first.deterministic)
+        for e in evaluators
+    ):
+        raise ValueError("evaluate_together: the evaluators must share episodes, parallel envs and deterministic")
+    n, envs = len(evaluators), [e.envs() for e in evaluators]
+    returns: list[list[float]] = [[] for _ in range(n)]
+    lengths: list[list[int]] = [[] for _ in range(n)]
+    first_actions: list[list[np.ndarray]] = [[] for _ in range(n)]
+    for start in range(0, first.episodes, first.num_envs):
+        count = min(first.num_envs, first.episodes - start)
+        seeds: list[list[int | None]] = [[e.seed + start + i for i in range(first.num_envs)] for e in evaluators]
+        for i, (r, length, a) in enumerate(_round(envs, act, seeds, streams)):
+            returns[i].extend(r[:count].tolist())
+            lengths[i].extend(length[:count].tolist())
+            first_actions[i].append(a[:count])
+    return [e.result(r, n, a) for e, r, n, a in zip(evaluators, returns, lengths, first_actions, strict=True)]
+
+
+def _round(
+    envs: list[gym.vector.SyncVectorEnv],
+    act: Callable[[torch.Tensor], torch.Tensor],
+    seeds: list[list[int | None]],
+    streams: list[torch.Generator] | None,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Returns, lengths and first actions of one episode per env, for each policy (``seeds[i]``: policy i's
+    episode seeds)."""
+    obs = [e.reset(seed=s)[0] for e, s in zip(envs, seeds, strict=True)]
+    total = [np.zeros(e.num_envs) for e in envs]
+    length = [np.zeros(e.num_envs, dtype=np.int64) for e in envs]
+    active = [np.ones(e.num_envs, dtype=bool) for e in envs]
+    first: list[np.ndarray | None] = [None] * len(envs)
+    finished_streams: dict[int, torch.Tensor] = {}
+    while any(a.any() for a in active):
+        actions = act(torch.as_tensor(np.stack(obs), dtype=torch.float32)).cpu().numpy()
+        for i, e in enumerate(envs):
+            if not active[i].any():
+                continue  # ended earlier in this round: its actions are not used
+            action_np = actions[i].astype(e.action_space.dtype)
+            first[i] = action_np if first[i] is None else first[i]
             # Finished envs are auto-reset on their next step; their rewards are masked out.
-            obs, reward, terminated, truncated, _ = envs.step(action_np)
-            total += np.where(active, reward, 0.0)
-            length += active
-            active &= ~(terminated | truncated)
-        assert first is not None  # every episode takes at least one step
-        return total, length, first
+            obs[i], reward, terminated, truncated, _ = e.step(action_np)
+            total[i] += np.where(active[i], reward, 0.0)
+            length[i] += active[i]
+            active[i] &= ~(terminated | truncated)
+            if streams is not None and not active[i].any():
+                finished_streams[i] = streams[i].get_state()
+    for i, state in finished_streams.items():
+        assert streams is not None
+        streams[i].set_state(state)
+    rounds = []
+    for t, n, f in zip(total, length, first, strict=True):
+        assert f is not None  # every episode takes at least one step
+        rounds.append((t, n, f))
+    return rounds

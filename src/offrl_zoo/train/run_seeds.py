@@ -1,7 +1,8 @@
 """``--vectorize-seeds``: several seeds of one algorithm on one task trained as one batched model.
 
 Each seed keeps its own run directory, trainer, replay buffer, random streams, logs, evaluations and
-checkpoints, exactly as if it ran alone; only the gradient updates are batched (``SeedBatch``). A run
+checkpoints, exactly as if it ran alone; only the gradient updates are batched (``SeedBatch``), and on CUDA
+the evaluations' ``act`` calls (one vmapped call per env step for all seeds' episodes). A run
 directory written this way is an ordinary one: it resumes alone or in a batch, and reports read it
 like any other (its provenance names the seed batch).
 """
@@ -9,6 +10,7 @@ like any other (its provenance names the seed batch).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +20,7 @@ import torch
 from offrl_zoo import registry
 from offrl_zoo.config import ConfigError, resolve
 from offrl_zoo.errors import TrainingDiverged
+from offrl_zoo.train.evaluator import evaluate_together
 from offrl_zoo.train.loggers import LoggerSettings
 from offrl_zoo.train.run import (
     RunRequest,
@@ -70,9 +73,14 @@ def train_seed_batch(
     progress: bool = True,
     stage_cache: str | Path | None = None,
     loggers: LoggerSettings | None = None,
+    batched_eval: bool | None = None,
 ) -> list[Path]:
     """Train (or resume) the runs of ``requests``, which differ in their seed only, as one seed-batched
-    model, reusing the finished ones (each checked as a lone run is); returns their run directories."""
+    model, reusing the finished ones (each checked as a lone run is); returns their run directories.
+
+    ``batched_eval``: evaluate all seeds with one batched ``act`` per env step (default: on CUDA only; on a
+    CPU the seeds' one-by-one evaluations were measured faster, see benchmarks/speed/README.md). Either way
+    each seed's evaluation gives what it gives alone."""
     first = requests[0]
     others = [dataclasses.replace(r, seed=first.seed) for r in requests]
     if any(r != others[0] for r in others) or len({r.seed for r in requests}) != len(requests):
@@ -111,7 +119,7 @@ def train_seed_batch(
                 )
                 trainers[-1].vectorized = True
                 streams.add_current()
-            driver = _Driver(trainers, streams)
+            driver = _Driver(trainers, streams, device.type == "cuda" if batched_eval is None else batched_eval)
             driver.train()
         for i, trainer in enumerate(trainers):
             if i in driver.failed:
@@ -128,8 +136,8 @@ class _Driver:
     """Steps the seeds' trainers in lockstep through one ``SeedBatch``. A seed that diverges is marked
     failed and leaves the batch; the others go on without it (as they would have alone)."""
 
-    def __init__(self, trainers: list[Trainer], streams: SeedStreams) -> None:
-        self.trainers, self.streams = trainers, streams
+    def __init__(self, trainers: list[Trainer], streams: SeedStreams, batched_eval: bool) -> None:
+        self.trainers, self.streams, self.batched_eval = trainers, streams, batched_eval
         self.alive = list(range(len(trainers)))
         self.failed: dict[int, TrainingDiverged] = {}
         self.iterators = [t.stage_runs() for t in trainers]
@@ -184,18 +192,49 @@ class _Driver:
         for step in range(first, steps):
             metrics = self.batch.update(stage, torch.stack([r.rb.sample() for r in runs]), step)
             diverged = []
+            evaluations = _OnFirstRequest(self._evaluate_all, self._evaluate_alone)
             for k, (i, run) in enumerate(zip(self.alive, runs, strict=True)):
+                trainer = self.trainers[i]
+                if self.batched_eval:
+                    trainer.evaluate_policy = functools.partial(evaluations.get, k)
                 try:
                     with self.streams.use(i):
-                        self.trainers[i].after_step(run, step, metrics[k])
+                        trainer.after_step(run, step, metrics[k])
                 except TrainingDiverged as err:
                     diverged.append(k)
                     self.failed[i] = err
+                finally:
+                    trainer.evaluate_policy = None
             if diverged:
                 self._drop(diverged, runs)
                 if not self.alive:
                     return
                 stage = self.batch.stages()[index]  # bound to the rebuilt batch's template
+
+    def _evaluate_all(self) -> dict[int, dict]:
+        """The evaluations of the batch's seeds with finite weights (by position), at once, one batched ``act``
+        per env step; seed k draws from a generator seeded as its evaluation alone seeds the global one, so each
+        result is what it gets alone. A seed with non-finite weights (about to be found diverged) is left out:
+        it would make sampling selections raise for every seed."""
+        positions = [k for k, ok in enumerate(self.batch.finite()) if ok]
+        evaluators = [self.trainers[self.alive[k]].evaluator for k in positions]
+        if not evaluators:
+            return {}
+        assert all(e is not None for e in evaluators)  # asked for by a trainer that evaluates, so all do
+        device = self.batch.template.obs_loc.device
+        streams = [torch.Generator(device=device).manual_seed(e.seed) for e in evaluators]  # type: ignore[union-attr]
+        deterministic = evaluators[0].deterministic  # type: ignore[union-attr]
+        results = evaluate_together(
+            evaluators,  # type: ignore[arg-type]  # checked above
+            lambda obs: self.batch.act(obs, deterministic, streams, positions),
+            streams,
+        )
+        return dict(zip(positions, results, strict=True))
+
+    def _evaluate_alone(self, k: int) -> dict:
+        trainer = self.trainers[self.alive[k]]
+        assert trainer.evaluator is not None
+        return trainer.evaluator(trainer.algo)  # its weights were unstacked before it asked
 
     def _drop(self, positions: list[int], runs: list[StageRun]) -> None:
         keep = [k for k in range(len(self.alive)) if k not in positions]
@@ -216,3 +255,17 @@ def _finish_alone(trainer: Trainer, streams: SeedStreams, i: int, run: StageRun 
         while run is not None:
             trainer.train_stage(run)
             run = next(rest, None)
+
+
+class _OnFirstRequest:
+    """The seeds' evaluations of one step, computed for all of them when the first seed asks; a seed left
+    out of them is evaluated alone."""
+
+    def __init__(self, compute: Callable[[], dict[int, dict]], alone: Callable[[int], dict]) -> None:
+        self.compute, self.alone = compute, alone
+        self.results: dict[int, dict] | None = None
+
+    def get(self, k: int) -> dict:
+        if self.results is None:
+            self.results = self.compute()
+        return self.results[k] if k in self.results else self.alone(k)

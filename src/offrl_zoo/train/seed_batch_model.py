@@ -145,6 +145,39 @@ class SeedBatch:
                 _copy_lrs(opt, self.lr_sources[key])
         return TensorDict(out, batch_size=[self.n])
 
+    @torch.no_grad()
+    def finite(self) -> list[bool]:
+        """Per seed: are all its parameters finite? (A diverged seed is left out of batched evaluation.)"""
+        return torch.stack([p.isfinite().flatten(1).all(1) for p in self.params.values()]).all(0).tolist()
+
+    @torch.no_grad()
+    def act(
+        self, obs: torch.Tensor, deterministic: bool, generators: list[torch.Generator], seeds: list[int] | None = None
+    ) -> torch.Tensor:
+        """The actions of the seeds at positions ``seeds`` (default all) in one call: raw observations
+        (len(seeds), B, obs_dim) → (len(seeds), B, action_dim). Each seed acts with its own weights and draws
+        from its generator in ``generators``, so it picks what ``algo.act`` of that seed alone picks with the
+        global generator in that generator's state."""
+        stacked = self.stacked if seeds is None else self.stacked[torch.tensor(seeds, device=self.stacked.device)]
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.template.obs_loc.device)
+        if obs.shape[0] != stacked.shape[0] or len(generators) != stacked.shape[0]:
+            raise ValueError(
+                f"seed batch act: {stacked.shape[0]} seeds, got observations {tuple(obs.shape)} and "
+                f"{len(generators)} generators"
+            )
+
+        def one_seed(state: TensorDict, seed_obs: torch.Tensor) -> torch.Tensor:
+            with state.to_module(self.template):
+                return self.template._bounded_act(seed_obs, deterministic)
+
+        was_training = self.template.training
+        self.template.eval()  # dropout etc. off while acting, as in ``Algorithm.act``
+        try:
+            with seed_streams(generators):
+                return torch.vmap(one_seed, randomness="error")(stacked, obs)
+        finally:
+            self.template.train(was_training)
+
 
 def _flat_params(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [p for g in opt.param_groups for p in g["params"]]
