@@ -6,7 +6,12 @@ vmapped update itself), and of N seeds as one ``SeedBatch`` (N batches drawn fro
 N TorchRL buffers, one vmapped update). ``ratio`` = batched N seeds / one seed; training the seeds one
 after another costs N×. Each algorithm runs in a fresh subprocess.
 
+``act``: milliseconds per evaluation env step, ``--eval-envs`` observations per seed, deterministic
+actions: one seed's ``act`` against the N seeds' one batched ``SeedBatch.act`` (what a seed batch's
+evaluation calls once per env step instead of N per-seed calls).
+
     python benchmarks/speed/seeds.py --seeds 5 --threads 1
+    python benchmarks/speed/seeds.py --seeds 5 --threads 1 --parts act
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from _results import machine_meta, write_results
 
@@ -59,14 +65,32 @@ def measure(name: str, args: argparse.Namespace) -> dict:
         sync(device)
         return (time.perf_counter() - start) / args.steps
 
+    def act_ms(act: Callable[[], object]) -> float:
+        for _ in range(args.warmup):
+            act()
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(args.act_calls):
+            act()
+        sync(device)
+        return 1000 * (time.perf_counter() - start) / args.act_calls
+
     torch.manual_seed(0)
     alone = cls(spec, cls.Config(), device)
     single, many = seed_batch(1), seed_batch(args.seeds)
-    stages = []
+    result: dict = {"algorithm": name, "seeds": args.seeds, "stages": []}
+    if "act" in args.parts:
+        obs = torch.randn(args.seeds, args.eval_envs, args.obs_dim, device=device)
+        streams = [torch.Generator(device).manual_seed(s) for s in range(args.seeds)]
+        one = act_ms(lambda: alone.act(obs[0], deterministic=True))
+        batched = act_ms(lambda: many.act(obs, True, streams))
+        result["act"] = {"one_ms": one, "batched_ms": batched, "ratio": batched / one}
+    if "updates" not in args.parts:
+        return result
     for index, stage in enumerate(alone.stages()):
         one = seconds_per_update(stage, data, args.warmup, args.steps, device)
         one_batched, n_batched = batched_seconds(single, index), batched_seconds(many, index)
-        stages.append(
+        result["stages"].append(
             {
                 "stage": stage.name,
                 "batch_size": stage.batch_size,
@@ -76,7 +100,7 @@ def measure(name: str, args: argparse.Namespace) -> dict:
                 "ratio": n_batched / one,
             }
         )
-    return {"algorithm": name, "seeds": args.seeds, "stages": stages}
+    return result
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -87,6 +111,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--action-dim", type=int, default=3)
     p.add_argument("--steps", type=int, default=100, help="timed updates per stage")
     p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--parts", nargs="+", choices=["updates", "act"], default=["updates", "act"])
+    p.add_argument("--eval-envs", type=int, default=10, help="observations per seed in each act call")
+    p.add_argument("--act-calls", type=int, default=50, help="timed act calls")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--tag", default="")
@@ -106,9 +133,29 @@ def markdown(meta: dict, results: list[dict]) -> str:
         f"stage after {meta['warmup']} warm-up updates; official batch and network sizes; eager path. "
         f"`ratio` = {n} batched seeds / 1 seed (one after another would be {n}.0).",
         "",
-        f"| algorithm | stage | batch | 1 seed s/1k | 1 seed as a batch of 1 s/1k | {n} seeds batched s/1k | ratio |",
-        "|---|---|---|---|---|---|---|",
     ]
+    if any("act" in r for r in results):
+        lines += [
+            f"Evaluation `act`, ms per env step ({meta['eval_envs']} observations per seed, deterministic, "
+            f"{meta['act_calls']} timed calls): one seed alone, and {n} seeds in one batched call "
+            f"(one per seed would be {n}× the first column).",
+            "",
+            f"| algorithm | 1 seed ms | {n} seeds batched ms | ratio |",
+            "|---|---|---|---|",
+            *(
+                f"| {r['algorithm']} | {r['act']['one_ms']:.2f} | {r['act']['batched_ms']:.2f} | "
+                f"{r['act']['ratio']:.2f} |"
+                for r in results
+                if "act" in r
+            ),
+            "",
+        ]
+    if any(r["stages"] for r in results):
+        lines += [
+            "| algorithm | stage | batch | 1 seed s/1k | 1 seed as a batch of 1 s/1k "
+            f"| {n} seeds batched s/1k | ratio |",
+            "|---|---|---|---|---|---|---|",
+        ]
     for r in results:
         for s in r["stages"]:
             lines.append(
@@ -134,14 +181,14 @@ def main() -> None:
         if out.returncode != 0:
             raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(
-            name,
-            ", ".join(
-                f"{s['stage']} {s['one_s_per_1000']:.1f} → {s['batched_s_per_1000']:.1f} ({s['ratio']:.2f}×)"
-                for s in results[-1]["stages"]
-            ),
-            flush=True,
-        )
+        r = results[-1]
+        parts = [
+            f"{s['stage']} {s['one_s_per_1000']:.1f} → {s['batched_s_per_1000']:.1f} ({s['ratio']:.2f}×)"
+            for s in r["stages"]
+        ]
+        if "act" in r:
+            parts.append(f"act {r['act']['one_ms']:.2f} → {r['act']['batched_ms']:.2f} ms ({r['act']['ratio']:.2f}×)")
+        print(name, ", ".join(parts), flush=True)
     meta = machine_meta(
         args.device,
         args.threads,
@@ -150,8 +197,12 @@ def main() -> None:
         action_dim=args.action_dim,
         timed_steps=args.steps,
         warmup=args.warmup,
+        parts=args.parts,
+        eval_envs=args.eval_envs,
+        act_calls=args.act_calls,
     )
-    write_results(f"seeds{args.seeds}", args.tag, meta, results, markdown(meta, results))
+    kind = f"seeds{args.seeds}" + ("" if args.parts == ["updates", "act"] else "-" + "-".join(args.parts))
+    write_results(kind, args.tag, meta, results, markdown(meta, results))
 
 
 if __name__ == "__main__":
