@@ -129,9 +129,9 @@ def markdown(meta: dict, results: list[dict]) -> str:
         "",
         f"Command: `{meta['command']}`",
         "",
-        f"Shapes obs={meta['obs_dim']}, action={meta['action_dim']}; {meta['timed_steps']} timed updates per "
-        f"stage after {meta['warmup']} warm-up updates; official batch and network sizes; eager path. "
-        f"`ratio` = {n} batched seeds / 1 seed (one after another would be {n}.0).",
+        f"Shapes obs={meta['obs_dim']}, action={meta['action_dim']}; official batch and network sizes; eager "
+        f"path; {meta['warmup']} warm-up calls. `ratio` = {n} batched seeds / 1 seed (one after another would be "
+        f"{n}.0).",
         "",
     ]
     if any("act" in r for r in results):
@@ -152,6 +152,8 @@ def markdown(meta: dict, results: list[dict]) -> str:
         ]
     if any(r["stages"] for r in results):
         lines += [
+            f"Updates, seconds per 1 000 ({meta['timed_steps']} timed per stage):",
+            "",
             "| algorithm | stage | batch | 1 seed s/1k | 1 seed as a batch of 1 s/1k "
             f"| {n} seeds batched s/1k | ratio |",
             "|---|---|---|---|---|---|---|",
