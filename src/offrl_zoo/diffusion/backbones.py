@@ -35,10 +35,10 @@ class EDMScoreNet(nn.Module):
     def __init__(self, action_dim: int, obs_dim: int, hidden: int = 256, time_dim: int = 16, hidden_layers: int = 4):
         super().__init__()
         self.embed = SinusoidalEmbedding(time_dim)
-        layers: list[nn.Module] = [nn.Linear(action_dim + obs_dim + time_dim, hidden)]
+        layers: list[nn.Module] = [seed_batch.Linear(action_dim + obs_dim + time_dim, hidden)]
         for _ in range(hidden_layers - 1):
-            layers += [nn.Linear(hidden, hidden), Mish()]
-        layers.append(nn.Linear(hidden, action_dim))
+            layers += [seed_batch.Linear(hidden, hidden), Mish()]
+        layers.append(seed_batch.Linear(hidden, action_dim))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, obs: torch.Tensor, u: torch.Tensor | float) -> torch.Tensor:
@@ -52,13 +52,13 @@ class DQLNoiseNet(nn.Module):
         super().__init__()
         self.embed = SinusoidalEmbedding(time_dim)
         self.net = nn.Sequential(
-            nn.Linear(action_dim + time_dim + obs_dim, hidden),
+            seed_batch.Linear(action_dim + time_dim + obs_dim, hidden),
             Mish(),
-            nn.Linear(hidden, hidden),
+            seed_batch.Linear(hidden, hidden),
             Mish(),
-            nn.Linear(hidden, hidden),
+            seed_batch.Linear(hidden, hidden),
             Mish(),
-            nn.Linear(hidden, action_dim),
+            seed_batch.Linear(hidden, action_dim),
         )
 
     def forward(self, x: torch.Tensor, obs: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
@@ -73,9 +73,9 @@ class ResidualBlock(nn.Module):
         self.body = nn.Sequential(
             seed_batch.Dropout(dropout),
             nn.LayerNorm(hidden),
-            nn.Linear(hidden, 4 * hidden),
+            seed_batch.Linear(hidden, 4 * hidden),
             act(),
-            nn.Linear(4 * hidden, hidden),
+            seed_batch.Linear(4 * hidden, hidden),
         )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -113,9 +113,9 @@ class ResNetNoiseNet(nn.Module):
         if not isinstance(time_embedding, nn.Module):
             raise TypeError(f"ResNetNoiseNet time_embedding {time_embedding!r}: expected an nn.Module")
         self.embed = time_embedding  # registered first: its parameters lead (optimiser order, checkpoint keys)
-        self.inp = nn.Linear(action_dim + obs_dim + time_embedding.out_dim, hidden)
+        self.inp = seed_batch.Linear(action_dim + obs_dim + time_embedding.out_dim, hidden)
         self.blocks = nn.Sequential(*(ResidualBlock(hidden, act, dropout) for _ in range(blocks)))
-        self.out = nn.Sequential(act(), nn.Linear(hidden, action_dim))
+        self.out = nn.Sequential(act(), seed_batch.Linear(hidden, action_dim))
         if io_init is not None:
             io_init(self.inp)
             io_init(self.out[1])

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from offrl_zoo.nets import seed_batch
 from offrl_zoo.nets.activations import Mish
 
 
@@ -24,7 +25,7 @@ class SinusoidalEmbedding(nn.Module):
             raise ValueError(f"sinusoidal embedding width {dim}: expected an even number ≥ 4")
         half = dim // 2
         self.register_buffer("freqs", torch.exp(-math.log(10000.0) / (half - 1) * torch.arange(half)))
-        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), Mish(), nn.Linear(2 * dim, dim))
+        self.mlp = nn.Sequential(seed_batch.Linear(dim, 2 * dim), Mish(), seed_batch.Linear(2 * dim, dim))
         self.out_dim = dim
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
@@ -38,7 +39,7 @@ class LearnableFourierEmbedding(nn.Module):
     def __init__(self, features: int = 128, out_dim: int = 256) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(features // 2, 1) * 0.2)
-        self.mlp = nn.Sequential(nn.Linear(features, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
+        self.mlp = nn.Sequential(seed_batch.Linear(features, out_dim), nn.SiLU(), seed_batch.Linear(out_dim, out_dim))
         self.out_dim = out_dim
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
@@ -54,7 +55,7 @@ class GaussianFourierEmbedding(nn.Module):
     def __init__(self, features: int = 64, out_dim: int = 128, scale: float = 30.0) -> None:
         super().__init__()
         self.register_buffer("weight", torch.randn(features // 2) * scale)
-        self.mlp = nn.Sequential(nn.Linear(features, out_dim), Mish(), nn.Linear(out_dim, out_dim))
+        self.mlp = nn.Sequential(seed_batch.Linear(features, out_dim), Mish(), seed_batch.Linear(out_dim, out_dim))
         self.out_dim = out_dim
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:

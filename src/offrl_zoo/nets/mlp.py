@@ -34,14 +34,14 @@ def mlp(
     """Linear → [LayerNorm] → act → [Dropout] per hidden layer, then a Linear output layer."""
     layers: list[nn.Module] = []
     for width in hidden:
-        layers.append(nn.Linear(in_dim, width))
+        layers.append(seed_batch.Linear(in_dim, width))
         if layer_norm:
             layers.append(nn.LayerNorm(width))
         layers.append(activation(act))
         if dropout > 0:
             layers.append(seed_batch.Dropout(dropout))
         in_dim = width
-    layers.append(nn.Linear(in_dim, out_dim))
+    layers.append(seed_batch.Linear(in_dim, out_dim))
     return nn.Sequential(*layers)
 
 

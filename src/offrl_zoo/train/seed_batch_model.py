@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import re
-import types
 import warnings
 from collections.abc import Callable
 
@@ -22,7 +21,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from offrl_zoo.algorithm import Algorithm, Stage
-from offrl_zoo.nets.seed_batch import linear, seed_streams
+from offrl_zoo.nets.seed_batch import seed_streams
 
 
 class SeedBatch:
@@ -53,9 +52,6 @@ class SeedBatch:
         # them take their place for one update (``update``), as TorchRL's functional losses swap parameters
         self.stacked = TensorDict({**self.params, **self.buffers}, batch_size=[self.n]).unflatten_keys(".")
         self.stacked.to_module(self.template)
-        for module in self.template.modules():
-            if type(module) is nn.Linear:  # one baddbmm per layer instead of vmap's slower rule
-                module.forward = types.MethodType(_batched_linear, module)  # type: ignore[method-assign]  # this instance only
         self._rebuild_optimizers()
         self.stack()
 
@@ -195,7 +191,3 @@ def _copy(value: object) -> object:
 def _copy_lrs(target: torch.optim.Optimizer, source: torch.optim.Optimizer) -> None:
     for g_target, g_source in zip(target.param_groups, source.param_groups, strict=True):
         g_target["lr"] = g_source["lr"]
-
-
-def _batched_linear(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    return linear(x, self.weight, self.bias)
