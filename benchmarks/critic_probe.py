@@ -13,9 +13,10 @@ it prints for the checkpoint:
 - the share of states where the policy's action has a higher Q than the dataset's;
 - how the behaviour diffusion model rates the policy's actions against the dataset actions: the
   trust-region loss (DTQL, DTQL-KL) or the noise-prediction loss of SRPO's behaviour model (its training
-  loss, a bound on −log-likelihood up to constants; the same t and noise draws for both), and that loss for
-  uniformly random actions: a behaviour model that rates random actions as it rates the data cannot
-  regularise the policy;
+  loss, a bound on −log-likelihood up to constants; the same t and noise draws for every set), and that loss for
+  uniformly random actions and for dataset actions paired with other states: a behaviour model that rates
+  random actions (or another state's) as it rates the data cannot regularise the policy (or ignores the
+  state);
 - mean |action| and the share of saturated actions, for both, and their RMS distance.
 
 The checkpoint is read, never written; a run still training can be probed.
@@ -60,7 +61,13 @@ def probe(run_dir: Path, rows: int, seed: int) -> dict[str, float]:
         }
         if value is not None:
             out["V(s)"] = value(obs).mean().item()
-        for name, a in (("policy", policy_action), ("data", action), ("uniform", random_action)):
+        shuffled = action[torch.randperm(len(action), generator=generator)]  # data actions of other states
+        for name, a in (
+            ("policy", policy_action),
+            ("data", action),
+            ("other states' data", shuffled),
+            ("uniform", random_action),
+        ):
             torch.manual_seed(seed)  # the same diffusion times and noise for every action set
             if hasattr(algo, "edm"):
                 out[f"trust-region loss, {name}"] = trust_region_loss(
@@ -94,7 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     for key, value in probe(args.run_dir, args.rows, args.seed).items():
-        print(f"{key:32s} {value:10.3f}")
+        print(f"{key:38s} {value:10.3f}")
 
 
 if __name__ == "__main__":
