@@ -139,7 +139,7 @@ def evaluate_together(
             returns[i].extend(r[:count].tolist())
             lengths[i].extend(length[:count].tolist())
             first_actions[i].append(a[:count])
-    return [e.result(r, n, a) for e, r, n, a in zip(evaluators, returns, lengths, first_actions, strict=True)]
+    return [e.result(r, ls, a) for e, r, ls, a in zip(evaluators, returns, lengths, first_actions, strict=True)]
 
 
 def _round(

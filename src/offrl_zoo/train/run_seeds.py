@@ -192,7 +192,7 @@ class _Driver:
         for step in range(first, steps):
             metrics = self.batch.update(stage, torch.stack([r.rb.sample() for r in runs]), step)
             diverged = []
-            evaluations = _OnFirstRequest(self._evaluate_all, self._evaluate_alone)
+            evaluations = _OnFirstRequest(self._evaluate_all)
             for k, (i, run) in enumerate(zip(self.alive, runs, strict=True)):
                 trainer = self.trainers[i]
                 if self.batched_eval:
@@ -214,8 +214,8 @@ class _Driver:
     def _evaluate_all(self) -> dict[int, dict]:
         """The evaluations of the batch's seeds with finite weights (by position), at once, one batched ``act``
         per env step; seed k draws from a generator seeded as its evaluation alone seeds the global one, so each
-        result is what it gets alone. A seed with non-finite weights (about to be found diverged) is left out:
-        it would make sampling selections raise for every seed."""
+        result is what it gets alone. A seed with non-finite weights (about to be found diverged) is left out,
+        to be evaluated alone: it would make sampling selections raise for every seed."""
         positions = [k for k, ok in enumerate(self.batch.finite()) if ok]
         evaluators = [self.trainers[self.alive[k]].evaluator for k in positions]
         if not evaluators:
@@ -230,11 +230,6 @@ class _Driver:
             streams,
         )
         return dict(zip(positions, results, strict=True))
-
-    def _evaluate_alone(self, k: int) -> dict:
-        trainer = self.trainers[self.alive[k]]
-        assert trainer.evaluator is not None
-        return trainer.evaluator(trainer.algo)  # its weights were unstacked before it asked
 
     def _drop(self, positions: list[int], runs: list[StageRun]) -> None:
         keep = [k for k in range(len(self.alive)) if k not in positions]
@@ -258,14 +253,14 @@ def _finish_alone(trainer: Trainer, streams: SeedStreams, i: int, run: StageRun 
 
 
 class _OnFirstRequest:
-    """The seeds' evaluations of one step, computed for all of them when the first seed asks; a seed left
-    out of them is evaluated alone."""
+    """The seeds' evaluations of one step, computed for all of them when the first seed asks; None for a seed
+    left out of them (its trainer then evaluates it alone)."""
 
-    def __init__(self, compute: Callable[[], dict[int, dict]], alone: Callable[[int], dict]) -> None:
-        self.compute, self.alone = compute, alone
+    def __init__(self, compute: Callable[[], dict[int, dict]]) -> None:
+        self.compute = compute
         self.results: dict[int, dict] | None = None
 
-    def get(self, k: int) -> dict:
+    def get(self, k: int) -> dict | None:
         if self.results is None:
             self.results = self.compute()
-        return self.results[k] if k in self.results else self.alone(k)
+        return self.results.get(k)

@@ -142,8 +142,9 @@ class Trainer:
         self.before_state_use: Callable[[], None] = lambda: None
         # Whether a cached shared stage (by stage index) may replace training it.
         self.may_reuse: Callable[[int], bool] = lambda index: True
-        # Evaluates the policy in place of ``evaluator(algo)``: a seed batch evaluates all its seeds at once.
-        self.evaluate_policy: Callable[[], dict] | None = None
+        # Evaluates the policy in place of ``evaluator(algo)`` (None: not done there, evaluate alone): a seed batch
+        # evaluates all its seeds at once.
+        self.evaluate_policy: Callable[[], dict | None] | None = None
         self.vectorized = False  # trained in a seed batch: its float rounding differs, so do its cached stages
         # who draws the batches of the stage in progress; a checkpoint keeps it, so a resumed stage goes on drawing
         # as it began even where config draw=auto would now resolve otherwise (another device, a seed batch)
@@ -401,7 +402,9 @@ class Trainer:
     def _evaluate(self, stage: Stage, done: int, elapsed: float) -> dict:
         evaluator = self.evaluator
         assert evaluator is not None  # called only when the trainer has one
-        result = evaluator(self.algo) if self.evaluate_policy is None else self.evaluate_policy()
+        result = None if self.evaluate_policy is None else self.evaluate_policy()
+        if result is None:
+            result = evaluator(self.algo)
         result.update(stage=stage.name, step=done, time=round(elapsed, 3), protocol=evaluator.protocol(self.algo))
         self.eval_log.append(result)
         return result
