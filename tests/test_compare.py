@@ -112,3 +112,16 @@ def test_seeds_are_batched_by_default_on_cuda_only():
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert seeds_batched(None, cuda) and not seeds_batched(None, cpu)
     assert not seeds_batched(False, cuda) and seeds_batched(True, cpu)
+
+
+def test_seeds_added_later_join_the_same_store(tmp_path):
+    """``--seed S --seeds N`` plans seeds S..S+N-1; recorded into a store that already has seed 0, the sweep
+    then lists both, so the report covers them together."""
+    from offrl_zoo.cli.args import seed_range
+
+    store = tmp_path / "store"
+    record_sweep(store, plan(["bc"], None, TASKS[:1], 1, "40"))
+    later = plan(["bc"], None, TASKS[:1], seed_range(3, 2), "40")
+    assert [r.seed for r in later.runs] == [3, 4]
+    record_sweep(store, later)
+    assert json.loads((store / "sweep.json").read_text())["seeds"] == [0, 3, 4]

@@ -62,6 +62,11 @@ def test_bad_config_values_are_refused_before_training(tmp_path, capsys, name):
         (["train", "iql", "--task", TASK, "--steps", "0"], r"argument --steps: 0: expected a positive integer"),
         (["train", "iql", "--task", TASK, "--seed", "-1"], r"argument --seed: -1: expected a seed"),
         (["compare", "iql", "--suite", "toy", "--seeds", "0"], r"argument --seeds: 0: expected a positive integer"),
+        (["compare", "iql", "--suite", "toy", "--seed", "-3"], r"argument --seed: -3: expected a seed"),
+        (
+            ["compare", "iql", "--suite", "toy", "--seed", str(2**32 - 1), "--seeds", "2"],
+            r"--seed 4294967295 --seeds 2: the last seed, 4294967296, is not below 2\*\*32",
+        ),
         (["compare", "iql", "--suite", "toy", "--budget", "fast"], r"--budget"),
         (["train", "iql", "--task", TASK, "--preset", "quik"], r"preset 'quik' unknown for iql"),
     ],

@@ -16,6 +16,8 @@ from offrl_zoo.cli.args import (
     episode_count,
     positive_int,
     seed_count,
+    seed_int,
+    seed_range,
     thread_count,
 )
 
@@ -30,6 +32,7 @@ examples:
   offrl-zoo compare dtql dtql-kl iql --suite toy               # quick budget, 3 seeds, minutes on a CPU
   offrl-zoo compare dtql srpo --suite gym-medium --budget paper --device cuda
   offrl-zoo compare dtql iql td3bc --suite gym-medium --budget 20000 --seeds 3
+  offrl-zoo compare dtql iql td3bc --suite gym-medium --budget 20000 --seed 3 --seeds 2   # two more seeds
   offrl-zoo compare dtql iql --suite gym --executor ray --ray-address auto --budget paper
   offrl-zoo report results/toy-quick                           # rebuild the report from the store
 Re-running the same command skips finished runs and resumes unfinished ones from their checkpoints.
@@ -62,7 +65,13 @@ def add_compare_parsers(sub: argparse._SubParsersAction) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--suite", help="named task suite (offrl-zoo list suites)")
     where.add_argument("--tasks", nargs="+", help="explicit task ids instead of a suite")
-    p.add_argument("--seeds", type=seed_count, default=3, help="seeds 0..N-1 (default 3)")
+    p.add_argument("--seeds", type=seed_count, default=3, help="seeds SEED..SEED+N-1 (default 3)")
+    p.add_argument(
+        "--seed",
+        type=seed_int,
+        default=0,
+        help="the first seed (default 0); e.g. --seed 3 --seeds 2 adds seeds 3 and 4 to a comparison",
+    )
     add_vectorize_flag(p, cuda_default=True)
     p.add_argument(
         "--budget",
@@ -224,8 +233,9 @@ def _cheaper(
 
     cap = _max_cap(todo)
     best = None
+    seeds = seed_range(args.seed, args.seeds)
     for steps in [n for n in CHEAPER_CAPS if cap is None or n < cap]:
-        runs = plan(args.algorithms, args.suite, args.tasks, args.seeds, str(steps), list(args.overrides)).runs
+        runs = plan(args.algorithms, args.suite, args.tasks, seeds, str(steps), list(args.overrides)).runs
         estimates = estimate_sweep(runs, args.eval_every or steps, args.eval_episodes, device, timings)
         alt_wall = _wall(runs, estimates, jobs, 0.0)[2]
         if alt_wall < (wall if best is None else best[1]):
@@ -251,7 +261,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     loggers = logger_kinds(args.logger)
     check_available(loggers)  # here, not in each of the runs it would launch
-    sweep = plan(args.algorithms, args.suite, args.tasks, args.seeds, args.budget, list(args.overrides))
+    seeds = seed_range(args.seed, args.seeds)
+    sweep = plan(args.algorithms, args.suite, args.tasks, seeds, args.budget, list(args.overrides))
     store = Path(args.out or f"results/{args.suite or 'tasks'}-{sweep.budget}")
     device = check_device(args.device)
     jobs = args.jobs or (1 if device.type == "cuda" else max(1, (os.cpu_count() or 1) // args.threads))

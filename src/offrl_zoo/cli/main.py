@@ -17,6 +17,7 @@ from offrl_zoo.cli.args import (
     positive_int,
     seed_count,
     seed_int,
+    seed_range,
     thread_count,
 )
 from offrl_zoo.cli.boundary import Parser, guarded, usage_error
@@ -254,10 +255,7 @@ def _train_runs(args: argparse.Namespace) -> int:
         download=not args.offline,
         data_source=args.data_source,
     )
-    last = args.seed + args.seeds - 1
-    if last >= 2**32:
-        raise ConfigError(f"--seed {args.seed} --seeds {args.seeds}: the last seed, {last}, is not below 2**32")
-    requests = [dataclasses.replace(request, seed=args.seed + i) for i in range(args.seeds)]
+    requests = [dataclasses.replace(request, seed=seed) for seed in seed_range(args.seed, args.seeds)]
     if args.run_dir and (len(requests) > 1 or args.vectorize_seeds):
         raise ConfigError(
             "--run-dir names one run; with --seeds or --vectorize-seeds use --out (runs go to OUT/ALGO/TASK/seedN)"
@@ -266,7 +264,8 @@ def _train_runs(args: argparse.Namespace) -> int:
     loggers = LoggerSettings(logger_kinds(args.logger), args.logger_group)
     check_available(loggers.kinds)  # before any data is loaded
     if args.vectorize_seeds:
-        stopped = f"seeds {args.seed}..{last} of {args.algorithm} under {args.out} stopped; re-run the same command"
+        seeds = f"seeds {args.seed}..{requests[-1].seed}"
+        stopped = f"{seeds} of {args.algorithm} under {args.out} stopped; re-run the same command"
         with interrupted_as(f"{stopped} to resume them"):
             run_dirs = train_seed_batch(
                 requests, out=args.out, progress=progress, stage_cache=args.stage_cache, loggers=loggers
