@@ -27,43 +27,54 @@ from collections.abc import Callable
 from _results import machine_meta, write_results
 
 
+def make_seed_batch(cls, spec, n: int, device):
+    """Seeds 0..n-1 of ``cls`` (default config) as one ``SeedBatch``, each with its own generator."""
+    import torch
+
+    from offrl_zoo.train.seed_batch_model import SeedBatch
+
+    algos = []
+    for seed in range(n):
+        torch.manual_seed(seed)
+        algos.append(cls(spec, cls.Config(), device))
+    return SeedBatch(algos, [torch.Generator(device).manual_seed(s) for s in range(n)])
+
+
+def seed_batch_seconds(batch, index: int, data, warmup: int, steps: int) -> float:
+    """Seconds per update of stage ``index`` for the whole seed batch, each seed drawing from its own buffer."""
+    import torch
+
+    from offrl_zoo.data.buffer import make_replay_buffer
+    from offrl_zoo.train.cost import sync
+
+    stage, device = batch.stages()[index], data.device
+    buffers = [
+        make_replay_buffer(data, stage.batch_size, stage.sampling, torch.Generator(device=device).manual_seed(s))
+        for s in range(batch.n)
+    ]
+    for step in range(warmup):
+        batch.update(stage, torch.stack([rb.sample() for rb in buffers]), step)
+    sync(device)
+    start = time.perf_counter()
+    for step in range(warmup, warmup + steps):
+        batch.update(stage, torch.stack([rb.sample() for rb in buffers]), step)
+    sync(device)
+    return (time.perf_counter() - start) / steps
+
+
 def measure(name: str, args: argparse.Namespace) -> dict:
     import torch
 
     from offrl_zoo import registry
     from offrl_zoo.bench.timing import seconds_per_update, synthetic_data
-    from offrl_zoo.data.buffer import make_replay_buffer
     from offrl_zoo.spec import DataSpec
     from offrl_zoo.train.cost import sync
-    from offrl_zoo.train.seed_batch_model import SeedBatch
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     spec = DataSpec(args.obs_dim, args.action_dim, (-1.0,) * args.action_dim, (1.0,) * args.action_dim)
     data = synthetic_data(spec, 100_000, device)
     cls = registry.get(name)
-
-    def seed_batch(n: int) -> SeedBatch:
-        algos = []
-        for seed in range(n):
-            torch.manual_seed(seed)
-            algos.append(cls(spec, cls.Config(), device))
-        return SeedBatch(algos, [torch.Generator(device).manual_seed(s) for s in range(n)])
-
-    def batched_seconds(batch: SeedBatch, index: int) -> float:
-        stage = batch.stages()[index]
-        buffers = [
-            make_replay_buffer(data, stage.batch_size, stage.sampling, torch.Generator(device=device).manual_seed(s))
-            for s in range(batch.n)
-        ]
-        for step in range(args.warmup):
-            batch.update(stage, torch.stack([rb.sample() for rb in buffers]), step)
-        sync(device)
-        start = time.perf_counter()
-        for step in range(args.warmup, args.warmup + args.steps):
-            batch.update(stage, torch.stack([rb.sample() for rb in buffers]), step)
-        sync(device)
-        return (time.perf_counter() - start) / args.steps
 
     def act_ms(act: Callable[[], object]) -> float:
         for _ in range(args.warmup):
@@ -77,7 +88,7 @@ def measure(name: str, args: argparse.Namespace) -> dict:
 
     torch.manual_seed(0)
     alone = cls(spec, cls.Config(), device)
-    single, many = seed_batch(1), seed_batch(args.seeds)
+    single, many = make_seed_batch(cls, spec, 1, device), make_seed_batch(cls, spec, args.seeds, device)
     result: dict = {"algorithm": name, "seeds": args.seeds, "stages": []}
     if "act" in args.parts:
         obs = torch.randn(args.seeds, args.eval_envs, args.obs_dim, device=device)
@@ -89,7 +100,10 @@ def measure(name: str, args: argparse.Namespace) -> dict:
         return result
     for index, stage in enumerate(alone.stages()):
         one = seconds_per_update(stage, data, args.warmup, args.steps, device)
-        one_batched, n_batched = batched_seconds(single, index), batched_seconds(many, index)
+        one_batched, n_batched = (
+            seed_batch_seconds(single, index, data, args.warmup, args.steps),
+            seed_batch_seconds(many, index, data, args.warmup, args.steps),
+        )
         result["stages"].append(
             {
                 "stage": stage.name,
