@@ -15,7 +15,12 @@ update cannot run inside vmap; each has one hook here, and each is an identity o
 Two modules run faster in a seed batch than their torch counterparts, with the same numbers: ``Linear``
 (one ``baddbmm`` over the seeds) and ``Dropout`` (each seed's mask from its own stream; required).
 
-The few private ``torch._C._functorch`` calls live here only.
+The hooks leave the vmap level through a few private ``torch._C._functorch`` calls, all in this file.
+PyTorch's public route to the same, an ``autograd.Function`` with a ``vmap`` staticmethod, measured ≈ 80
+µs per call against ≈ 4 µs for these hooks (``benchmarks/speed/seed_hooks.py``). An update leaves the level
+4 (BC) to 136 (DQL) times, so on the CPU that would cost 1–3 %; on a GPU, where an eager update is bound
+by host time, DQL's 136 exits would add ≈ 10 ms of host time per update. The hooks stay private until
+seed-batch updates are captured as graphs, whose replays run no Python.
 """
 
 from __future__ import annotations
