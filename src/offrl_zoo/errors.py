@@ -25,6 +25,13 @@ class ConfigError(OffrlZooError, ValueError):
     hint = "`offrl-zoo config ALGO --task TASK` prints every key with its value and origin"
 
 
+class FlagError(ConfigError):
+    """Command-line flags that cannot be used together or on this machine (``--seed``/``--seeds`` past the last
+    seed, ``--device cuda`` without CUDA): the fix is on the command line, not in a config."""
+
+    hint = "see `offrl-zoo {command} --help`"
+
+
 class RunDirConflict(ConfigError):
     """A run directory that holds another experiment, finished or not; nothing in it is touched."""
 

@@ -77,6 +77,20 @@ def test_unknown_names_and_bad_numbers(tmp_path, capsys, args, message):
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("checkpoint.pt"))
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["compare", "iql", "--suite", "toy", "--seed", str(2**32 - 1), "--seeds", "2"],
+        ["train", "iql", "--task", TASK, "--seeds", "2", "--run-dir", "somewhere"],
+        ["train", "iql", "--task", TASK, "--logger", "none", "--logger", "csv"],
+    ],
+)
+def test_flag_errors_point_to_the_help_not_the_config(tmp_path, capsys, args):
+    """A command line to fix gets the command's --help as its hint, not ``offrl-zoo config``."""
+    code, err = run_cli([*args, "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and f"(hint: see `offrl-zoo {args[0]} --help`)" in err, err
+
+
 def test_a_results_store_holding_another_experiment_is_refused(tmp_path, capsys):
     store = tmp_path / "store"
     base = ["compare", "bc", "--suite", "toy", "--seeds", "1", "--no-estimate", "--out", str(store)]

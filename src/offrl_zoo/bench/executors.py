@@ -249,9 +249,9 @@ def run_ray(
     try:
         import ray
     except ImportError as err:
-        from offrl_zoo.errors import ConfigError
+        from offrl_zoo.errors import FlagError
 
-        raise ConfigError("--executor ray needs Ray: pip install 'offrl-zoo[ray]'") from err
+        raise FlagError("--executor ray needs Ray: pip install 'offrl-zoo[ray]'") from err
     ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
     gpus = 1 if settings.device.startswith("cuda") else 0
 

@@ -20,7 +20,7 @@ from offrl_zoo import registry
 from offrl_zoo.algorithm import Algorithm, BaseConfig
 from offrl_zoo.config import field_names, preset_applies, presets, resolve
 from offrl_zoo.envs import all_suites, get_suite, get_task
-from offrl_zoo.errors import ConfigError, UnsupportedTaskError
+from offrl_zoo.errors import ConfigError, FlagError, UnsupportedTaskError
 from offrl_zoo.io import write_json
 from offrl_zoo.train.run_dir import FAILED, LOCK
 from offrl_zoo.train.trainer import CHECKPOINT, DONE
@@ -75,9 +75,9 @@ class Budget:
         try:
             steps = int(text)
         except ValueError:
-            raise ConfigError(f"--budget {text!r}: expected paper, quick or a number of steps per stage") from None
+            raise FlagError(f"--budget {text!r}: expected paper, quick or a number of steps per stage") from None
         if steps < 1:
-            raise ConfigError(f"--budget {steps}: expected at least 1 step")
+            raise FlagError(f"--budget {steps}: expected at least 1 step")
         return cls(str(steps), steps)
 
     def for_run(self, algo_cls: type[Algorithm], task_id: str) -> RunBudget:
@@ -166,7 +166,7 @@ def plan(
 ) -> Sweep:
     """Expand the sweep; every name is checked here, before any work starts."""
     if not algorithms:
-        raise ConfigError("compare: name at least one algorithm")
+        raise FlagError("compare: name at least one algorithm")
     for name in algorithms:
         registry.get(name)  # unknown names fail with suggestions
     if tasks:
@@ -174,12 +174,12 @@ def plan(
     elif suite:
         task_ids = list(get_suite(suite))
     else:
-        raise ConfigError("compare: give --suite NAME or --tasks TASK ...")
+        raise FlagError("compare: give --suite NAME or --tasks TASK ...")
     for task_id in task_ids:
         get_task(task_id)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
-        raise ConfigError("compare: --seeds must be at least 1")
+        raise FlagError("compare: --seeds must be at least 1")
     budget = Budget.parse(budget_text)
     sweep = Sweep(list(algorithms), task_ids, seed_list, budget.name, suite, list(overrides or []))
     for name in algorithms:

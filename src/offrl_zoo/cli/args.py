@@ -51,11 +51,11 @@ def seed_int(text: str) -> int:
 
 def seed_range(first: int, count: int) -> list[int]:
     """Seeds ``first .. first+count-1`` of ``--seed FIRST --seeds COUNT``; the last must be a valid seed too."""
-    from offrl_zoo.errors import ConfigError
+    from offrl_zoo.errors import FlagError
 
     last = first + count - 1
     if last >= 2**32:
-        raise ConfigError(f"--seed {first} --seeds {count}: the last seed, {last}, is not below 2**32")
+        raise FlagError(f"--seed {first} --seeds {count}: the last seed, {last}, is not below 2**32")
     return list(range(first, last + 1))
 
 

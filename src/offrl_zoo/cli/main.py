@@ -229,7 +229,7 @@ def _train_runs(args: argparse.Namespace) -> int:
 
     import torch
 
-    from offrl_zoo.errors import ConfigError, interrupted_as
+    from offrl_zoo.errors import FlagError, interrupted_as
     from offrl_zoo.train.loggers import LoggerSettings, check_available, logger_kinds
     from offrl_zoo.train.run import RunRequest, train
     from offrl_zoo.train.run_seeds import train_seed_batch
@@ -257,7 +257,7 @@ def _train_runs(args: argparse.Namespace) -> int:
     )
     requests = [dataclasses.replace(request, seed=seed) for seed in seed_range(args.seed, args.seeds)]
     if args.run_dir and (len(requests) > 1 or args.vectorize_seeds):
-        raise ConfigError(
+        raise FlagError(
             "--run-dir names one run; with --seeds or --vectorize-seeds use --out (runs go to OUT/ALGO/TASK/seedN)"
         )
     progress = not args.no_progress

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from offrl_zoo.errors import ConfigError
+from offrl_zoo.errors import FlagError
 from offrl_zoo.io import write_json
 
 if TYPE_CHECKING:
@@ -55,11 +55,7 @@ def logger_kinds(values: Sequence[str] | None) -> tuple[str, ...]:
     """The loggers of repeated ``--logger`` values, each once; ``none`` alone means none."""
     values = list(values or [])
     if "none" in values and len(set(values)) > 1:
-        err = ConfigError(
-            f"--logger none cannot be combined with --logger {' / '.join(sorted(set(values) - {'none'}))}"
-        )
-        err.hint = "see `offrl-zoo {command} --help`"  # a command line, not a config, to fix
-        raise err
+        raise FlagError(f"--logger none cannot be combined with --logger {' / '.join(sorted(set(values) - {'none'}))}")
     return tuple(dict.fromkeys(v for v in values if v != "none"))
 
 
@@ -71,7 +67,7 @@ def check_available(kinds: Sequence[str]) -> None:
         try:
             importlib.import_module(kind)
         except ImportError:
-            err = ConfigError(f"--logger {kind} needs the {kind} package: pip install 'offrl-zoo[{kind}]'")
+            err = FlagError(f"--logger {kind} needs the {kind} package: pip install 'offrl-zoo[{kind}]'")
             err.hint = f"or train without --logger {kind}"
             raise err from None
 

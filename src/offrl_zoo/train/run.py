@@ -22,7 +22,7 @@ from offrl_zoo.data import load_dataset, prepare, sources
 from offrl_zoo.data.dataset import Dataset
 from offrl_zoo.data.loading import custom_task
 from offrl_zoo.envs.tasks import Task, get_task
-from offrl_zoo.errors import Interrupted
+from offrl_zoo.errors import FlagError, Interrupted
 from offrl_zoo.io import load_torch, remove_stale_temps, write_json
 from offrl_zoo.spec import DataSpec
 from offrl_zoo.train.cost import run_cost
@@ -60,7 +60,7 @@ class RunRequest:
         if self.task is not None:
             return get_task(self.task)
         if self.dataset is None:
-            raise ConfigError("give --task, or --dataset PATH with --env ENV_ID, or --dataset minari:ID")
+            raise FlagError("give --task, or --dataset PATH with --env ENV_ID, or --dataset minari:ID")
         return custom_task(self.dataset, self.env)  # a Minari dataset's own env when --env is not given
 
 
@@ -110,7 +110,7 @@ def _versions() -> dict[str, str | None]:
 def check_device(device: str) -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+        raise FlagError(f"--device {device}: CUDA is not available on this machine")
     if dev.type == "cuda" and dev.index is not None:  # capture's streams and graphs use the current device
         torch.cuda.set_device(dev)
     return dev

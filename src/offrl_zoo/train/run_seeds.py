@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from offrl_zoo import registry
-from offrl_zoo.config import ConfigError, resolve
-from offrl_zoo.errors import TrainingDiverged
+from offrl_zoo.config import resolve
+from offrl_zoo.errors import FlagError, TrainingDiverged
 from offrl_zoo.train.evaluator import evaluate_together
 from offrl_zoo.train.loggers import LoggerSettings
 from offrl_zoo.train.run import (
@@ -84,7 +84,7 @@ def train_seed_batch(
     first = requests[0]
     others = [dataclasses.replace(r, seed=first.seed) for r in requests]
     if any(r != others[0] for r in others) or len({r.seed for r in requests}) != len(requests):
-        raise ConfigError("--vectorize-seeds: the runs must differ in their seed only, each seed once")
+        raise FlagError("--vectorize-seeds: the runs must differ in their seed only, each seed once")
     algo_cls = registry.get(first.algorithm)
     task = first.resolve_task()
     resolved = resolve(algo_cls, task.id, first.preset, first.config_file, first.overrides)
