@@ -82,6 +82,20 @@ def device_name(text: str) -> str:
     return text
 
 
+def add_device_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+
+
+def add_data_source_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-source",
+        default="auto",
+        choices=["auto", "d4rl", "generated"],
+        help="D4RL gym tasks: the real file when cached or downloadable, else offrl-zoo's generated "
+        "dataset (auto); or only one of them",
+    )
+
+
 def add_fast_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fast",

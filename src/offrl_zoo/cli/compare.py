@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from offrl_zoo.cli.args import (
+    add_data_source_flag,
+    add_device_flag,
     add_fast_flag,
     add_vectorize_flag,
     budget_name,
-    device_name,
     episode_count,
     positive_int,
     seed_count,
@@ -80,7 +81,7 @@ def add_compare_parsers(sub: argparse._SubParsersAction) -> None:
         help="paper (official steps), quick (capped, CPU-friendly; default) or a step cap per stage",
     )
     p.add_argument("--out", help="results store (default results/<suite>-<budget>)")
-    p.add_argument("--device", type=device_name, default="cpu")
+    add_device_flag(p)
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray instance)")
     p.add_argument(
@@ -93,7 +94,7 @@ def add_compare_parsers(sub: argparse._SubParsersAction) -> None:
         help="steps between evaluations (default: the capped stage length; paper budget: 50 000)",
     )
     p.add_argument("--eval-episodes", type=episode_count, help="episodes per evaluation (default: the task's)")
-    p.add_argument("--data-source", default="auto", choices=["auto", "d4rl", "generated"])
+    add_data_source_flag(p)
     p.add_argument("--yes", action="store_true", help="start without asking, whatever the estimate")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the estimate, train nothing")
     p.add_argument("--no-estimate", action="store_true", help="skip the warm-up timing")

@@ -9,10 +9,11 @@ import sys
 from typing import TYPE_CHECKING, Any, cast
 
 from offrl_zoo.cli.args import (
+    add_data_source_flag,
+    add_device_flag,
     add_eval_action_flags,
     add_fast_flag,
     add_vectorize_flag,
-    device_name,
     episode_count,
     positive_int,
     seed_count,
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_vectorize_flag(p)
     p.add_argument("--steps", type=positive_int, help="cap every training stage at this many gradient steps (recorded)")
-    p.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N")
+    add_device_flag(p)
     p.add_argument("--out", default="runs", help="results root; the run goes to OUT/ALGO/TASK/seedN")
     p.add_argument("--run-dir", help="exact run directory (overrides --out)")
     p.add_argument("--eval-every", type=positive_int, default=5000, help="gradient steps between evaluations")
@@ -110,13 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how HDF5 rows become transitions: D4RL's qlearning_dataset, or stored next_observations",
     )
     p.add_argument("--offline", action="store_true", help="never download datasets")
-    p.add_argument(
-        "--data-source",
-        default="auto",
-        choices=["auto", "d4rl", "generated"],
-        help="D4RL gym tasks: the real file when cached or downloadable, else offrl-zoo's generated "
-        "dataset (auto); or only one of them",
-    )
+    add_data_source_flag(p)
     p.add_argument(
         "--threads", type=thread_count, default=1, help="torch CPU threads (default 1: small MLPs gain little)"
     )
@@ -140,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--episodes", type=episode_count, help="episodes (default: the run's protocol)")
     p.add_argument("--seed", type=seed_int, help="first episode seed (default: the run's)")
-    p.add_argument("--device", type=device_name, default="cpu")
+    add_device_flag(p)
     add_eval_action_flags(
         p, "--stochastic", "--deterministic", "default: the run's, else the task's; with --policy, the exported rule"
     )
