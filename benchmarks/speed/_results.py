@@ -39,6 +39,16 @@ def machine_meta(device: str, threads: int, **extra: object) -> dict:
     }
 
 
+def run_child(script: str, args: list[str], threads: int, what: str) -> dict:
+    """``python SCRIPT ARGS`` in a fresh process (its own peak memory, its own compile caches) with ``threads``
+    OpenMP threads; the last line it prints, read as JSON."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"{what} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def write_results(kind: str, tag: str, meta: dict, results: list[dict], markdown: str) -> None:
     """``benchmarks/results/speed/<date>-<kind>-<device type>[-tag].{json,md}``."""
     import torch

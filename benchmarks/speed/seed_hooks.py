@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from contextlib import contextmanager
 
-from _results import machine_meta, write_results
+from _results import machine_meta, run_child, write_results
 from seeds import make_seed_batch, seed_batch_seconds
 
 
@@ -188,13 +186,7 @@ def main() -> None:
     print(", ".join(f"{k}: {v:.1f} µs" for k, v in calls.items()), flush=True)
     results = []
     for name in args.algorithms or sorted(registry.available()):
-        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-        out = subprocess.run(
-            [sys.executable, __file__, "--one", name, *sys.argv[1:]], capture_output=True, text=True, env=env
-        )
-        if out.returncode != 0:
-            raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        results.append(run_child(__file__, ["--one", name, *sys.argv[1:]], args.threads, name))
         print(name, results[-1]["stages"], flush=True)
     meta = machine_meta(
         "cpu",

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 
-from _results import machine_meta, write_results
+from _results import machine_meta, run_child, write_results
 
 
 def make_seed_batch(cls, spec, n: int, device):
@@ -190,13 +188,7 @@ def main() -> None:
 
     results = []
     for name in args.algorithms or sorted(registry.available()):
-        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-        out = subprocess.run(
-            [sys.executable, __file__, "--one", name, *sys.argv[1:]], capture_output=True, text=True, env=env
-        )
-        if out.returncode != 0:
-            raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        results.append(run_child(__file__, ["--one", name, *sys.argv[1:]], args.threads, name))
         r = results[-1]
         parts = [
             f"{s['stage']} {s['one_s_per_1000']:.1f} → {s['batched_s_per_1000']:.1f} ({s['ratio']:.2f}×)"

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 
-from _results import machine_meta, write_results
+from _results import machine_meta, run_child, write_results
 
 
 def measure(name: str, path: str, args: argparse.Namespace) -> dict:
@@ -73,15 +71,6 @@ def measure(name: str, path: str, args: argparse.Namespace) -> dict:
     if path == "eager":  # forward hooks count evaluations; compiled code would not call them
         act["nfe_per_action"] = network_evaluations_per_action(algo)
     return {"algorithm": name, "path": path, "stages": stages, **act, **peak_memory()}
-
-
-def run_child(name: str, path: str, argv: list[str], threads: int) -> dict:
-    cmd = [sys.executable, __file__, "--one", name, "--path", path, *argv]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        raise SystemExit(f"{name} ({path}) failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -169,7 +158,8 @@ def main() -> None:
     results = []
     for name in args.algorithms or sorted(registry.available()):
         for path in args.paths:
-            result = run_child(name, path, sys.argv[1:], args.threads)
+            child = ["--one", name, "--path", path, *sys.argv[1:]]
+            result = run_child(__file__, child, args.threads, f"{name} ({path})")
             results.append(result)
             stages = ", ".join(f"{s['stage']} {s['s_per_1000']:.1f}" for s in result["stages"])
             print(
