@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -20,6 +21,18 @@ def git_sha() -> str:
     sha = git("rev-parse", "--short", "HEAD").strip()
     dirty = git("status", "--porcelain", "--untracked-files=no")
     return sha + ("-dirty" if dirty.strip() else "")
+
+
+def add_common_args(p: argparse.ArgumentParser, algorithms: bool = True, threads: bool = True) -> None:
+    """The flags every speed script shares: which algorithms, the task's shapes (hopper by default), torch
+    threads, and the tag that ends the result files' names."""
+    if algorithms:
+        p.add_argument("--algorithms", nargs="*", default=None, help="default: every registered algorithm")
+    p.add_argument("--obs-dim", type=int, default=11)  # hopper
+    p.add_argument("--action-dim", type=int, default=3)
+    if threads:
+        p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--tag", default="", help="suffix of the result file names")
 
 
 def machine_meta(device: str, threads: int, **extra: object) -> dict:

@@ -31,7 +31,7 @@ import traceback
 from collections.abc import Callable
 
 import torch
-from _results import machine_meta, write_results
+from _results import add_common_args, machine_meta, write_results
 
 
 def _capturable(algo: torch.nn.Module) -> None:
@@ -137,14 +137,11 @@ def measure_act(name: str, args: argparse.Namespace) -> dict:
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algorithms", nargs="*", default=None, help="default: every registered algorithm")
+    add_common_args(p, threads=False)
     p.add_argument("--compile", nargs="*", default=[], metavar="ALGO:STAGE", help="stages that also try compile")
-    p.add_argument("--obs-dim", type=int, default=11)
-    p.add_argument("--action-dim", type=int, default=3)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--act-repeats", type=int, default=200)
-    p.add_argument("--tag", default="")
     return p.parse_args(argv)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from _results import machine_meta, write_results
+from _results import add_common_args, machine_meta, write_results
 
 
 def best_us(fn, calls: int, repeats: int) -> float:
@@ -31,13 +31,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, nargs="+", default=[1024, 1_000_000])
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--obs-dim", type=int, default=11)  # hopper
-    p.add_argument("--action-dim", type=int, default=3)
+    add_common_args(p, algorithms=False)
     p.add_argument("--calls", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--tag", default="")
     args = p.parse_args()
 
     import torch

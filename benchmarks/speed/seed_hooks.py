@@ -24,7 +24,7 @@ import sys
 import time
 from contextlib import contextmanager
 
-from _results import machine_meta, run_child, write_results
+from _results import add_common_args, machine_meta, run_child, write_results
 from seeds import make_seed_batch, seed_batch_seconds
 
 
@@ -158,16 +158,12 @@ def markdown(meta: dict, calls: dict, results: list[dict]) -> str:
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algorithms", nargs="*", default=None, help="default: every registered algorithm")
+    add_common_args(p)
     p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--obs-dim", type=int, default=11)  # hopper
-    p.add_argument("--action-dim", type=int, default=3)
     p.add_argument("--steps", type=int, default=5, help="timed updates per stage")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--calls", type=int, default=200, help="calls per timed chain (part 1)")
     p.add_argument("--repeats", type=int, default=20, help="timed chains (part 1)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--tag", default="")
     p.add_argument("--one", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 

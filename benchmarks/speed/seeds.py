@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from _results import machine_meta, run_child, write_results
+from _results import add_common_args, machine_meta, run_child, write_results
 
 
 def make_seed_batch(cls, spec, n: int, device):
@@ -117,18 +117,14 @@ def measure(name: str, args: argparse.Namespace) -> dict:
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algorithms", nargs="*", default=None, help="default: every registered algorithm")
+    add_common_args(p)
     p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--obs-dim", type=int, default=11)  # hopper
-    p.add_argument("--action-dim", type=int, default=3)
     p.add_argument("--steps", type=int, default=100, help="timed updates per stage")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--parts", nargs="+", choices=["updates", "act"], default=["updates", "act"])
     p.add_argument("--eval-envs", type=int, default=10, help="observations per seed in each act call")
     p.add_argument("--act-calls", type=int, default=50, help="timed act calls")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--tag", default="")
     p.add_argument("--one", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 

@@ -19,7 +19,7 @@ import json
 import sys
 import time
 
-from _results import machine_meta, run_child, write_results
+from _results import add_common_args, machine_meta, run_child, write_results
 
 
 def measure(name: str, path: str, args: argparse.Namespace) -> dict:
@@ -75,10 +75,8 @@ def measure(name: str, path: str, args: argparse.Namespace) -> dict:
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algorithms", nargs="*", default=None, help="default: every registered algorithm")
+    add_common_args(p)
     p.add_argument("--paths", nargs="*", default=["eager", "fast"], choices=["eager", "fast"])
-    p.add_argument("--obs-dim", type=int, default=11)  # hopper
-    p.add_argument("--action-dim", type=int, default=3)
     p.add_argument("--steps", type=int, default=300, help="timed updates per stage")
     p.add_argument("--warmup", type=int, default=30, help="untimed updates first (compilation happens here)")
     p.add_argument("--act-repeats", type=int, default=100)
@@ -86,8 +84,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--draw", default="auto", choices=["auto", "buffer", "graph"], help="who draws the batches (config draw)"
     )
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--tag", default="", help="suffix of the result file names")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--path", help=argparse.SUPPRESS)
     return p.parse_args(argv)
