@@ -134,8 +134,9 @@ class DTQL(Algorithm[DTQLConfig]):
         """Modules trained by the policy step (each has an optimiser of the same name)."""
         return ("actor",)
 
-    def sample_actions(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.actor(obs)
+    def sample_actions(self, obs: torch.Tensor, repeats: int = 1) -> torch.Tensor:
+        """``repeats`` policy samples per observation, (B·repeats, A) in ``repeat_interleave`` order."""
+        return self.actor(obs, repeats=repeats)
 
     def actor_step(self, batch: TensorDict, step: int) -> dict[str, torch.Tensor]:
         cfg, obs = self.cfg, batch["observation"]
@@ -241,9 +242,8 @@ class DTQL(Algorithm[DTQLConfig]):
         if self.cfg.selection == "policy":
             return self.sample_actions(obs)
         b, k = obs.shape[0], self.cfg.candidates
-        repeated = obs.repeat_interleave(k, dim=0)
-        candidates = self.sample_actions(repeated)
-        q = self.critic_target.q_min(repeated, candidates).reshape(b, k)
+        candidates = self.sample_actions(obs, repeats=k)
+        q = self.critic_target.q_min(obs.repeat_interleave(k, dim=0), candidates).reshape(b, k)
         return select_candidates(candidates, q, self.cfg.selection)
 
     def selection_rule(self, deterministic: bool) -> str:

@@ -56,7 +56,8 @@ class DTQLKL(DTQL):
     def actor_modules(self) -> tuple[str, ...]:
         return ("generator", "fake_score")
 
-    def sample_actions(self, obs: torch.Tensor) -> torch.Tensor:
+    def sample_actions(self, obs: torch.Tensor, repeats: int = 1) -> torch.Tensor:
+        obs = obs.repeat_interleave(repeats, dim=0)  # the generator's output depends on its noise: one pass each
         sigma = self.cfg.generation_sigma
         z = sigma * seed_batch.randn(obs.shape[0], self.spec.action_dim, device=obs.device)
         return self.generator(z, obs, sigma)  # no preconditioning, no clip: the raw network output

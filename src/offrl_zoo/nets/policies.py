@@ -94,9 +94,13 @@ class TanhGaussianPolicy(nn.Module):
         mu, log_std = self.net(obs).chunk(2, dim=-1)
         return mu, log_std.clamp(self.log_std_min, self.log_std_max).exp()
 
-    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        """Reparameterised sample (or a_max·tanh(μ) when ``deterministic``)."""
+    def forward(self, obs: torch.Tensor, deterministic: bool = False, repeats: int = 1) -> torch.Tensor:
+        """Reparameterised sample (or a_max·tanh(μ) when ``deterministic``); with ``repeats``, that many samples
+        per observation in ``repeat_interleave`` order, from one pass of the network per observation (the same
+        draws as sampling at ``obs.repeat_interleave(repeats, 0)``)."""
         mu, std = self.mean_std(obs)
+        if repeats > 1:
+            mu, std = mu.repeat_interleave(repeats, dim=0), std.repeat_interleave(repeats, dim=0)
         z = mu if deterministic else mu + std * seed_batch.randn_like(mu)
         return (self.max_action * torch.tanh(z)).clamp(-self.max_action, self.max_action)
 
