@@ -57,7 +57,8 @@ class DTQLKL(DTQL):
         return ("generator", "fake_score")
 
     def sample_actions(self, obs: torch.Tensor, repeats: int = 1) -> torch.Tensor:
-        obs = obs.repeat_interleave(repeats, dim=0)  # the generator's output depends on its noise: one pass each
+        if repeats > 1:  # the generator's output depends on its noise: one pass per candidate
+            obs = obs.repeat_interleave(repeats, dim=0)
         sigma = self.cfg.generation_sigma
         z = sigma * seed_batch.randn(obs.shape[0], self.spec.action_dim, device=obs.device)
         return self.generator(z, obs, sigma)  # no preconditioning, no clip: the raw network output
