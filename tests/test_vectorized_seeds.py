@@ -167,3 +167,45 @@ def test_batched_act_leaves_out_a_seed_with_non_finite_weights():
     for row, k in enumerate((0, 2)):
         torch.manual_seed(5)
         torch.testing.assert_close(actions[row], batch.unstack(k).act(obs[row], False), rtol=1e-4, atol=1e-5)
+
+
+def test_a_fast_seed_batch_keeps_what_a_captured_step_reads_in_place():
+    """On CUDA the fast path captures the batched update after a few real steps and replays it on the tensors it
+    read then: weights, buffers, optimiser states and learning rates must stay where they were, the schedules
+    filling the learning rates in place; the seeds' generators are registered with each graph."""
+    from offrl_zoo import registry, testing
+    from offrl_zoo.graphs import CAPTURE_WARMUP, VariantGraphs
+    from offrl_zoo.train.seed_batch_model import SeedBatch
+
+    generators = [torch.Generator().manual_seed(i) for i in range(2)]
+    algos = [testing.make(registry.get("iql"), seed=i, fast=True, steps=10) for i in range(2)]
+    batch = SeedBatch(algos, generators)
+    (stage,) = batch.stages()
+
+    def read_by_a_step() -> dict[str, int]:
+        opts = batch.template.optimizers
+        tensors = {f"param {k}": p for k, p in batch.params.items()} | {
+            f"buffer {k}": b for k, b in batch.buffers.items()
+        }
+        for key, opt in opts.items():
+            tensors |= {f"{key} lr {j}": g["lr"] for j, g in enumerate(opt.param_groups)}
+            for j, p in enumerate(p for g in opt.param_groups for p in g["params"]):
+                tensors |= {f"{key} state {j} {name}": v for name, v in opt.state[p].items()}
+        return {name: t.data_ptr() for name, t in tensors.items()}
+
+    def step(i: int) -> None:
+        batch.update(
+            stage, torch.stack([testing.random_batch(testing.tiny_spec(), seed=10 * s + i) for s in range(2)]), i
+        )
+
+    for i in range(CAPTURE_WARMUP + 1):  # the warm-up steps, then the one a CUDA graph would record
+        step(i)
+    captured, lr = read_by_a_step(), float(batch.template.optimizers["actor"].param_groups[0]["lr"])
+    for i in range(CAPTURE_WARMUP + 1, CAPTURE_WARMUP + 4):
+        step(i)
+    assert read_by_a_step() == captured
+    assert float(batch.template.optimizers["actor"].param_groups[0]["lr"]) < lr  # the cosine schedule moved it
+    own_lr = algos[0].optimizers["actor"].param_groups[0]["lr"]
+    assert own_lr.data_ptr() != batch.template.optimizers["actor"].param_groups[0]["lr"].data_ptr()
+    graphs = batch._updates[stage.name]
+    assert isinstance(graphs, VariantGraphs) and graphs.generators is generators

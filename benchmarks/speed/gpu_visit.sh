@@ -23,13 +23,14 @@ step() {  # step NAME SECONDS COMMAND...: run, keep its output, never stop the v
     log "$name: exit $?"
 }
 # The end-to-end runs: a short DTQL on the toy, one seed on the fast path (captured on CUDA, in-graph draw),
-# and two seeds batched (--vectorize-seeds, eager: seed batches are not compiled; evaluated in one batched act).
+# and two seeds batched on the same path (--vectorize-seeds: captured on CUDA, not compiled; evaluated in one
+# batched act).
 train_runs() {  # train_runs DEVICE FAST SECONDS
     step "train-$1" "$3" python -m offrl_zoo.cli train dtql --task toy-25_gaussian-far --preset quick --seed 3 \
         --steps 100 pretrain_steps=50 fast="$2" --device "$1" --eval-every 100 --eval-episodes 1 --no-progress --out "$WORK/runs/one"
     step "train-seeds-$1" "$3" python -m offrl_zoo.cli train dtql --task toy-25_gaussian-far --preset quick --seed 3 \
-        --seeds 2 --vectorize-seeds --steps 60 pretrain_steps=30 --device "$1" --eval-every 60 --eval-episodes 1 --no-progress \
-        --out "$WORK/runs/seeds"
+        --seeds 2 --vectorize-seeds --steps 60 pretrain_steps=30 fast="$2" --device "$1" --eval-every 60 --eval-episodes 1 \
+        --no-progress --out "$WORK/runs/seeds"
 }
 case "${1:-}" in
 --cpu-reference)
@@ -58,9 +59,10 @@ step device 20 python -c "import torch, sys; print(torch.__version__, torch.vers
 # then, TD3+BC for its step variants, IQL. One visit has no room to compile all eight.
 step speed 240 python benchmarks/speed/speed.py --device cuda --algorithms dtql dql td3bc iql --paths fast --steps 200 --warmup 8 --act-repeats 200 --tag capture-cuda
 # the in-graph batch draw (draw=auto above) against the buffer feeding the captured graph, on the smallest update
-step speed-buffer 60 python benchmarks/speed/speed.py --device cuda --algorithms td3bc --paths fast --draw buffer --steps 200 --warmup 8 --act-repeats 20 --tag capture-buffer-cuda
-# one batched act for 5 seeds against one seed's (what a seed batch's evaluation calls per env step on CUDA)
-step seeds-act 40 python benchmarks/speed/seeds.py --device cuda --algorithms dtql iql --parts act --act-calls 50 --warmup 5 --tag cuda
+step speed-buffer 40 python benchmarks/speed/speed.py --device cuda --algorithms td3bc --paths fast --draw buffer --steps 200 --warmup 8 --act-repeats 20 --tag capture-buffer-cuda
+# 5 seeds as one captured seed batch against one seed's captured step (IQL: the shortest compile), and one
+# batched act for the 5 seeds against one seed's (what a seed batch's evaluation calls per env step on CUDA)
+step seeds 60 python benchmarks/speed/seeds.py --device cuda --algorithms iql --fast --steps 100 --warmup 8 --act-calls 50 --tag cuda
 train_runs cuda true 100
 log done
 cp -r benchmarks/results/speed "$WORK/speed-results" 2>/dev/null

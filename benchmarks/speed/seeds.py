@@ -25,8 +25,9 @@ from collections.abc import Callable
 from _results import add_common_args, machine_meta, run_child, write_results
 
 
-def make_seed_batch(cls, spec, n: int, device):
-    """Seeds 0..n-1 of ``cls`` (default config) as one ``SeedBatch``, each with its own generator."""
+def make_seed_batch(cls, spec, n: int, device, fast: bool = False):
+    """Seeds 0..n-1 of ``cls`` (default config, ``fast`` as given) as one ``SeedBatch``, each with its own
+    generator."""
     import torch
 
     from offrl_zoo.train.seed_batch_model import SeedBatch
@@ -34,7 +35,7 @@ def make_seed_batch(cls, spec, n: int, device):
     algos = []
     for seed in range(n):
         torch.manual_seed(seed)
-        algos.append(cls(spec, cls.Config(), device))
+        algos.append(cls(spec, cls.Config(fast=fast), device))
     return SeedBatch(algos, [torch.Generator(device).manual_seed(s) for s in range(n)])
 
 
@@ -85,8 +86,9 @@ def measure(name: str, args: argparse.Namespace) -> dict:
         return 1000 * (time.perf_counter() - start) / args.act_calls
 
     torch.manual_seed(0)
-    alone = cls(spec, cls.Config(), device)
-    single, many = make_seed_batch(cls, spec, 1, device), make_seed_batch(cls, spec, args.seeds, device)
+    alone = cls(spec, cls.Config(fast=args.fast), device)
+    single = make_seed_batch(cls, spec, 1, device, args.fast)
+    many = make_seed_batch(cls, spec, args.seeds, device, args.fast)
     result: dict = {"algorithm": name, "seeds": args.seeds, "stages": []}
     if "act" in args.parts:
         obs = torch.randn(args.seeds, args.eval_envs, args.obs_dim, device=device)
@@ -97,7 +99,8 @@ def measure(name: str, args: argparse.Namespace) -> dict:
     if "updates" not in args.parts:
         return result
     for index, stage in enumerate(alone.stages()):
-        one = seconds_per_update(stage, data, args.warmup, args.steps, device)
+        # the lone run's own step: eager, or with --fast compiled (and captured on CUDA) as the trainer runs it
+        one = seconds_per_update(stage, data, args.warmup, args.steps, device, alone if args.fast else None)
         one_batched, n_batched = (
             seed_batch_seconds(single, index, data, args.warmup, args.steps),
             seed_batch_seconds(many, index, data, args.warmup, args.steps),
@@ -125,8 +128,21 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-envs", type=int, default=10, help="observations per seed in each act call")
     p.add_argument("--act-calls", type=int, default=50, help="timed act calls")
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="config fast=true: the lone seed compiled (captured on CUDA), the seed batch one graph per step "
+        "variant (captured on CUDA, not compiled); --warmup must then exceed the capture's 3 real steps",
+    )
     p.add_argument("--one", help=argparse.SUPPRESS)
     return p.parse_args(argv)
+
+
+def _path(meta: dict) -> str:
+    if not meta.get("fast"):
+        return "eager path"
+    captured = ", captured" if meta["device"].startswith("cuda") else ""
+    return f"fast path (one seed compiled{captured}; the seed batch one graph per step variant{captured})"
 
 
 def markdown(meta: dict, results: list[dict]) -> str:
@@ -137,9 +153,9 @@ def markdown(meta: dict, results: list[dict]) -> str:
         "",
         f"Command: `{meta['command']}`",
         "",
-        f"Shapes obs={meta['obs_dim']}, action={meta['action_dim']}; official batch and network sizes; eager "
-        f"path; {meta['warmup']} warm-up calls. `ratio` = {n} batched seeds / 1 seed (one after another would be "
-        f"{n}.0).",
+        f"Shapes obs={meta['obs_dim']}, action={meta['action_dim']}; official batch and network sizes; "
+        f"{_path(meta)}; {meta['warmup']} warm-up calls. `ratio` = {n} batched seeds / 1 seed (one after another "
+        f"would be {n}.0).",
         "",
     ]
     if any("act" in r for r in results):
@@ -204,8 +220,10 @@ def main() -> None:
         parts=args.parts,
         eval_envs=args.eval_envs,
         act_calls=args.act_calls,
+        fast=args.fast,
     )
     kind = f"seeds{args.seeds}" + ("" if args.parts == ["updates", "act"] else "-" + "-".join(args.parts))
+    kind += "-fast" if args.fast else ""
     write_results(kind, args.tag, meta, results, markdown(meta, results))
 
 

@@ -21,6 +21,10 @@ state keeps resume exact. A replay runs no Python: anything the update reads fro
 an attribute, a CPU scalar) is frozen at capture, as the step is; learning rates are device tensors for
 that reason, and a changed config needs a fresh ``compiled_update``.
 
+**Seed batches** (``SeedBatch``, ``--vectorize-seeds``) run their vmapped update through ``VariantGraphs``
+uncompiled (Dynamo does not trace the hooks that leave the vmap level; a capture needs no tracing) and pass
+the seeds' generators, which ``CapturedStep`` registers with each graph so that a replay advances them.
+
 Hand-made capture rather than ``tensordict.nn.CudaGraphModule``: the H200 probe measured the library's
 wrapper 2–7 % slower (it synchronises the device before every replay), and the wrapper unregisters
 TensorDict from PyTree for the whole process.
@@ -29,7 +33,7 @@ TensorDict from PyTree for the whole process.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 
 import torch
 from tensordict import TensorDict
@@ -47,9 +51,10 @@ StepFn = Callable[[TensorDict, int], TensorDict]
 class CapturedStep:
     """``fn`` (a function of one TensorDict, returning one) captured as a CUDA graph after ``warmup`` calls."""
 
-    def __init__(self, fn: BatchFn, warmup: int = CAPTURE_WARMUP) -> None:
+    def __init__(self, fn: BatchFn, warmup: int = CAPTURE_WARMUP, generators: Sequence[torch.Generator] = ()) -> None:
         self.fn = fn
         self.warmup = warmup
+        self.generators = generators  # drawn from inside ``fn`` besides the default CUDA generator
         self.calls = 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_in: TensorDict | None = None
@@ -72,6 +77,8 @@ class CapturedStep:
         if self.graph is None:
             self.static_in = td.clone()  # this step's inputs, at the addresses the graph will read
             graph = torch.cuda.CUDAGraph()
+            for generator in self.generators:  # a replay advances each registered stream as a real call would
+                graph.register_generator_state(generator)
             try:
                 with torch.cuda.graph(graph):  # recorded, not run: the replay below takes this step
                     self.static_out = self.fn(self.static_in)
@@ -105,10 +112,17 @@ class VariantGraphs:
     closure per key, keeps Dynamo's cache per update method, as the eager-step fast path had it.
     """
 
-    def __init__(self, update: StepFn, variant: Callable[[int], Hashable] | None, capture: bool = False) -> None:
+    def __init__(
+        self,
+        update: StepFn,
+        variant: Callable[[int], Hashable] | None,
+        capture: bool = False,
+        generators: Sequence[torch.Generator] = (),
+    ) -> None:
         self.update = update
         self.variant = variant
         self.capture = capture
+        self.generators = generators
         self.graphs: dict[Hashable, BatchFn] = {}
 
     def __call__(self, batch: TensorDict, step: int) -> TensorDict:
@@ -122,7 +136,7 @@ class VariantGraphs:
                 )
             graph = _bind_step(self.update, step)
             if self.capture:
-                graph = CapturedStep(graph)
+                graph = CapturedStep(graph, generators=self.generators)
             self.graphs[key] = graph
         return graph(batch)
 

@@ -162,11 +162,18 @@ def _assert_same_weights(a: Algorithm, b: Algorithm, when: str) -> None:
 def check_vectorized_seeds(algo_cls: type[Algorithm], n: int = 2, steps: int = 3) -> None:
     """N seeds trained as one batched model (``--vectorize-seeds``) compute what each seed computes alone:
     the same metrics at every step and the same weights after every stage. An update that draws random
-    numbers with ``torch.rand*`` directly, instead of ``offrl_zoo.nets.seed_batch``, fails here."""
+    numbers with ``torch.rand*`` directly, instead of ``offrl_zoo.nets.seed_batch``, fails here. Checked on the
+    eager path and on the fast path (one graph per step variant, learning rates as tensors; a CUDA capture
+    replays that path), both against each seed's eager run."""
+    for fast in (False, True):
+        _check_vectorized_seeds(algo_cls, n, steps, fast)
+
+
+def _check_vectorized_seeds(algo_cls: type[Algorithm], n: int, steps: int, fast: bool) -> None:
     from offrl_zoo.train.seed_batch_model import SeedBatch
 
     generators = [torch.Generator().manual_seed(1000 + i) for i in range(n)]
-    batch = SeedBatch([make(algo_cls, seed=i) for i in range(n)], generators)
+    batch = SeedBatch([make(algo_cls, seed=i, fast=fast) for i in range(n)], generators)
     alone = [make(algo_cls, seed=i) for i in range(n)]
     rng = [torch.Generator().manual_seed(1000 + i).get_state() for i in range(n)]
     for index, stage in enumerate(batch.stages()):
@@ -189,15 +196,18 @@ def check_vectorized_seeds(algo_cls: type[Algorithm], n: int = 2, steps: int = 3
                         value,
                         rtol=VECTOR_RTOL,
                         atol=VECTOR_ATOL,
-                        msg=f"{stage.name} seed {i} step {step} {key}",
+                        msg=f"{stage.name} seed {i} step {step} {key} (fast={fast})",
                     )
             rng[i] = torch.get_rng_state()
             unstacked = batch.unstack(i)
             _assert_same_weights(unstacked, algo, f"after {stage.name}, seed {i}")
             for key, opt in algo.optimizers.items():  # the learning-rate schedules stepped as alone
-                got = [float(g["lr"]) for g in unstacked.optimizers[key].param_groups]
-                assert got == [float(g["lr"]) for g in opt.param_groups], f"after {stage.name}, seed {i}, {key} lr"
-    _check_batched_act(batch, n)
+                # (to float32 rounding: the fast path holds learning rates as float32 tensors)
+                got = torch.tensor([float(g["lr"]) for g in unstacked.optimizers[key].param_groups])
+                want = torch.tensor([float(g["lr"]) for g in opt.param_groups])
+                torch.testing.assert_close(got, want, rtol=1e-6, atol=0, msg=f"after {stage.name}, seed {i}, {key} lr")
+    if not fast:  # the fast path's act is compiled, which the batched act is not: checked eagerly
+        _check_batched_act(batch, n)
 
 
 def _check_batched_act(batch, n: int) -> None:

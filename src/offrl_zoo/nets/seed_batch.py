@@ -18,9 +18,9 @@ Two modules run faster in a seed batch than their torch counterparts, with the s
 The hooks leave the vmap level through a few private ``torch._C._functorch`` calls, all in this file.
 PyTorch's public route to the same, an ``autograd.Function`` with a ``vmap`` staticmethod, measured ≈ 80
 µs per call against ≈ 4 µs for these hooks (``benchmarks/speed/seed_hooks.py``). An update leaves the level
-4 (BC) to 136 (DQL) times, so on the CPU that would cost 1–3 %; on a GPU, where an eager update is bound
-by host time, DQL's 136 exits would add ≈ 10 ms of host time per update. The hooks stay private until
-seed-batch updates are captured as graphs, whose replays run no Python.
+4 (BC) to 136 (DQL) times, so on the CPU that would cost 1–3 % per update. On CUDA the fast path captures
+the seed-batch update (``offrl_zoo.graphs``), whose replays run no Python, so there either route would cost
+capture time only; the CPU runs the update eagerly, and the hooks stay private for that 1–3 %.
 """
 
 from __future__ import annotations
@@ -114,12 +114,22 @@ def _per_seed_slices(x: torch.Tensor, fn) -> torch.Tensor:
 
 
 def _with_stream(generator: torch.Generator, fn):
+    """``fn()`` drawing from ``generator`` through the device's default generator (for kernels that take none)."""
     device = generator.device
     default = (
         torch.default_generator
         if device.type == "cpu"
         else torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
     )
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        # A state copy cannot be captured; the default generator takes the seed's state object itself (registered
+        # with the graph), so each replay draws from, and advances, the seed's stream.
+        saved = default.graphsafe_get_state()
+        default.graphsafe_set_state(generator)
+        try:
+            return fn()
+        finally:
+            default.graphsafe_set_state(saved)
     saved = default.get_state()
     default.set_state(generator.get_state())
     try:

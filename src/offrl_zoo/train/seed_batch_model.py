@@ -6,7 +6,8 @@ step under ``torch.vmap`` (``offrl_zoo.nets.seed_batch`` has the hooks that make
 i of the batch computes what a run of seed i alone computes, to float rounding: its own batches, its
 own random numbers, its own optimiser state. ``unstack(i)`` writes seed i back into its own algorithm
 instance, which is what the trainer evaluates and checkpoints, so vectorised runs leave ordinary run
-directories behind.
+directories behind. On the fast path the batched update runs as one graph per step variant, captured on
+CUDA (``offrl_zoo.graphs``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from offrl_zoo.algorithm import Algorithm, Stage
+from offrl_zoo.graphs import VariantGraphs
 from offrl_zoo.nets.seed_batch import seed_streams
 
 
@@ -52,6 +54,7 @@ class SeedBatch:
         # them take their place for one update (``update``), as TorchRL's functional losses swap parameters
         self.stacked = TensorDict({**self.params, **self.buffers}, batch_size=[self.n]).unflatten_keys(".")
         self.stacked.to_module(self.template)
+        self._updates: dict[str, Callable[[TensorDict, int], TensorDict]] = {}  # per stage name (``update``)
         self._rebuild_optimizers()
         self.stack()
 
@@ -66,7 +69,8 @@ class SeedBatch:
         for key, opt in self.algos[0].optimizers.items():
             groups = [
                 {
-                    **{k: v for k, v in g.items() if k != "params"},
+                    # a tensor learning rate gets its own copy, filled in place from then on (``_copy_lrs``)
+                    **{k: _copy(v) for k, v in g.items() if k != "params"},
                     "params": [self.params[names[id(p)]] for p in g["params"]],
                 }
                 for g in opt.param_groups
@@ -78,7 +82,9 @@ class SeedBatch:
     # -- moving state between the seeds' own algorithms and the stack ----------------------------
     @torch.no_grad()
     def stack(self) -> None:
-        """Load every seed's current weights, buffers, optimiser and scheduler states into the stack."""
+        """Load every seed's current weights, buffers, optimiser and scheduler states into the stack. The
+        optimiser states are new tensors, so the graphs of earlier steps (which read the old ones) go."""
+        self._updates.clear()
         for table, named in ((self.params, "named_parameters"), (self.buffers, "named_buffers")):
             sources = [dict(getattr(a, named)()) for a in self.algos]
             for name, stacked in table.items():
@@ -125,13 +131,10 @@ class SeedBatch:
 
     def update(self, stage: Stage, batch: TensorDict, step: int) -> TensorDict:
         """One step of ``stage`` for every seed: ``batch`` is (N, B), the result's values are (N,)."""
-
-        def one_seed(state: TensorDict, seed_batch: TensorDict) -> dict:
-            with state.to_module(self.template):  # seed i's views in place of the stack, restored after
-                return dict(stage.update(seed_batch, step).items())
-
-        with seed_streams(self.generators):
-            out = torch.vmap(one_seed, randomness="error")(self.stacked, batch)
+        run = self._updates.get(stage.name)
+        if run is None:
+            run = self._updates[stage.name] = self._batched_update(stage)
+        out = run(batch, step)
         if stage.after_update is not None:  # the template's schedulers, on their own optimisers' learning rates
             with warnings.catch_warnings():
                 # those optimisers are deep copies (of seed 0's), whose step the scheduler's wrapper did not mark
@@ -139,7 +142,26 @@ class SeedBatch:
                 stage.after_update(step)
             for key, opt in self.template.optimizers.items():
                 _copy_lrs(opt, self.lr_sources[key])
-        return TensorDict(out, batch_size=[self.n])
+        return out
+
+    def _batched_update(self, stage: Stage) -> Callable[[TensorDict, int], TensorDict]:
+        """``stage.update`` vmapped over the seeds. On the fast path it runs as the lone fast path runs it, one
+        graph per step variant (``offrl_zoo.graphs``), captured on CUDA with the seeds' generators registered, so
+        a replay draws each seed's numbers from its own stream. It is not compiled: Dynamo does not trace the
+        hooks that leave the vmap level (``offrl_zoo.nets.seed_batch``), and a capture needs no tracing."""
+
+        def one_seed(state: TensorDict, seed_batch: TensorDict, step: int) -> dict:
+            with state.to_module(self.template):  # seed i's views in place of the stack, restored after
+                return dict(stage.update(seed_batch, step).items())
+
+        def batched(batch: TensorDict, step: int) -> TensorDict:
+            with seed_streams(self.generators):
+                out = torch.vmap(one_seed, in_dims=(0, 0, None), randomness="error")(self.stacked, batch, step)
+            return TensorDict(out, batch_size=[self.n])
+
+        if not self.template.cfg.fast:
+            return batched
+        return VariantGraphs(batched, stage.variant, capture=self.template.captures(), generators=self.generators)
 
     @torch.no_grad()
     def finite(self) -> list[bool]:
@@ -189,5 +211,11 @@ def _copy(value: object) -> object:
 
 
 def _copy_lrs(target: torch.optim.Optimizer, source: torch.optim.Optimizer) -> None:
+    """``source``'s learning rates into ``target``: into its own tensors where they are tensors (the fast path's),
+    whose addresses a compiled or captured step has read, else by assignment."""
     for g_target, g_source in zip(target.param_groups, source.param_groups, strict=True):
-        g_target["lr"] = g_source["lr"]
+        if isinstance(g_target["lr"], torch.Tensor):
+            with torch.no_grad():
+                g_target["lr"].fill_(g_source["lr"])
+        else:
+            g_target["lr"] = g_source["lr"]
