@@ -124,12 +124,12 @@ def _with_stream(generator: torch.Generator, fn):
     if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
         # A state copy cannot be captured; the default generator takes the seed's state object itself (registered
         # with the graph), so each replay draws from, and advances, the seed's stream.
-        saved = default.graphsafe_get_state()
+        own = default.graphsafe_get_state()
         default.graphsafe_set_state(generator)
         try:
             return fn()
         finally:
-            default.graphsafe_set_state(saved)
+            default.graphsafe_set_state(own)
     saved = default.get_state()
     default.set_state(generator.get_state())
     try:
