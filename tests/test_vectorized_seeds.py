@@ -209,3 +209,37 @@ def test_a_fast_seed_batch_keeps_what_a_captured_step_reads_in_place():
     assert own_lr.data_ptr() != batch.template.optimizers["actor"].param_groups[0]["lr"].data_ptr()
     graphs = batch._updates[stage.name]
     assert isinstance(graphs, VariantGraphs) and graphs.generators is generators
+
+
+def test_a_captured_seed_batch_act_draws_from_each_callers_stream(monkeypatch):
+    """On CUDA the batched ``act`` is a graph that draws from generators of its own, registered at capture: the
+    callers' states go in before each call and come back after it, so the actions and the callers' streams are
+    those of the uncaptured call. Checked on the CPU with the capture replaced by a plain call."""
+    from offrl_zoo import registry, testing
+    from offrl_zoo.train import seed_batch_model
+
+    made = []
+
+    class PlainCall:  # CapturedStep's interface, running ``fn`` each time
+        def __init__(self, fn, generators=()):
+            self.fn, self.generators = fn, generators
+            made.append(self)
+
+        def __call__(self, td):
+            return self.fn(td)
+
+    monkeypatch.setattr(seed_batch_model, "CapturedStep", PlainCall)
+    algos = [testing.make(registry.get("iql"), seed=i) for i in range(3)]
+    batch = seed_batch_model.SeedBatch(algos, [torch.Generator().manual_seed(i) for i in range(3)])
+    obs = torch.randn(2, 4, testing.OBS_DIM, generator=torch.Generator().manual_seed(5))
+    results = {}
+    for captured in (False, True):
+        monkeypatch.setattr(batch.template, "captures", lambda captured=captured: captured)
+        streams = [torch.Generator().manual_seed(40 + i) for i in range(2)]
+        actions = [batch.act(obs, False, streams, seeds=[2, 0]) for _ in range(3)]  # sampled actions
+        results[captured] = actions, [s.get_state() for s in streams]
+    for want, got in zip(results[False][0], results[True][0], strict=True):
+        assert torch.equal(got, want)
+    for want, got in zip(results[False][1], results[True][1], strict=True):
+        assert torch.equal(got, want)
+    assert len(made) == 1 and len(made[0].generators) == 2  # one graph for the three calls, a generator per seed

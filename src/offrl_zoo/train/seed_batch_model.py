@@ -22,7 +22,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from offrl_zoo.algorithm import Algorithm, Stage
-from offrl_zoo.graphs import VariantGraphs
+from offrl_zoo.graphs import CapturedStep, VariantGraphs
 from offrl_zoo.nets.seed_batch import seed_streams
 
 
@@ -55,6 +55,7 @@ class SeedBatch:
         self.stacked = TensorDict({**self.params, **self.buffers}, batch_size=[self.n]).unflatten_keys(".")
         self.stacked.to_module(self.template)
         self._updates: dict[str, Callable[[TensorDict, int], TensorDict]] = {}  # per stage name (``update``)
+        self._act_graphs: dict[tuple, tuple[CapturedStep, list[torch.Generator]]] = {}  # (``act``)
         self._rebuild_optimizers()
         self.stack()
 
@@ -175,26 +176,58 @@ class SeedBatch:
         """The actions of the seeds at positions ``seeds`` (default all) in one call: raw observations
         (len(seeds), B, obs_dim) → (len(seeds), B, action_dim). Each seed acts with its own weights and draws
         from its generator in ``generators``, so it picks what ``algo.act`` of that seed alone picks with the
-        global generator in that generator's state."""
-        stacked = self.stacked if seeds is None else self.stacked[torch.tensor(seeds, device=self.stacked.device)]
+        global generator in that generator's state. Captured on CUDA on the fast path, per observation shape,
+        ``deterministic`` and ``seeds``, as a lone ``act`` is."""
+        positions = tuple(range(self.n)) if seeds is None else tuple(seeds)
         obs = torch.as_tensor(obs, dtype=torch.float32, device=self.template.obs_loc.device)
-        if obs.shape[0] != stacked.shape[0] or len(generators) != stacked.shape[0]:
+        if obs.shape[0] != len(positions) or len(generators) != len(positions):
             raise ValueError(
-                f"seed batch act: {stacked.shape[0]} seeds, got observations {tuple(obs.shape)} and "
+                f"seed batch act: {len(positions)} seeds, got observations {tuple(obs.shape)} and "
                 f"{len(generators)} generators"
             )
+        was_training = self.template.training
+        self.template.eval()  # dropout etc. off while acting, as in ``Algorithm.act``
+        try:
+            if not self.template.captures():
+                return self._batched_act(positions, deterministic, generators)(TensorDict(obs=obs))["action"]
+            return self._captured_act(obs, positions, deterministic, generators)
+        finally:
+            self.template.train(was_training)
+
+    def _batched_act(
+        self, positions: tuple[int, ...], deterministic: bool, generators: list[torch.Generator]
+    ) -> Callable[[TensorDict], TensorDict]:
+        index = None if positions == tuple(range(self.n)) else torch.tensor(positions, device=self.stacked.device)
 
         def one_seed(state: TensorDict, seed_obs: torch.Tensor) -> torch.Tensor:
             with state.to_module(self.template):
                 return self.template._bounded_act(seed_obs, deterministic)
 
-        was_training = self.template.training
-        self.template.eval()  # dropout etc. off while acting, as in ``Algorithm.act``
-        try:
+        def batched(td: TensorDict) -> TensorDict:
+            stacked = self.stacked if index is None else self.stacked[index]  # a gather: inside a graph
             with seed_streams(generators):
-                return torch.vmap(one_seed, randomness="error")(stacked, obs)
-        finally:
-            self.template.train(was_training)
+                action = torch.vmap(one_seed, randomness="error")(stacked, td["obs"])
+            return TensorDict(action=action)
+
+        return batched
+
+    def _captured_act(
+        self, obs: torch.Tensor, positions: tuple[int, ...], deterministic: bool, generators: list[torch.Generator]
+    ) -> torch.Tensor:
+        """``act`` through a CUDA graph. A graph draws from the generators registered at its capture, so it keeps
+        its own (one per seed position) and carries the callers' states in and out of them around each call."""
+        key = (tuple(obs.shape), deterministic, positions)
+        if key not in self._act_graphs:
+            own = [torch.Generator(device=self.stacked.device) for _ in positions]
+            graph = CapturedStep(self._batched_act(positions, deterministic, own), generators=own)
+            self._act_graphs[key] = (graph, own)
+        graph, own = self._act_graphs[key]
+        for mine, theirs in zip(own, generators, strict=True):
+            mine.set_state(theirs.get_state())
+        action = graph(TensorDict(obs=obs))["action"]
+        for mine, theirs in zip(own, generators, strict=True):
+            theirs.set_state(mine.get_state())
+        return action
 
 
 def _flat_params(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
