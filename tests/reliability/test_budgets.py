@@ -89,6 +89,8 @@ def test_the_dry_run_plan_names_its_alternatives_and_generates_nothing(tmp_path,
     assert "cheaper: with --budget 5000: ≈ 1.7 h" in out, out  # the largest that fits in 2 h at 50 ms per update
     # DTQL 20 000 × (11.56 + 20.89) ms × 3 + SRPO 20 000 × (5.78 + 4.48 + 4.98) ms × 3 on the reference H200
     assert "on a GPU (--device cuda): ≈ 2.4 h of training updates" in out and "NVIDIA H200" in out, out
+    # captured: (DTQL 20 000 × (1.139 + 0.781) ms + SRPO 20 000 × (1.275 + 0.458 + 0.537) ms) × 3 tasks × 3 seeds
+    assert "with --fast (updates captured as CUDA graphs) ≈ 13 min" in out, out
     assert not (tmp_path / "cache").exists() and not store.exists()
 
 
@@ -123,5 +125,12 @@ def test_the_gpu_alternative_prices_every_builtin_stage_and_names_what_it_cannot
         ("iql", "hopper-medium-v2"): RunEstimate("iql", "hopper-medium-v2", {"train": 1000}, 0.0, 0.0, {}),
         ("mlbc", "hopper-medium-v2"): RunEstimate("mlbc", "hopper-medium-v2", {"train": 1000}, 0.0, 0.0, {}),
     }
-    seconds, unknown = gpu_training_seconds(runs, estimates)
+    seconds, unknown, _ = gpu_training_seconds(runs, estimates)
     assert seconds == 1000 * ms["iql"]["train"] / 1000 and unknown == ["mlbc"]
+    captured = gpu_reference()["captured"]["ms_per_update"]
+    seconds, unknown, at_eager = gpu_training_seconds(runs, estimates, captured=True)
+    assert seconds == 1000 * captured["iql"]["train"] / 1000 and unknown == ["mlbc"] and at_eager == []
+    dql = [RunSpec("dql", "hopper-medium-v2", 0)]
+    dql_est = {("dql", "hopper-medium-v2"): RunEstimate("dql", "hopper-medium-v2", {"train": 1000}, 0.0, 0.0, {})}
+    seconds, _, at_eager = gpu_training_seconds(dql, dql_est, captured=True)  # its capture failed in the probe
+    assert seconds == ms["dql"]["train"] and at_eager == ["dql:train"]

@@ -207,8 +207,8 @@ def generation_seconds(rows: dict[str, int]) -> float:
     return sum(rows.values()) * GENERATION_S_PER_ROW
 
 
-# Per-update times of every built-in stage measured on a GPU (eager path, one seed, hopper shapes):
-# the plan's GPU alternative on a machine without one. benchmarks/speed/capture.py made them.
+# Per-update times of every built-in stage measured on a GPU (one seed, hopper shapes; eager, and captured where
+# the probe captured it): the plan's GPU alternative on a machine without one. benchmarks/speed/capture.py made them.
 GPU_REFERENCE = Path(__file__).with_name("gpu_reference.json")
 
 
@@ -217,17 +217,25 @@ def gpu_reference() -> dict:
     return json.loads(GPU_REFERENCE.read_text())
 
 
-def gpu_training_seconds(runs: list[RunSpec], estimates: dict[tuple[str, str], RunEstimate]) -> tuple[float, list[str]]:
-    """Seconds of training updates of ``runs`` one after another on the reference GPU (each stage's
-    planned steps × its measured time per update; evaluation not included), and the algorithms the
-    reference has no figure for (left out of the sum)."""
-    ms = gpu_reference()["ms_per_update"]
-    total, unknown = 0.0, []
+def gpu_training_seconds(
+    runs: list[RunSpec], estimates: dict[tuple[str, str], RunEstimate], captured: bool = False
+) -> tuple[float, list[str], list[str]]:
+    """Seconds of training updates of ``runs`` one after another on the reference GPU (each stage's planned steps
+    × its measured time per update; evaluation not included); the algorithms the reference has no figure for
+    (left out of the sum); and, with ``captured`` (the fast path's captured updates), the ``algorithm:stage``s
+    that have no captured figure and are priced at their eager one."""
+    ref = gpu_reference()
+    eager, fast = ref["ms_per_update"], ref["captured"]["ms_per_update"] if captured else {}
+    total, unknown, at_eager = 0.0, [], set()
     for spec in runs:
         est = estimates[(spec.algorithm, spec.task)]
-        per_stage = ms.get(spec.algorithm, {})
+        per_stage = eager.get(spec.algorithm, {})
         if not all(stage in per_stage for stage in est.stage_steps):
             unknown.append(spec.algorithm)
             continue
-        total += sum(steps * per_stage[stage] / 1000 for stage, steps in est.stage_steps.items())
-    return total, sorted(set(unknown))
+        for stage, steps in est.stage_steps.items():
+            ms = fast.get(spec.algorithm, {}).get(stage)
+            if captured and ms is None:
+                at_eager.add(f"{spec.algorithm}:{stage}")
+            total += steps * (per_stage[stage] if ms is None else ms) / 1000
+    return total, sorted(set(unknown)), sorted(at_eager)

@@ -191,16 +191,21 @@ def _print_estimate(
 
 
 def _gpu_line(todo: list[RunSpec], estimates: dict[tuple[str, str], RunEstimate]) -> str:
-    """The GPU alternative, priced from the per-update times measured on the reference GPU."""
+    """The GPU alternative, priced from the per-update times measured on the reference GPU: eager, and the fast
+    path's captured updates where the probe captured them."""
     from offrl_zoo.bench.estimate import gpu_reference, gpu_training_seconds
 
     ref = gpu_reference()
-    seconds, unknown = gpu_training_seconds(todo, estimates)
+    seconds, unknown, _ = gpu_training_seconds(todo, estimates)
+    fast_s, _, at_eager = gpu_training_seconds(todo, estimates, captured=True)
     missing = f"; no figure for {', '.join(unknown)}" if unknown else ""
+    eager_part = f", {', '.join(at_eager)} at eager figures (not captured then)" if at_eager else ""
     return (
         f"  on a GPU (--device cuda): ≈ {_duration(seconds)} of training updates, one run at a time "
         f"(one {ref['device']}, {ref['path']} per-update times measured {ref['date']} at {ref['shapes']}; "
-        f"evaluation not included{missing}); measure it there with --device cuda --dry-run"
+        f"evaluation not included{missing}); with --fast (updates captured as CUDA graphs) ≈ {_duration(fast_s)} "
+        f"(the same visit's captured updates{eager_part}); seeds one at a time; measure it there with --device "
+        "cuda --dry-run"
     )
 
 
