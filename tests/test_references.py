@@ -157,3 +157,47 @@ def test_a_one_seed_reference_widens_its_band_by_its_own_jitter():
     )  # fmt: skip
     assert ref.jitter == 50.0
     assert ref.band(1) == (30.0, 150.0) and ref.band(2) == (-20.0, 100.0)
+
+
+def _part(seeds: list[int], values_per_step: dict[int, list[float]], source: str, **changes) -> references.Reference:
+    curve = [{"step": step, **references._curve_stats(v)} for step, v in values_per_step.items()]
+    fields = dict(
+        algorithm="a", task="t", budget="b", overrides=[], run_settings={"eval_episodes": 10}, sha256="x",
+        value="score", seeds=seeds, curve=curve, tolerance=10.0, code={"git_sha": [source]}, source=source,
+    )  # fmt: skip
+    return references.Reference(**(fields | changes))
+
+
+def test_the_seeds_of_several_stores_pool_into_one_reference_exactly():
+    """Three seeds in one store, two in another, one from a report (min and max unknown): each step's n, mean
+    and std are those of all the seeds' values; steps not every seed has are dropped."""
+    three = _part([0, 1, 2], {1: [10.0, 12.0, 17.0], 2: [20.0, 25.0, 21.0]}, "s1")
+    two = _part([3, 4], {1: [30.0, 5.0], 2: [40.0, 44.0], 3: [1.0, 2.0]}, "s2")
+    (pooled,) = references.pool_references([three, two])
+    assert pooled.seeds == [0, 1, 2, 3, 4] and [p["step"] for p in pooled.curve] == [1, 2]
+    every_seed = ([10.0, 12.0, 17.0, 30.0, 5.0], [20.0, 25.0, 21.0, 40.0, 44.0])
+    for point, values in zip(pooled.curve, every_seed, strict=True):
+        want = references._curve_stats(values)
+        assert {k: pytest.approx(v) for k, v in point.items() if k != "step"} == want
+    assert pooled.code["git_sha"] == ["s1", "s2"] and pooled.jitter == 0.0
+    from_report = _part([5, 6], {1: [0.0, 2.0]}, "r")
+    from_report.curve[0].update(min=None, max=None)
+    (pooled,) = references.pool_references([three, from_report])
+    assert pooled.curve[0]["min"] is None and pooled.curve[0]["mean"] == pytest.approx(41 / 5)
+    assert len(references.pool_references([three, _part([3], {1: [1.0]}, "other", sha256="y")])) == 2
+
+
+def test_pooling_refuses_repeated_seeds_other_evaluations_and_clashing_files(store, tmp_path, capsys):
+    three = _part([0, 1, 2], {1: [10.0, 12.0, 17.0]}, "s1")
+    with pytest.raises(ReferenceFileError, match=r"seed\(s\) \[1\] in several stores"):
+        references.pool_references([three, _part([1, 3], {1: [1.0, 2.0]}, "s2")])
+    with pytest.raises(ReferenceFileError, match="cannot pool runs evaluated differently"):
+        references.pool_references([three, _part([3], {1: [1.0]}, "s2", run_settings={"eval_episodes": 5})])
+    with pytest.raises(ReferenceFileError, match="differ in their data or overrides"):
+        references.write_references([three, _part([3], {1: [1.0]}, "s2", sha256="y")], tmp_path / "out")
+    assert main(["reference", "make", str(store), str(store), "--out", str(tmp_path / "twice")]) != 0
+    assert "seed(s) [0] in several stores" in capsys.readouterr().err  # the same store twice
+    assert main(["reference", "make", str(store), str(store), str(store), "--out", str(tmp_path / "x"),
+                 "--code-version", "a", "--code-version", "b"]) != 0  # fmt: skip
+    assert "--code-version given 2 times for 3 stores" in capsys.readouterr().err
+    assert not (tmp_path / "twice").exists() and not (tmp_path / "x").exists()

@@ -247,7 +247,79 @@ def _references_from_report(store: Path, settings: dict, tolerance: float, code_
     return references
 
 
+def pool_references(references: list[Reference]) -> list[Reference]:
+    """One reference per algorithm × task × budget × overrides × data out of ``references`` made from several
+    stores (seeds trained in different sweeps or sessions): each step's statistics over all their seeds,
+    pooled exactly from each part's n, mean, std, min and max (min and max stay unknown where a part made from
+    a multi-seed report lacks them). The parts must share their evaluation settings and value kind and hold
+    different seeds; the curve keeps the steps every seed has."""
+    groups: dict[tuple, list[Reference]] = {}
+    for ref in references:
+        groups.setdefault(ref.key(), []).append(ref)
+    return [_pooled(parts) if len(parts) > 1 else parts[0] for parts in groups.values()]
+
+
+def _pooled(parts: list[Reference]) -> Reference:
+    first = parts[0]
+    what = f"{first.algorithm} on {first.task} at budget {first.budget}"
+    for other in parts[1:]:
+        if (other.run_settings, other.value, other.tolerance) != (first.run_settings, first.value, first.tolerance):
+            raise ReferenceFileError(
+                f"{what}: cannot pool runs evaluated differently ({first.source}: {first.run_settings}, "
+                f"{first.value}; {other.source}: {other.run_settings}, {other.value})"
+            )
+    seeds = [seed for part in parts for seed in part.seeds]
+    if len(set(seeds)) != len(seeds):
+        raise ReferenceFileError(
+            f"{what}: seed(s) {sorted({s for s in seeds if seeds.count(s) > 1})} in several stores"
+        )
+    steps = set.intersection(*({p["step"] for p in part.curve} for part in parts))
+    curve = []
+    for step in sorted(steps):
+        points = [next(p for p in part.curve if p["step"] == step) for part in parts]
+        curve.append({"step": step, **_pool_points(points)})
+    code = {key: sorted({v for part in parts for v in part.code.get(key, [])}) for key in ("offrl_zoo", "git_sha")}
+    return _reference(
+        (first.algorithm, first.task, first.sha256, first.value),
+        sorted(seeds),
+        curve,
+        first.tolerance,
+        code,
+        "pooled: " + "; ".join(part.source for part in parts),
+        {"budget": first.budget, "overrides": first.overrides, "run_settings": first.run_settings},
+    )
+
+
+def _pool_points(points: list[dict]) -> dict:
+    """Chan et al.'s pairwise update of (n, mean, sum of squared deviations), one part at a time."""
+    n, mean, m2 = 0, 0.0, 0.0
+    for p in points:
+        part_m2 = 0.0 if p["n"] == 1 else (p["std"] or 0.0) ** 2 * (p["n"] - DDOF)
+        total = n + p["n"]
+        delta = p["mean"] - mean
+        mean += delta * p["n"] / total
+        m2 += part_m2 + delta**2 * n * p["n"] / total
+        n = total
+    lows, highs = [p["min"] for p in points], [p["max"] for p in points]
+    return {
+        "n": n,
+        "mean": mean,
+        "std": (m2 / (n - DDOF)) ** 0.5 if n > DDOF else None,
+        "min": None if None in lows else min(lows),
+        "max": None if None in highs else max(highs),
+    }
+
+
 def write_references(references: list[Reference], folder: Path) -> list[Path]:
+    names: dict[str, Reference] = {}
+    for ref in references:
+        other = names.setdefault(ref.file_name(), ref)
+        if other is not ref:  # same algorithm, task and budget, other data or overrides: one file for both
+            raise ReferenceFileError(
+                f"{ref.file_name()}: two references of {ref.algorithm} on {ref.task} at budget {ref.budget} "
+                f"differ in their data or overrides ({other.source}: {other.sha256[:12]} {other.overrides}; "
+                f"{ref.source}: {ref.sha256[:12]} {ref.overrides}); make them into separate folders"
+            )
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for ref in references:

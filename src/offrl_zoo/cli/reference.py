@@ -9,6 +9,7 @@ REFERENCE_EXAMPLES = """\
 examples:
   offrl-zoo reference list                                   # the reference runs shipped with offrl-zoo
   offrl-zoo reference make results/gym-medium-300000 --out my_refs
+  offrl-zoo reference make results/seed0 results/seed1 --out my_refs  # seeds of two sweeps, pooled
   offrl-zoo report results/gym-medium-300000 --references my_refs
 """
 
@@ -25,8 +26,12 @@ def add_reference_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rsub = p.add_subparsers(dest="reference_command", required=True, metavar="ACTION")
-    q = rsub.add_parser("make", help="one reference per algorithm × task of a results store's finished runs")
-    q.add_argument("store")
+    q = rsub.add_parser(
+        "make",
+        help="one reference per algorithm × task of the finished runs of one or more results stores (the seeds "
+        "of several stores with the same settings are pooled)",
+    )
+    q.add_argument("stores", nargs="+", metavar="STORE")
     q.add_argument("--out", required=True, help="folder to write the reference files to")
     q.add_argument(
         "--tolerance",
@@ -36,8 +41,10 @@ def add_reference_parser(sub: argparse._SubParsersAction) -> None:
     )
     q.add_argument(
         "--code-version",
+        action="append",
         help="the commit the store's runs were trained at, recorded for runs whose provenance has no git sha "
-        "(an install that is not a git checkout) and for stores whose run files are gone (made from the report)",
+        "(an install that is not a git checkout) and for stores whose run files are gone (made from the report); "
+        "once for every store, or once per store in the order the stores are given",
     )
     q.set_defaults(func=cmd_make)
     q = rsub.add_parser("list", help="the references in a folder (default: those shipped with offrl-zoo)")
@@ -46,15 +53,27 @@ def add_reference_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_make(args: argparse.Namespace) -> int:
-    from offrl_zoo.bench.references import DEFAULT_TOLERANCE, make_references, write_references
+    from offrl_zoo.bench.references import DEFAULT_TOLERANCE, make_references, pool_references, write_references
     from offrl_zoo.errors import ReferenceFileError
 
     tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     if not tolerance >= 0:
         raise ReferenceFileError(f"--tolerance {args.tolerance}: expected a number ≥ 0")
-    references = make_references(Path(args.store), tolerance, args.code_version)
+    versions = args.code_version or [None]
+    if len(versions) == 1:
+        versions = versions * len(args.stores)
+    if len(versions) != len(args.stores):
+        raise ReferenceFileError(
+            f"--code-version given {len(versions)} times for {len(args.stores)} stores: give it once, or once per store"
+        )
+    made = [
+        ref
+        for store, sha in zip(args.stores, versions, strict=True)
+        for ref in make_references(Path(store), tolerance, sha)
+    ]
+    references = pool_references(made)
     if not references:
-        raise ReferenceFileError(f"{args.store}: no finished runs to make references from")
+        raise ReferenceFileError(f"{', '.join(args.stores)}: no finished runs to make references from")
     for path in write_references(references, Path(args.out)):
         print(path)
     return 0
