@@ -197,7 +197,9 @@ class SeedBatch:
     def _batched_act(
         self, positions: tuple[int, ...], deterministic: bool, generators: list[torch.Generator]
     ) -> Callable[[TensorDict], TensorDict]:
-        index = None if positions == tuple(range(self.n)) else torch.tensor(positions, device=self.stacked.device)
+        index = (
+            None if positions == tuple(range(self.n)) else torch.tensor(positions, device=self.template.obs_loc.device)
+        )
 
         def one_seed(state: TensorDict, seed_obs: torch.Tensor) -> torch.Tensor:
             with state.to_module(self.template):
@@ -218,7 +220,7 @@ class SeedBatch:
         its own (one per seed position) and carries the callers' states in and out of them around each call."""
         key = (tuple(obs.shape), deterministic, positions)
         if key not in self._act_graphs:
-            own = [torch.Generator(device=self.stacked.device) for _ in positions]
+            own = [torch.Generator(device=self.template.obs_loc.device) for _ in positions]
             graph = CapturedStep(self._batched_act(positions, deterministic, own), generators=own)
             self._act_graphs[key] = (graph, own)
         graph, own = self._act_graphs[key]
