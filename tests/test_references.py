@@ -85,7 +85,7 @@ def test_a_run_outside_its_band_is_marked(store, tmp_path):
     assert build_report(broken, references=False).reference_checks == []
 
 
-def test_make_references_round_trip_and_matching_rules(store, tmp_path):
+def test_make_references_round_trip_and_matching_rules(store, tmp_path, capsys):
     folder = tmp_path / "mine"
     assert main(["reference", "make", str(store), "--out", str(folder), "--tolerance", "0"]) == 0
     (ref,) = references.load_references(folder)
@@ -106,6 +106,13 @@ def test_make_references_round_trip_and_matching_rules(store, tmp_path):
     sweep["run_settings"]["eval_episodes"] = 7  # evaluated otherwise: not comparable, so not checked
     (other / "sweep.json").write_text(json.dumps(sweep))
     assert build_report(other, references=folder).reference_checks == []
+    # several stores pool their seeds (tests below); the same store twice repeats its seeds
+    assert main(["reference", "make", str(store), str(store), "--out", str(tmp_path / "twice")]) != 0
+    assert "seed(s) [0] in several stores" in capsys.readouterr().err
+    assert main(["reference", "make", str(store), str(store), str(store), "--out", str(tmp_path / "x"),
+                 "--code-version", "a", "--code-version", "b"]) != 0  # fmt: skip
+    assert "--code-version given 2 times for 3 stores" in capsys.readouterr().err
+    assert not (tmp_path / "twice").exists() and not (tmp_path / "x").exists()
 
 
 def test_bad_reference_files_are_named(tmp_path):
@@ -187,7 +194,7 @@ def test_the_seeds_of_several_stores_pool_into_one_reference_exactly():
     assert len(references.pool_references([three, _part([3], {1: [1.0]}, "other", sha256="y")])) == 2
 
 
-def test_pooling_refuses_repeated_seeds_other_evaluations_and_clashing_files(store, tmp_path, capsys):
+def test_pooling_refuses_repeated_seeds_other_evaluations_and_clashing_files(tmp_path):
     three = _part([0, 1, 2], {1: [10.0, 12.0, 17.0]}, "s1")
     with pytest.raises(ReferenceFileError, match=r"seed\(s\) \[1\] in several stores"):
         references.pool_references([three, _part([1, 3], {1: [1.0, 2.0]}, "s2")])
@@ -195,9 +202,3 @@ def test_pooling_refuses_repeated_seeds_other_evaluations_and_clashing_files(sto
         references.pool_references([three, _part([3], {1: [1.0]}, "s2", run_settings={"eval_episodes": 5})])
     with pytest.raises(ReferenceFileError, match="differ in their data or overrides"):
         references.write_references([three, _part([3], {1: [1.0]}, "s2", sha256="y")], tmp_path / "out")
-    assert main(["reference", "make", str(store), str(store), "--out", str(tmp_path / "twice")]) != 0
-    assert "seed(s) [0] in several stores" in capsys.readouterr().err  # the same store twice
-    assert main(["reference", "make", str(store), str(store), str(store), "--out", str(tmp_path / "x"),
-                 "--code-version", "a", "--code-version", "b"]) != 0  # fmt: skip
-    assert "--code-version given 2 times for 3 stores" in capsys.readouterr().err
-    assert not (tmp_path / "twice").exists() and not (tmp_path / "x").exists()
