@@ -97,6 +97,8 @@ def test_make_references_round_trip_and_matching_rules(store, tmp_path, capsys):
         "score",
     )
     assert ref.band(1000) == (ref.curve[0]["mean"], ref.curve[0]["mean"])  # one seed, no tolerance: the value
+    means = [p["mean"] for p in ref.curve]  # the jitter of a reference made from runs: each seed's own curve
+    assert ref.jitter == max((abs(b - a) for a, b in zip(means, means[1:], strict=False)), default=0.0)
     assert ref.band(999) is None
     (check,) = build_report(store, references=folder).reference_checks
     assert check["status"] == "inside"  # the very run it was made from
@@ -160,7 +162,7 @@ def test_a_one_seed_reference_widens_its_band_by_its_own_jitter():
     curve = [{"step": s, "n": 1, "mean": m, "std": None, "min": m, "max": m} for s, m in [(1, 90.0), (2, 40.0)]]
     ref = references.Reference(
         algorithm="a", task="t", budget="b", overrides=[], run_settings={}, sha256="x", value="score",
-        seeds=[0], curve=curve, tolerance=10.0, code={}, source="", jitter=references._jitter(curve),
+        seeds=[0], curve=curve, tolerance=10.0, code={}, source="", jitter=references._jitter([[90.0, 40.0]]),
     )  # fmt: skip
     assert ref.jitter == 50.0
     assert ref.band(1) == (30.0, 150.0) and ref.band(2) == (-20.0, 100.0)
@@ -202,3 +204,12 @@ def test_pooling_refuses_repeated_seeds_other_evaluations_and_clashing_files(tmp
         references.pool_references([three, _part([3], {1: [1.0]}, "s2", run_settings={"eval_episodes": 5})])
     with pytest.raises(ReferenceFileError, match="differ in their data or overrides"):
         references.write_references([three, _part([3], {1: [1.0]}, "s2", sha256="y")], tmp_path / "out")
+
+
+def test_seeds_that_agree_at_a_step_keep_the_band_of_their_oscillation():
+    """Two seeds that both swing by 50 between evaluations but agree at one step: std there is 0, and the
+    band still spans the swing (max(2·std, jitter)). Pooling keeps the largest jitter of its parts."""
+    swinging = _part([0], {1: [90.0], 2: [40.0]}, "s1", jitter=50.0)
+    (pooled,) = references.pool_references([swinging, _part([1], {1: [40.0], 2: [40.0]}, "s2")])
+    assert pooled.curve[1]["std"] == 0.0 and pooled.jitter == 50.0
+    assert pooled.band(2) == (-20.0, 100.0)

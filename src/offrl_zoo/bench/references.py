@@ -12,8 +12,9 @@ eager reference and the other way round.
 The band at a step is ``[min(mean − 2·std, min) − tolerance, max(mean + 2·std, max) + tolerance]``: the
 seeds' spread, widened by an absolute ``tolerance`` (in the value's units; 10 by default, i.e. ten score
 points) so that a one-seed reference and small numerical differences between machines still leave room.
-A one-seed reference knows nothing of the spread over seeds; the largest change of its curve from one
-evaluation to the next (``jitter``) stands in for 2·std, so that a curve that oscillates (hopper) is not
+The spread is ``max(2·std, jitter)``, where ``jitter`` is the largest change of any one seed's curve from
+one evaluation to the next: a one-seed reference knows nothing of the spread over seeds, and two or three
+seeds that happen to agree at a step say little about it, so a curve that oscillates (hopper) is not
 flagged at every dip another seed takes at another step.
 A run is outside when its value at any evaluation step the reference has lies outside that step's band.
 
@@ -53,7 +54,7 @@ class Reference:
     tolerance: float
     code: dict  # offrl-zoo version and git sha of the runs
     source: str  # the store it was made from, and how
-    jitter: float = 0.0  # one seed only: the largest change between consecutive evaluations (stands in for 2·std)
+    jitter: float = 0.0  # the largest change of one seed's curve between consecutive evaluations (a floor of 2·std)
     format: int = FORMAT
 
     def key(self) -> tuple:
@@ -63,7 +64,7 @@ class Reference:
         point = next((p for p in self.curve if p["step"] == step), None)
         if point is None:
             return None
-        spread = 2 * point["std"] if point["std"] is not None else self.jitter
+        spread = max(2 * point["std"] if point["std"] is not None else 0.0, self.jitter)
         low = min(point["mean"] - spread, _or(point["min"], point["mean"])) - self.tolerance
         high = max(point["mean"] + spread, _or(point["max"], point["mean"])) + self.tolerance
         return low, high
@@ -123,11 +124,9 @@ def _code_version(store: Path, runs: list[RunResult], code_version: str | None) 
     return {"offrl_zoo": sorted(str(v) for v in versions if v), "git_sha": sorted(str(s) for s in shas if s)}
 
 
-def _jitter(curve: list[dict]) -> float:
-    """For a one-seed curve: the largest change of the mean between consecutive evaluations; 0 otherwise."""
-    if not curve or curve[0]["n"] != 1:
-        return 0.0
-    return max((abs(b["mean"] - a["mean"]) for a, b in zip(curve, curve[1:], strict=False)), default=0.0)
+def _jitter(curves: list[list[float]]) -> float:
+    """The largest change between consecutive evaluations of any one seed (``curves``: one list per seed)."""
+    return max((abs(b - a) for c in curves for a, b in zip(c, c[1:], strict=False)), default=0.0)
 
 
 def _one_dataset(store: Path, algorithm: str, task: str, hashes: set) -> str:
@@ -162,6 +161,8 @@ def make_references(
                 if value is not None:
                     by_step.setdefault(point[0], []).append(value)
         curve = [{"step": step, **_curve_stats(v)} for step, v in sorted(by_step.items()) if len(v) == len(runs)]
+        steps = {p["step"] for p in curve}
+        per_seed = [[v for p in run.curve if p[0] in steps and (v := _value(p, kind)) is not None] for run in runs]
         references.append(
             _reference(
                 (algorithm, task, sha256, kind),
@@ -171,6 +172,7 @@ def make_references(
                 _code_version(store, runs, code_version),
                 f"results store {store.name}, `offrl-zoo reference make`",
                 settings,
+                _jitter(per_seed),
             )
         )
     return references
@@ -184,8 +186,9 @@ def _reference(
     code: dict,
     source: str,
     settings: dict,
+    jitter: float,
 ) -> Reference:
-    """The reference of ``what`` = (algorithm, task, data sha256, value kind); its jitter comes from ``curve``."""
+    """The reference of ``what`` = (algorithm, task, data sha256, value kind)."""
     algorithm, task, sha256, kind = what
     return Reference(
         algorithm=algorithm,
@@ -195,7 +198,7 @@ def _reference(
         seeds=seeds,
         curve=curve,
         tolerance=tolerance,
-        jitter=_jitter(curve),
+        jitter=jitter,
         code=code,
         source=source,
         **settings,
@@ -242,6 +245,7 @@ def _references_from_report(store: Path, settings: dict, tolerance: float, code_
                     {"offrl_zoo": [], "git_sha": [code_version] if code_version else []},
                     f"report of results store {store.name} (run files not kept), `offrl-zoo reference make`",
                     settings,
+                    _jitter([[p["mean"] for p in curve]]) if one_seed else 0.0,  # several: per-seed curves unknown
                 )
             )
     return references
@@ -287,6 +291,7 @@ def _pooled(parts: list[Reference]) -> Reference:
         code,
         "pooled: " + "; ".join(part.source for part in parts),
         {"budget": first.budget, "overrides": first.overrides, "run_settings": first.run_settings},
+        max(part.jitter for part in parts),
     )
 
 

@@ -88,6 +88,6 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(
             f"{ref.algorithm:8s} {ref.task:28s} budget {ref.budget:8s} seeds {len(ref.seeds)}  {final}  "
             f"data {ref.sha256[:8]}  ±{ref.tolerance:g}"
-            + (f" ±{ref.jitter:.1f} (one-seed jitter)" if ref.jitter else "")
+            + (f" ±{ref.jitter:.1f} (largest swing of one seed)" if ref.jitter else "")
         )
     return 0
