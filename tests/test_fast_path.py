@@ -84,3 +84,24 @@ def test_compiled_dtql_gives_the_eager_losses_and_actions():
         torch.manual_seed(2)
         actions.append(algo.act(obs))
     torch.testing.assert_close(*actions, atol=1e-5, rtol=1e-5)  # same candidates drawn, same one picked
+
+
+def test_tf32_is_set_for_cuda_matmuls_when_an_algorithm_is_built(monkeypatch):
+    from offrl_zoo import algorithm
+
+    saved = torch.backends.cuda.matmul.fp32_precision
+    calls = []
+    monkeypatch.setattr(algorithm, "set_matmul_precision", lambda device, tf32: calls.append((device.type, tf32)))
+    cls = registry.get("bc")
+    cls(tiny_spec(), cls.Config(tf32=True), "cpu")
+    assert calls == [("cpu", True)]
+    monkeypatch.undo()
+    try:
+        algorithm.set_matmul_precision(torch.device("cpu"), True)  # the CPU's matmuls are not CUDA's
+        assert torch.backends.cuda.matmul.fp32_precision == saved
+        algorithm.set_matmul_precision(torch.device("cuda"), True)
+        assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+        algorithm.set_matmul_precision(torch.device("cuda"), False)
+        assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+    finally:
+        torch.backends.cuda.matmul.fp32_precision = saved

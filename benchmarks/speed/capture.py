@@ -20,6 +20,9 @@ branches are frozen), which is fine for timing and wrong for training. A mechani
 recorded with its error. Also times ``act`` for one observation, eager and captured.
 
     python benchmarks/speed/capture.py --steps 200 --compile dtql:train iql:train
+
+``--tf32`` builds every algorithm with ``tf32=true`` (float32 matmuls on TF32 tensor cores), to measure what
+that gives the same mechanisms.
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ def measure_stage(name: str, stage_index: int, mechanism: str, args: argparse.Na
     data = synthetic_data(spec, 100_000, device)
     cls = registry.get(name)
     torch.manual_seed(0)
-    algo = cls(spec, cls.Config(), device)
+    algo = cls(spec, cls.Config(tf32=args.tf32), device)
     stage = algo.stages()[stage_index]
     rb = make_replay_buffer(data, stage.batch_size, stage.sampling, torch.Generator(device=device).manual_seed(0))
     batch = rb.sample().to(device)
@@ -123,7 +126,7 @@ def measure_act(name: str, args: argparse.Namespace) -> dict:
     spec = DataSpec(args.obs_dim, args.action_dim, (-1.0,) * args.action_dim, (1.0,) * args.action_dim)
     cls = registry.get(name)
     torch.manual_seed(0)
-    algo = cls(spec, cls.Config(), device).eval()
+    algo = cls(spec, cls.Config(tf32=args.tf32), device).eval()
     obs = torch.zeros(1, spec.obs_dim, device=device)
     out: dict = {"eager_ms": 1000 * _timed(lambda: algo.act(obs), args.act_repeats)}
     try:
@@ -142,6 +145,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--act-repeats", type=int, default=200)
+    p.add_argument("--tf32", action="store_true", help="config tf32=true: float32 matmuls on TF32 tensor cores")
     return p.parse_args(argv)
 
 
@@ -153,7 +157,8 @@ def markdown(meta: dict, results: list[dict], acts: dict) -> str:
         "",
         f"Command: `{meta['command']}`",
         "",
-        "Milliseconds per update (mean of the timed replays), hopper shapes, official sizes, one static batch. "
+        "Milliseconds per update (mean of the timed replays), hopper shapes, official sizes, one static batch"
+        f"{', float32 matmuls in TF32 (tf32=true)' if meta.get('tf32') else ''}. "
         "A probe of mechanisms on today's updates: captured replays freeze the step and learning rates. "
         "`×` is eager / best captured. Empty: not tried; `fail`: the mechanism failed (errors below).",
         "",
@@ -204,7 +209,9 @@ def main() -> None:
     assert torch.cuda.is_available(), "capture.py measures CUDA graphs: run it on a GPU"
     names = args.algorithms or sorted(registry.builtins())
     spec = DataSpec(args.obs_dim, args.action_dim, (-1.0,) * args.action_dim, (1.0,) * args.action_dim)
-    meta = machine_meta("cuda", 1, gpu=torch.cuda.get_device_name(), timed_steps=args.steps, warmup=args.warmup)
+    meta = machine_meta(
+        "cuda", 1, gpu=torch.cuda.get_device_name(), timed_steps=args.steps, warmup=args.warmup, tf32=args.tf32
+    )
     plan = []  # the compile variants last: they are the slow ones, and a timeout then keeps the rest
     for name in names:
         cls = registry.get(name)

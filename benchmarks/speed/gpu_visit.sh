@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One visit to a lent GPU, prepared in advance: issue 17's checks of the captured fast path. One device call
-# may run at most 600 s and the visit has 15 minutes in all, starts included, so the steps below sum to
-# ≤ 560 s. Prepare here with ../shared/tools/device-wheels.sh (docs: ../shared/docs/GPU.md), then on the
-# device (carry: [".whl"], timeout_s 600), after the install line that script prints:
+# may run at most 600 s and the visit has 15 minutes in all, starts included. The steps' limits sum to 630 s,
+# the TF32 pair last: the tar is rewritten after every step, so a call cut at 600 s keeps what finished.
+# Prepare here with ../shared/tools/device-wheels.sh (docs: ../shared/docs/GPU.md), then on the device
+# (carry: [".whl"], timeout_s 600), after the install line that script prints:
 #     bash benchmarks/speed/gpu_visit.sh
 # Back here, the CPU reference of the end-to-end runs (same commands, eager, on this machine), then the
 # comparison of their last logged metrics (the tar unpacked into FOLDER):
@@ -21,6 +22,11 @@ step() {  # step NAME SECONDS COMMAND...: run, keep its output, never stop the v
     log "$name"
     timeout "$limit" "$@" >"$WORK/logs/$name.log" 2>&1
     log "$name: exit $?"
+    pack
+}
+pack() {  # after every step, so a visit cut at the device's 600 s still hands back every finished step
+    mkdir -p "$WORK/speed-results" && cp -r benchmarks/results/speed/. "$WORK/speed-results/" 2>/dev/null
+    tar -C "$WORK" --exclude='*.pt' -czf "$OUT/visit.tar.gz" logs speed-results runs 2>/dev/null
 }
 # The end-to-end runs: a short DTQL on the toy, one seed on the fast path (captured on CUDA, in-graph draw),
 # and two seeds batched on the same path (--vectorize-seeds: captured on CUDA, not compiled; evaluated in one
@@ -64,6 +70,9 @@ step speed-buffer 40 python benchmarks/speed/speed.py --device cuda --algorithms
 # batched act for the 5 seeds against one seed's (what a seed batch's evaluation calls per env step on CUDA)
 step seeds 60 python benchmarks/speed/seeds.py --device cuda --algorithms iql --fast --steps 100 --warmup 8 --act-calls 50 --tag cuda
 train_runs cuda true 100
+# TF32 (config tf32) on the zoo's largest matmul load, SRPO's batch-2 048 behaviour stage, against float32 on the
+# same card: the capture probe (no compile), so both fit in the visit
+step tf32-off 35 python benchmarks/speed/capture.py --algorithms srpo --steps 100 --act-repeats 20 --tag srpo
+step tf32-on 35 python benchmarks/speed/capture.py --algorithms srpo --steps 100 --act-repeats 20 --tf32 --tag srpo-tf32
 log done
-cp -r benchmarks/results/speed "$WORK/speed-results" 2>/dev/null
-tar -C "$WORK" --exclude='*.pt' -czf "$OUT/visit.tar.gz" logs speed-results runs
+pack

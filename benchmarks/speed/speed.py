@@ -39,7 +39,8 @@ def measure(name: str, path: str, args: argparse.Namespace) -> dict:
     cls = registry.get(name)
     torch.manual_seed(0)
     # the eager reference always samples the buffer, so its sampling share stays a share of its step
-    algo = cls(spec, cls.Config(fast=path == "fast", draw=args.draw if path == "fast" else "buffer"), device)
+    cfg = cls.Config(fast=path == "fast", draw=args.draw if path == "fast" else "buffer", tf32=args.tf32)
+    algo = cls(spec, cfg, device)
     stages = []
     for stage in algo.stages():
         started = time.perf_counter()
@@ -84,6 +85,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--draw", default="auto", choices=["auto", "buffer", "graph"], help="who draws the batches (config draw)"
     )
+    p.add_argument("--tf32", action="store_true", help="config tf32=true (CUDA float32 matmuls in TF32)")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--path", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -105,8 +107,10 @@ def markdown(meta: dict, results: list[dict]) -> str:
         f"Shapes obs={meta['obs_dim']}, action={meta['action_dim']}; {meta['timed_steps']} timed updates per "
         f"stage after {meta['warmup']} warm-up updates; official batch and network sizes. `eager` is the "
         "reference path, `fast` is `fast=true` (graph-safe optimiser steps, each whole update compiled as one "
-        "graph, act compiled). No official implementation ran in this process: comparisons with one are "
-        "made side by side, in one process (benchmarks/speed/README.md).",
+        "graph, act compiled)"
+        f"{'; both with tf32=true (CUDA float32 matmuls in TF32)' if meta.get('tf32') else ''}. No official "
+        "implementation ran in this process: comparisons with one are made side by side, in one process "
+        "(benchmarks/speed/README.md).",
         "",
         "| algorithm | stage | batch | eager s/1k | fast s/1k | eager/fast | fast batches drawn by "
         "| sampling, % of eager step | compile + warm-up (s) |",
@@ -169,6 +173,7 @@ def main() -> None:
         action_dim=args.action_dim,
         timed_steps=args.steps,
         warmup=args.warmup,
+        tf32=args.tf32,
     )
     write_results("speed", args.tag, meta, results, markdown(meta, results))
 
