@@ -11,8 +11,9 @@ dataset itself records. D4RL's evaluation protocol is restored on top of it:
   200-step episodes.
 - Kitchen: each task pays once and the episode ends when all four are done (the env's defaults), so a
   return is 0–4 as in D4RL.
-Dict observations are flattened in the order of the dataset's observation space. Minari then
-downloads the data with ``--download``, or uses a local copy (``minari download D4RL/...``).
+Dict observations are flattened in the order of the dataset's observation space. The data is downloaded
+when it is missing and the run may go online (``train --offline`` forbids it), or fetched beforehand with
+``minari download D4RL/...``.
 """
 
 from __future__ import annotations
