@@ -156,6 +156,39 @@ def test_references_from_a_saved_report_match_those_from_the_runs(store, tmp_pat
         references.make_references(saved)
 
 
+def _set_data(run_dir: Path, sha256: str, recipe: dict | None) -> None:
+    """Rewrite a run's provenance as if it had trained on a generated file of ``recipe`` hashing to ``sha256``."""
+    provenance = json.loads((run_dir / "provenance.json").read_text())
+    provenance["dataset"].update(sha256=sha256, source="generated", extra={"recipe": recipe})
+    (run_dir / "provenance.json").write_text(json.dumps(provenance))
+
+
+def test_generated_data_of_the_same_recipe_but_other_bytes_is_checked_and_says_so(store, tmp_path):
+    """`data make` on another CPU type writes other bytes from the same recipe: the reference of that recipe
+    is used, and the check says the data match by recipe; another recipe is not checked."""
+    recipe = {"task": "hopper-medium-v2", "seed": 0, "size": 1000, "policies": {"medium": "abc"}}
+    here = tmp_path / "made-here"
+    shutil.copytree(store, here, ignore=shutil.ignore_patterns("report"))
+    run_dir = here / "runs" / "dtql" / TASK / "seed0"
+    _set_data(run_dir, "a" * 64, recipe)
+    folder = tmp_path / "refs"
+    assert main(["reference", "make", str(here), "--out", str(folder)]) == 0
+    (ref,) = references.load_references(folder)
+    assert ref.data_recipe == recipe
+    (check,) = build_report(here, references=folder).reference_checks
+    assert (check["data"], check["status"]) == ("same file", "inside")
+    _set_data(run_dir, "b" * 64, dict(reversed(recipe.items())))  # other bytes; key order does not matter
+    report = build_report(here, references=folder)
+    (check,) = report.reference_checks
+    assert (check["data"], check["status"], check["reference_sha256"]) == ("same recipe", "inside", "a" * 64)
+    assert "1 on data of the reference's recipe" in format_summary(report)
+    assert "same recipe (reference data aaaaaaaaaaaa)" in render_markdown(report, {})
+    _set_data(run_dir, "b" * 64, recipe | {"seed": 1})
+    assert build_report(here, references=folder).reference_checks == []
+    _set_data(run_dir, "b" * 64, None)  # a user's own file: only its hash can match
+    assert build_report(here, references=folder).reference_checks == []
+
+
 def test_a_one_seed_reference_widens_its_band_by_its_own_jitter():
     """One seed says nothing of the spread over seeds: the largest change between consecutive evaluations
     stands in for 2·std, so an oscillating curve's dips at other steps stay inside."""

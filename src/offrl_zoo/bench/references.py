@@ -9,6 +9,12 @@ task, data hash, budget, overrides and evaluation settings match one. Overrides 
 trains but not what it computes (``fast``) do not count: a run on the fast path is checked against an
 eager reference and the other way round.
 
+Generated data (``offrl-zoo data make``) is matched by its recipe when its hash differs: the same recipe
+makes the same bytes on one CPU type but other bytes on another (the behaviour policy's float rounding
+differs, and the episodes diverge from there), so a user on other hardware trains on a statistically
+equal dataset whose hash no reference has. Such a check says so (``data``: ``same recipe``); an exact
+hash match wins where both exist.
+
 The band at a step is ``[min(mean − 2·std, min) − tolerance, max(mean + 2·std, max) + tolerance]``: the
 seeds' spread, widened by an absolute ``tolerance`` (in the value's units; 10 by default, i.e. ten score
 points) so that a one-seed reference and small numerical differences between machines still leave room.
@@ -55,6 +61,7 @@ class Reference:
     code: dict  # offrl-zoo version and git sha of the runs
     source: str  # the store it was made from, and how
     jitter: float = 0.0  # the largest change of one seed's curve between consecutive evaluations (a floor of 2·std)
+    data_recipe: dict | None = None  # generated data: what it was made from (matched when the hash differs)
     format: int = FORMAT
 
     def key(self) -> tuple:
@@ -69,6 +76,11 @@ class Reference:
         high = max(point["mean"] + spread, _or(point["max"], point["mean"])) + self.tolerance
         return low, high
 
+    def recipe_key(self) -> tuple | None:
+        if self.data_recipe is None:
+            return None
+        return (*self.key()[:4], _canonical(self.data_recipe))
+
     def file_name(self) -> str:
         return f"{self.algorithm}__{self.task}__{self.budget}.json"
 
@@ -79,6 +91,10 @@ SPEED_ONLY_OVERRIDES = ("fast",)  # config keys that change the speed of a run, 
 def _algorithmic(overrides: list[str]) -> tuple[str, ...]:
     """The overrides that matter when matching a run with a reference: all but the speed-only ones."""
     return tuple(o for o in overrides if o.split("=", 1)[0].strip() not in SPEED_ONLY_OVERRIDES)
+
+
+def _canonical(recipe: dict) -> str:
+    return json.dumps(recipe, sort_keys=True)
 
 
 def _or(value: float | None, default: float) -> float:
@@ -173,6 +189,7 @@ def make_references(
                 f"results store {store.name}, `offrl-zoo reference make`",
                 settings,
                 _jitter(per_seed),
+                runs[0].data_recipe,  # one hash, so one recipe
             )
         )
     return references
@@ -187,6 +204,7 @@ def _reference(
     source: str,
     settings: dict,
     jitter: float,
+    data_recipe: dict | None,
 ) -> Reference:
     """The reference of ``what`` = (algorithm, task, data sha256, value kind)."""
     algorithm, task, sha256, kind = what
@@ -199,6 +217,7 @@ def _reference(
         curve=curve,
         tolerance=tolerance,
         jitter=jitter,
+        data_recipe=data_recipe,
         code=code,
         source=source,
         **settings,
@@ -246,6 +265,7 @@ def _references_from_report(store: Path, settings: dict, tolerance: float, code_
                     f"report of results store {store.name} (run files not kept), `offrl-zoo reference make`",
                     settings,
                     _jitter([[p["mean"] for p in curve]]) if one_seed else 0.0,  # several: per-seed curves unknown
+                    runs[0].get("data_recipe"),  # absent from reports written before it was recorded
                 )
             )
     return references
@@ -292,6 +312,7 @@ def _pooled(parts: list[Reference]) -> Reference:
         "pooled: " + "; ".join(part.source for part in parts),
         {"budget": first.budget, "overrides": first.overrides, "run_settings": first.run_settings},
         max(part.jitter for part in parts),
+        next((part.data_recipe for part in parts if part.data_recipe is not None), None),
     )
 
 
@@ -358,11 +379,15 @@ def check_runs(store: Path, runs: list[RunResult], references: list[Reference]) 
     settings = _store_settings(store) if (store / "sweep.json").is_file() else None
     if settings is None:
         return []
-    by_key = {ref.key(): ref for ref in references if ref.run_settings == settings["run_settings"]}
+    comparable = [ref for ref in references if ref.run_settings == settings["run_settings"]]
+    by_key = {ref.key(): ref for ref in comparable}
+    by_recipe = {ref.recipe_key(): ref for ref in comparable if ref.data_recipe is not None}
     checks = []
     for run in runs:
         key = (run.algorithm, run.task, settings["budget"], _algorithmic(settings["overrides"]), run.sha256)
-        ref = by_key.get(key)
+        ref, data = by_key.get(key), "same file"
+        if ref is None and run.data_recipe is not None:
+            ref, data = by_recipe.get((*key[:4], _canonical(run.data_recipe))), "same recipe"
         if ref is None or run.status != "done":
             continue
         outside = []
@@ -381,6 +406,8 @@ def check_runs(store: Path, runs: list[RunResult], references: list[Reference]) 
                 "task": run.task,
                 "seed": run.seed,
                 "reference": ref.file_name(),
+                "data": data,
+                "reference_sha256": ref.sha256,
                 "value": ref.value,
                 "steps_compared": compared,
                 "final": None if final is None else _value(final, ref.value),

@@ -305,6 +305,7 @@ def _md_references(report: Report) -> list[str]:
             _fmt_band(c["final_band"]),
             str(c["steps_compared"]),
             f"`{c['reference']}`",
+            _check_data(c),
         ]
         for c in checks
     ]
@@ -312,13 +313,22 @@ def _md_references(report: Report) -> list[str]:
     return [
         "## Against the reference runs",
         "",
-        f"{_plural(len(checks), 'run')} matched a reference run (same algorithm, task, data hash, budget, "
-        f"overrides and evaluation settings); {outside} fell outside its band at some evaluation step. Band: the "
-        "reference seeds' [min(mean − 2·std, min), max(mean + 2·std, max)] widened by the reference's tolerance.",
+        f"{_plural(len(checks), 'run')} matched a reference run (same algorithm, task, data, budget, overrides "
+        f"and evaluation settings); {outside} fell outside its band at some evaluation step. Band: the "
+        "reference seeds' [min(mean − 2·std, min), max(mean + 2·std, max)] widened by the reference's tolerance. "
+        "Data: the same file (SHA-256), or generated data of the same recipe whose bytes differ (made on "
+        "another CPU type; the same distribution, not the same transitions).",
         "",
-        _md_table(["run", "task", "status", "final", "final band", "steps compared", "reference"], rows),
+        _md_table(["run", "task", "status", "final", "final band", "steps compared", "reference", "data"], rows),
         "",
     ]
+
+
+def _check_data(check: dict) -> str:
+    """How a run's data matched its reference's (old report.json files lack the key: same file)."""
+    if check.get("data", "same file") == "same file":
+        return "same file"
+    return f"same recipe (reference data {check['reference_sha256'][:12]})"
 
 
 def format_summary(report: Report) -> str:
@@ -356,10 +366,14 @@ def format_summary(report: Report) -> str:
     checks = report.reference_checks
     if checks:
         outside = [c for c in checks if c["status"] == "outside"]
-        out += ["", f"Reference runs: {len(checks) - len(outside)} of {len(checks)} checked runs inside their band"]
+        by_recipe = sum(_check_data(c) != "same file" for c in checks)
+        note = f" ({by_recipe} on data of the reference's recipe, not its file)" if by_recipe else ""
+        inside = len(checks) - len(outside)
+        out += ["", f"Reference runs: {inside} of {len(checks)} checked runs inside their band{note}"]
         out += [
             f"OUTSIDE REFERENCE: {c['algorithm']} seed {c['seed']} on {c['task']}: final {_fmt(c['final'])}, "
-            f"band {_fmt_band(c['final_band'])} ({_plural(len(c['outside']), 'step')} outside; {c['reference']})"
+            f"band {_fmt_band(c['final_band'])} ({_plural(len(c['outside']), 'step')} outside; {c['reference']}; "
+            f"data: {_check_data(c)})"
             for c in outside
         ]
     out += [f"ERROR: {e}" for e in report.errors]

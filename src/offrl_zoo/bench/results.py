@@ -42,6 +42,9 @@ class RunResult:
     device: str | None = None  # from provenance.json; the cost record's device wins
     source: str | None = None
     sha256: str | None = None
+    # Generated data: what the file was made from. The bytes of two generations of one recipe differ across
+    # CPU types (float rounding of the behaviour policy), so references also match on this (references.py).
+    data_recipe: dict | None = None
     protocol: dict | None = None
     failure: dict | None = None  # {"kind", "error", "step"} of a failed run
     curve: list[tuple[int, float | None, float | None]] = field(default_factory=list)  # (global step, score, return)
@@ -124,6 +127,7 @@ def read_run(store: Path, run_dir: Path) -> RunResult:
         device=provenance.get("device"),
         source=dataset.get("source"),
         sha256=dataset.get("sha256") or (config or {}).get("dataset_sha256"),
+        data_recipe=(dataset.get("extra") or {}).get("recipe") if dataset.get("source") == "generated" else None,
         protocol=protocol,
         failure=None if failed is None else {k: failed.get(k) for k in ("kind", "error", "step")},
         curve=_curve(evals, _stage_offsets(provenance, read_jsonl(run_dir / "metrics.jsonl"))),
