@@ -6,11 +6,11 @@ training around it? For diagnosing a run whose evaluations drop between good one
 RUN_DIR gives the algorithm, task, data and evaluation protocol. Each CHECKPOINT is a copy of
 RUN_DIR/checkpoint.pt taken while the run trained (the trainer keeps only the last one; copy it as it is
 rewritten, e.g. with ``--checkpoint-every 2500``). Each is loaded in turn and evaluated with the run's
-episode seeds (``--seed`` for others) twice: with the actor the run evaluates, and with the Polyak average of
-that actor which the algorithm keeps for its targets (TD3+BC's ``actor_target``, τ = 0.005: roughly the mean of
-the last 400 actor updates). Printed per checkpoint: the step, both scores, the share of episodes that end
-before 100 steps, and on ``--rows`` dataset states the RMS distance of the actor's action from the data's
-and from the averaged actor's.
+episode seeds (``--seed`` for others) twice: with the actor the run evaluates, and with the Polyak average
+of that actor which TD3+BC keeps for its targets (``act_with=actor_target``; τ = 0.005, roughly the mean of
+the last 200 actor updates, 400 training steps). Printed per checkpoint: the step, both scores, the share
+of episodes that end before 100 steps, and on ``--rows`` dataset states the RMS distance of the actor's
+action from the data's and from the averaged actor's.
 
 A snapshot whose own actor falls while its averaged actor walks, with the actor as close to the data as at a
 good snapshot, collapses because of where the last few updates happen to leave the weights, not because
@@ -20,6 +20,7 @@ training has gone wrong.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -31,13 +32,12 @@ from offrl_zoo.train.evaluator import Evaluator, eval_deterministic
 from offrl_zoo.train.run import load_run
 from offrl_zoo.train.trainer import load_algorithm_state
 
-LIVE, AVERAGED = "actor", "actor_target"  # the evaluated module and its Polyak-averaged copy
-
 
 def probe(run_dir: Path, checkpoints: list[Path], episodes: int | None, seed: int | None, rows: int) -> None:
     algo, task, record = load_run(run_dir)
-    if not (hasattr(algo, LIVE) and hasattr(algo, AVERAGED)):
-        raise SystemExit(f"{run_dir}: {type(algo).__name__} keeps no Polyak-averaged actor (TD3+BC's {AVERAGED})")
+    if "act_with" not in type(algo).acting_keys:
+        raise SystemExit(f"{run_dir}: {type(algo).__name__} cannot act with a Polyak-averaged actor (TD3+BC can)")
+    live, averaged = (dataclasses.replace(algo.cfg, act_with=name) for name in ("actor", "actor_target"))
     request = record["request"]
     dataset = load_dataset(task, request["dataset"], rule=request["transitions"], download=False)
     data = prepare(dataset, algo.cfg, seed=request["seed"])[0].data  # what the run trained on
@@ -55,11 +55,11 @@ def probe(run_dir: Path, checkpoints: list[Path], episodes: int | None, seed: in
     for state, path in states:
         load_algorithm_state(algo, state, path)
         algo.eval()
+        algo.cfg = live
         with torch.no_grad():
-            a_live = getattr(algo, LIVE)(obs)
-            a_avg = getattr(algo, AVERAGED)(obs)
+            a_live, a_avg = algo.actor(obs), algo.actor_target(obs)
         result = evaluator(algo)
-        getattr(algo, LIVE).load_state_dict(getattr(algo, AVERAGED).state_dict())  # evaluate the average
+        algo.cfg = averaged
         result_avg = evaluator(algo)
         row = (
             f"{state['next_step']}",
