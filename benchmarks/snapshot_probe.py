@@ -7,20 +7,19 @@ RUN_DIR gives the algorithm, task, data and evaluation protocol. Each CHECKPOINT
 RUN_DIR/checkpoint.pt taken while the run trained (the trainer keeps only the last one; copy it as it is
 rewritten, e.g. with ``--checkpoint-every 2500``). Each is loaded in turn and evaluated with the run's
 episode seeds (``--seed`` for others) twice: with the actor the run evaluates, and with the Polyak average
-of that actor which TD3+BC keeps for its targets (``act_with=actor_target``; τ = 0.005, roughly the mean of
-the last 200 actor updates, 400 training steps). Printed per checkpoint: the step, both scores, the share
+of that actor which TD3+BC keeps for its targets (``actor_target``, τ = 0.005: roughly the mean of the last
+200 actor updates, 400 training steps). Printed per checkpoint: the step, both scores, the share
 of episodes that end before 100 steps, and on ``--rows`` dataset states the RMS distance of the actor's
 action from the data's and from the averaged actor's.
 
-A snapshot whose own actor falls while its averaged actor walks, with the actor as close to the data as at a
-good snapshot, collapses because of where the last few updates happen to leave the weights, not because
-training has gone wrong.
+A snapshot whose actor falls, with the actor as close to the data as at a good snapshot and the averaged
+actor of the same moment walking (or falling at other moments), collapses because of where the last few
+updates happen to leave the weights, not because training has gone wrong.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -35,9 +34,8 @@ from offrl_zoo.train.trainer import load_algorithm_state
 
 def probe(run_dir: Path, checkpoints: list[Path], episodes: int | None, seed: int | None, rows: int) -> None:
     algo, task, record = load_run(run_dir)
-    if "act_with" not in type(algo).acting_keys:
-        raise SystemExit(f"{run_dir}: {type(algo).__name__} cannot act with a Polyak-averaged actor (TD3+BC can)")
-    live, averaged = (dataclasses.replace(algo.cfg, act_with=name) for name in ("actor", "actor_target"))
+    if not (hasattr(algo, "actor") and hasattr(algo, "actor_target")):
+        raise SystemExit(f"{run_dir}: {type(algo).__name__} keeps no Polyak-averaged actor (TD3+BC's actor_target)")
     request = record["request"]
     dataset = load_dataset(task, request["dataset"], rule=request["transitions"], download=False)
     data = prepare(dataset, algo.cfg, seed=request["seed"])[0].data  # what the run trained on
@@ -55,11 +53,10 @@ def probe(run_dir: Path, checkpoints: list[Path], episodes: int | None, seed: in
     for state, path in states:
         load_algorithm_state(algo, state, path)
         algo.eval()
-        algo.cfg = live
         with torch.no_grad():
             a_live, a_avg = algo.actor(obs), algo.actor_target(obs)
         result = evaluator(algo)
-        algo.cfg = averaged
+        algo.actor.load_state_dict(algo.actor_target.state_dict())  # act with the average (the next load restores)
         result_avg = evaluator(algo)
         row = (
             f"{state['next_step']}",

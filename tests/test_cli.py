@@ -121,28 +121,6 @@ def test_eval_acting_overrides_change_only_the_selection_rule():
         _acting_overrides(algo, ["score_hidden=64"])
 
 
-def test_td3bc_acts_with_its_polyak_averaged_actor_on_request():
-    """act_with=actor_target (an acting key) evaluates TD3+BC's target actor; the default is the trained one."""
-    import torch
-
-    from offrl_zoo import registry, testing
-    from offrl_zoo.cli.main import _acting_overrides
-    from offrl_zoo.errors import ConfigError
-
-    algo = testing.make(registry.get("td3bc"))
-    with torch.no_grad():
-        for p in algo.actor_target.parameters():
-            p.add_(0.5)  # the average lags the actor: make them differ
-    obs = torch.randn(3, testing.OBS_DIM)
-    torch.testing.assert_close(algo.act(obs), algo.actor(obs).clamp(-1, 1))
-    assert algo.selection_rule(True) == "deterministic policy output"
-    _acting_overrides(algo, ["act_with=actor_target"])
-    torch.testing.assert_close(algo.act(obs), algo.actor_target(obs).clamp(-1, 1))
-    assert "Polyak-averaged" in algo.selection_rule(True)
-    with pytest.raises(ConfigError, match="act_with='critic'"):
-        _acting_overrides(algo, ["act_with=critic"])
-
-
 def test_custom_dataset_needs_env(tmp_path):
     out = run("train", "bc", "--dataset", str(tmp_path / "x.hdf5"))
     assert out.returncode == 2 and "--env" in out.stderr

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from tensordict import TensorDict
 
-from offrl_zoo.algorithm import Algorithm, BaseConfig, Stage, check_choice, check_positive, check_unit_interval
+from offrl_zoo.algorithm import Algorithm, BaseConfig, Stage, check_positive, check_unit_interval
 from offrl_zoo.nets import DeterministicActor, QEnsemble, frozen, frozen_copy, polyak_update_, seed_batch
 from offrl_zoo.nets.losses import td_target
 from offrl_zoo.optim import step_optimizer
@@ -28,16 +28,11 @@ class TD3BCConfig(BaseConfig):
     policy_noise: float = 0.2  # target policy smoothing noise std, × a_max
     noise_clip: float = 0.5  # smoothing noise clipped to ±noise_clip · a_max
     policy_freq: int = 2  # actor and target updates every policy_freq-th critic step
-    # Which actor acts (evaluation, export): `actor`, the trained one (the original), or `actor_target`, its
-    # Polyak average (tau above), which smooths the swings between snapshots that make one walker2d
-    # evaluation fall and the next walk (docs/results.md). An acting key: `offrl-zoo eval RUN act_with=...`.
-    act_with: str = "actor"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive(self, "steps", "batch_size", "actor_lr", "critic_lr", "policy_freq", "alpha")
         check_unit_interval(self, "discount", "tau")
-        check_choice(self, "act_with", ("actor", "actor_target"))
 
 
 class TD3BC(Algorithm[TD3BCConfig]):
@@ -45,7 +40,6 @@ class TD3BC(Algorithm[TD3BCConfig]):
     Config = TD3BCConfig
     summary = "TD3+BC (Fujimoto & Gu 2021; sfujim/TD3_BC)"
     samples_actions = False  # a deterministic actor
-    acting_keys = ("act_with",)
 
     def __init__(self, spec: DataSpec, cfg: TD3BCConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(spec, cfg, device)
@@ -99,9 +93,4 @@ class TD3BC(Algorithm[TD3BCConfig]):
         return TensorDict(metrics)
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        return getattr(self, self.cfg.act_with)(obs)
-
-    def selection_rule(self, deterministic: bool) -> str:
-        if self.cfg.act_with == "actor":
-            return super().selection_rule(deterministic)
-        return "deterministic output of the Polyak-averaged actor (act_with=actor_target)"
+        return self.actor(obs)
