@@ -6,10 +6,13 @@
 `save` copies the store's sweep.json, budgets/ and, of every finished run (a `done` marker), its small
 files: config.yaml, provenance.json, metrics.jsonl, eval.jsonl, done. Checkpoints, stage caches, locks and
 unfinished runs stay behind. `restore` copies them into a store (never over a run already there); the same
-`offrl-zoo compare ...` command then skips the finished runs and trains the rest. A restored run is
-reused only when its data hashes the same (`train` checks the identity), so the generated datasets must
-come out identical on the other machine: generation is seeded (hopper-medium-v2 regenerated on the
-development machine gave the same SHA-256).
+`offrl-zoo compare ...` command then skips the finished runs and trains the rest. Restore on a machine of
+the same CPU type: generation is seeded and gives the same SHA-256 there (hopper-medium-v2 regenerated on
+the development machine), but other bytes on another CPU type (an Intel AVX-512 Xeon against the AMD
+EPYC, docs/data.md). There `compare` still counts the restored finished runs as done (it reads their
+`done` marker, not their data), the runs it trains use the new draw, and the report calls a task whose
+runs used different data an error and leaves it out of the aggregates; so train the missing runs in a
+new store instead.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def probe(run_dir: Path, checkpoints: list[Path], episodes: int | None, seed: in
         algo.actor.load_state_dict(algo.actor_target.state_dict())  # act with the average (the next load restores)
         result_avg = evaluator(algo)
         row = (
-            f"{state['next_step']}",
+            f"{state['next_step']}" if state["stage_index"] < len(algo.stages()) else "end",
             f"{result['score_mean']:.1f}",
             f"{_falls(result):.0%}",
             f"{result_avg['score_mean']:.1f}",
@@ -71,12 +71,9 @@ def probe(run_dir: Path, checkpoints: list[Path], episodes: int | None, seed: in
     evaluator.close()
 
 
-def _step(loaded: tuple[dict, Path]) -> int:
-    return loaded[0]["next_step"]
-
-
-def _step(loaded: tuple[dict, Path]) -> int:
-    return loaded[0]["next_step"]
+def _step(loaded: tuple[dict, Path]) -> tuple[int, int]:
+    """(stage, step) of a checkpoint: a finished stage's last one says (next stage, 0)."""
+    return loaded[0]["stage_index"], loaded[0]["next_step"]
 
 
 def _rms(x: torch.Tensor) -> float:
