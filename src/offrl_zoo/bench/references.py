@@ -24,6 +24,15 @@ seeds that happen to agree at a step say little about it, so a curve that oscill
 flagged at every dip another seed takes at another step.
 A run is outside when its value at any evaluation step the reference has lies outside that step's band.
 
+A per-step band wide enough for a curve whose snapshots swing (TD3+BC on walker2d drops from 70 to 1 and back
+between evaluations) passes a run that sits 30 points low throughout. So the run is also checked on its
+**late mean**: its mean over the second half of the reference's evaluations (the last ⌊k/2⌋ of k, at least
+3). The reference keeps, per seed, the mean and std of those evaluations (``late``); the band is
+``M ± (2·sqrt(var_ref + std_run²/k) + tolerance)``, where ``M`` is the mean over the reference's seeds and
+``var_ref`` the variance of one seed's late mean: the variance over the seeds where there are several,
+never less than the seeds' own snapshot noise ``std²/k``. A run that swings gets a wide band (its own late
+mean is uncertain); one that is steadily low does not.
+
 A saved store whose run files were not kept (``benchmarks/campaign.py save`` before they were committed)
 still has its report: references are then made from ``report/report.json``'s curves (mean, std, n; min
 and max are known only for one seed, and otherwise left out of the band).
@@ -62,6 +71,7 @@ class Reference:
     source: str  # the store it was made from, and how
     jitter: float = 0.0  # the largest change of one seed's curve between consecutive evaluations (a floor of 2·std)
     data_recipe: dict | None = None  # generated data: what it was made from (matched when the hash differs)
+    late: dict | None = None  # {"steps": [...], "per_seed": [{"seed", "mean", "std"}]}: the late-mean check's
     format: int = FORMAT
 
     def key(self) -> tuple:
@@ -75,6 +85,28 @@ class Reference:
         low = min(point["mean"] - spread, _or(point["min"], point["mean"])) - self.tolerance
         high = max(point["mean"] + spread, _or(point["max"], point["mean"])) + self.tolerance
         return low, high
+
+    def late_summary(self) -> dict | None:
+        """Per seed, the mean and std of the evaluations in the second half of the curve; derived from the curve
+        for a one-seed reference written before they were recorded; None where too short or unknown."""
+        if self.late is not None:
+            return self.late
+        if len(self.seeds) != 1:
+            return None
+        return _late_summary({self.seeds[0]: {p["step"]: p["mean"] for p in self.curve}})
+
+    def late_band(self, run_std: float) -> tuple[float, float] | None:
+        """The band of a run's late mean, given the std of the run's late evaluations."""
+        late = self.late_summary()
+        if late is None:
+            return None
+        k = len(late["steps"])
+        means = [s["mean"] for s in late["per_seed"]]
+        snapshot_var = sum(s["std"] ** 2 for s in late["per_seed"]) / len(means) / k
+        seed_var = _curve_stats(means)["std"] ** 2 if len(means) > DDOF else 0.0
+        centre = sum(means) / len(means)
+        half = 2 * (max(seed_var, snapshot_var) + run_std**2 / k) ** 0.5 + self.tolerance
+        return centre - half, centre + half
 
     def recipe_key(self) -> tuple | None:
         if self.data_recipe is None:
@@ -140,6 +172,26 @@ def _code_version(store: Path, runs: list[RunResult], code_version: str | None) 
     return {"offrl_zoo": sorted(str(v) for v in versions if v), "git_sha": sorted(str(s) for s in shas if s)}
 
 
+LATE_MIN_EVALUATIONS = 3  # fewer evaluations in the second half of a curve give no late-mean check
+
+
+def _late_steps(steps: list[int]) -> list[int]:
+    return sorted(steps)[len(steps) - len(steps) // 2 :]
+
+
+def _late_summary(curves: dict[int, dict[int, float]]) -> dict | None:
+    """``curves``: seed -> {step: value} over the reference's steps. Per seed, the mean and std (ddof 1) of its
+    values at the last ⌊k/2⌋ of the k steps; None when that is fewer than ``LATE_MIN_EVALUATIONS``."""
+    steps = _late_steps(list(next(iter(curves.values()))))
+    if len(steps) < LATE_MIN_EVALUATIONS:
+        return None
+    per_seed = []
+    for seed, curve in sorted(curves.items()):
+        stats = _curve_stats([curve[step] for step in steps])
+        per_seed.append({"seed": seed, "mean": stats["mean"], "std": stats["std"]})
+    return {"steps": steps, "per_seed": per_seed}
+
+
 def _jitter(curves: list[list[float]]) -> float:
     """The largest change between consecutive evaluations of any one seed (``curves``: one list per seed)."""
     return max((abs(b - a) for c in curves for a, b in zip(c, c[1:], strict=False)), default=0.0)
@@ -179,6 +231,7 @@ def make_references(
         curve = [{"step": step, **_curve_stats(v)} for step, v in sorted(by_step.items()) if len(v) == len(runs)]
         steps = {p["step"] for p in curve}
         per_seed = [[v for p in run.curve if p[0] in steps and (v := _value(p, kind)) is not None] for run in runs]
+        by_seed = {run.seed: {p[0]: _value(p, kind) for p in run.curve if p[0] in steps} for run in runs}
         references.append(
             _reference(
                 (algorithm, task, sha256, kind),
@@ -190,6 +243,7 @@ def make_references(
                 settings,
                 _jitter(per_seed),
                 runs[0].data_recipe,  # one hash, so one recipe
+                _late_summary(by_seed),
             )
         )
     return references
@@ -205,6 +259,7 @@ def _reference(
     settings: dict,
     jitter: float,
     data_recipe: dict | None,
+    late: dict | None,
 ) -> Reference:
     """The reference of ``what`` = (algorithm, task, data sha256, value kind)."""
     algorithm, task, sha256, kind = what
@@ -218,6 +273,7 @@ def _reference(
         tolerance=tolerance,
         jitter=jitter,
         data_recipe=data_recipe,
+        late=late,
         code=code,
         source=source,
         **settings,
@@ -266,6 +322,7 @@ def _references_from_report(store: Path, settings: dict, tolerance: float, code_
                     settings,
                     _jitter([[p["mean"] for p in curve]]) if one_seed else 0.0,  # several: per-seed curves unknown
                     runs[0].get("data_recipe"),  # absent from reports written before it was recorded
+                    _late_summary({runs[0]["seed"]: {p["step"]: p["mean"] for p in curve}}) if one_seed else None,
                 )
             )
     return references
@@ -313,7 +370,15 @@ def _pooled(parts: list[Reference]) -> Reference:
         {"budget": first.budget, "overrides": first.overrides, "run_settings": first.run_settings},
         max(part.jitter for part in parts),
         next((part.data_recipe for part in parts if part.data_recipe is not None), None),
+        _pooled_late([part.late_summary() for part in parts]),
     )
+
+
+def _pooled_late(parts: list[dict | None]) -> dict | None:
+    """The parts' per-seed late summaries side by side; None unless every part has one over the same steps."""
+    if any(part is None for part in parts) or any(part["steps"] != parts[0]["steps"] for part in parts):
+        return None
+    return {"steps": parts[0]["steps"], "per_seed": [s for part in parts for s in part["per_seed"]]}
 
 
 def _pool_points(points: list[dict]) -> dict:
@@ -399,6 +464,7 @@ def check_runs(store: Path, runs: list[RunResult], references: list[Reference]) 
             compared += 1
             if not band[0] <= value <= band[1]:
                 outside.append({"step": point[0], "value": value, "band": list(band)})
+        late = _late_check(ref, {point[0]: _value(point, ref.value) for point in run.curve})
         final = run.curve[-1] if run.curve else None
         checks.append(
             {
@@ -413,7 +479,28 @@ def check_runs(store: Path, runs: list[RunResult], references: list[Reference]) 
                 "final": None if final is None else _value(final, ref.value),
                 "final_band": None if final is None else ref.band(final[0]),
                 "outside": outside,
-                "status": "not compared" if compared == 0 else "outside" if outside else "inside",
+                "late": late,
+                "status": _status(compared, outside, late),
             }
         )
     return checks
+
+
+def _late_check(ref: Reference, values: dict[int, float | None]) -> dict | None:
+    """The run's mean over the reference's late steps against its band; None when the reference has no late
+    summary or the run lacks one of those steps."""
+    late = ref.late_summary()
+    if late is None or any(values.get(step) is None for step in late["steps"]):
+        return None
+    stats = _curve_stats([values[step] for step in late["steps"]])
+    band = ref.late_band(stats["std"])
+    assert band is not None  # a late summary gives a band
+    inside = band[0] <= stats["mean"] <= band[1]
+    return {"mean": stats["mean"], "std": stats["std"], "steps": len(late["steps"]), "band": list(band),
+            "status": "inside" if inside else "outside"}  # fmt: skip
+
+
+def _status(compared: int, outside: list, late: dict | None) -> str:
+    if compared == 0:
+        return "not compared"
+    return "outside" if outside or (late is not None and late["status"] == "outside") else "inside"

@@ -300,9 +300,10 @@ def _md_references(report: Report) -> list[str]:
         [
             f"{c['algorithm']}/seed{c['seed']}",
             c["task"],
-            c["status"] + (f" at {_plural(len(c['outside']), 'step')}" if c["outside"] else ""),
+            _check_status(c),
             _fmt(c["final"]),
             _fmt_band(c["final_band"]),
+            _fmt_late(c.get("late")),
             str(c["steps_compared"]),
             f"`{c['reference']}`",
             _check_data(c),
@@ -314,14 +315,32 @@ def _md_references(report: Report) -> list[str]:
         "## Against the reference runs",
         "",
         f"{_plural(len(checks), 'run')} matched a reference run (same algorithm, task, data, budget, overrides "
-        f"and evaluation settings); {outside} fell outside its band at some evaluation step. Band: the "
-        "reference seeds' [min(mean − 2·std, min), max(mean + 2·std, max)] widened by the reference's tolerance. "
+        f"and evaluation settings); {outside} fell outside its band at some evaluation step or in its late mean. "
+        "Band at a step: the reference seeds' [min(mean − 2·std, min), max(mean + 2·std, max)], 2·std at least "
+        "the largest swing of one seed's curve, widened by the reference's tolerance. Late mean: the run's mean "
+        "over the second half of the reference's evaluations, against the reference's ± 2 standard errors (its "
+        "seeds' spread or snapshot noise, and the run's own) plus the tolerance. "
         "Data: the same file (SHA-256), or generated data of the same recipe whose bytes differ (made on "
         "another CPU type; the same distribution, not the same transitions).",
         "",
-        _md_table(["run", "task", "status", "final", "final band", "steps compared", "reference", "data"], rows),
+        _md_table(
+            ["run", "task", "status", "final", "final band", "late mean [band]", "steps compared", "reference", "data"],
+            rows,
+        ),
         "",
     ]
+
+
+def _check_status(check: dict) -> str:
+    """inside | not compared | outside at N steps and/or in its late mean."""
+    late_outside = (check.get("late") or {}).get("status") == "outside"  # old report.json files have no late
+    where = [_plural(len(check["outside"]), "step")] if check["outside"] else []
+    where += ["late mean"] if late_outside else []
+    return check["status"] + (" at " + " and in ".join(where) if where else "")
+
+
+def _fmt_late(late: dict | None) -> str:
+    return "–" if late is None else f"{_fmt(late['mean'])} {_fmt_band(late['band'])}"
 
 
 def _check_data(check: dict) -> str:
@@ -372,8 +391,8 @@ def format_summary(report: Report) -> str:
         out += ["", f"Reference runs: {inside} of {len(checks)} checked runs inside their band{note}"]
         out += [
             f"OUTSIDE REFERENCE: {c['algorithm']} seed {c['seed']} on {c['task']}: final {_fmt(c['final'])}, "
-            f"band {_fmt_band(c['final_band'])} ({_plural(len(c['outside']), 'step')} outside; {c['reference']}; "
-            f"data: {_check_data(c)})"
+            f"band {_fmt_band(c['final_band'])}; late mean {_fmt_late(c.get('late'))} ({_check_status(c)}; "
+            f"{c['reference']}; data: {_check_data(c)})"
             for c in outside
         ]
     out += [f"ERROR: {e}" for e in report.errors]
