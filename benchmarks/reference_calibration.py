@@ -12,7 +12,7 @@ second's curve is checked against the first's reference, as the report does:
 - ``shift caught``: the smallest downward shift of the whole curve (in steps of 0.5 points) that the
   per-step bands catch, and that the late-mean check catches: a code change that costs a method that
   much everywhere is flagged; one that costs less passes;
-- ``steady caught``: the highest flat curve (the same value at every step, as a method stuck at one
+- ``flat curve caught below``: the highest flat curve (the same value at every step, as a method stuck at one
   level scores) that each check catches, counted down from the reference's late mean in steps of 0.5.
 """
 
@@ -58,7 +58,7 @@ def calibrate(stores: list[Path]) -> list[str]:
             refs.setdefault((ref.algorithm, ref.task), []).append((store.name, ref))
     rows = [
         "| algorithm | task | reference (seed) | run (seed) | data | steps outside | late mean, band | "
-        "shift caught by steps | by late mean | steady caught by steps | by late mean |",
+        "shift caught, by steps | by late mean | flat curve caught below, by steps | by late mean |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (algorithm, task), group in sorted(refs.items()):
