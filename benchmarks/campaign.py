@@ -9,10 +9,9 @@ unfinished runs stay behind. `restore` copies them into a store (never over a ru
 `offrl-zoo compare ...` command then skips the finished runs and trains the rest. Restore on a machine of
 the same CPU type: generation is seeded and gives the same SHA-256 there (hopper-medium-v2 regenerated on
 the development machine), but other bytes on another CPU type (an Intel AVX-512 Xeon against the AMD
-EPYC, docs/data.md). There `compare` still counts the restored finished runs as done (it reads their
-`done` marker, not their data), the runs it trains use the new draw, and the report calls a task whose
-runs used different data an error and leaves it out of the aggregates; so train the missing runs in a
-new store instead.
+EPYC, docs/data.md). There `compare` refuses to train into the restored store (the finished runs' data
+hash differs from the cached file a new run would load, and one report cannot compare runs on different
+data); train the missing runs in a new store instead.
 """
 
 from __future__ import annotations

@@ -125,3 +125,36 @@ def test_seeds_added_later_join_the_same_store(tmp_path):
     assert [r.seed for r in later.runs] == [3, 4]
     record_sweep(store, later)
     assert json.loads((store / "sweep.json").read_text())["seeds"] == [0, 3, 4]
+
+
+def test_compare_refuses_to_mix_data_with_the_finished_runs_of_a_restored_store(tmp_path, monkeypatch, capsys):
+    """A store restored on another CPU type holds finished runs on one draw of the generated data while this
+    machine's cache holds another: runs trained into it could never share its report, so compare says so
+    before training (the plan of --dry-run lists it) and trains nothing; on the same data it goes ahead."""
+    from offrl_zoo.bench.sweep import data_conflicts
+    from offrl_zoo.cli import main
+
+    monkeypatch.setenv("OFFRL_ZOO_CACHE", str(tmp_path / "cache"))
+    task = "hopper-medium-v2"
+    meta = tmp_path / "cache" / "generated" / f"{task}.json"
+    meta.parent.mkdir(parents=True)
+    meta.write_text(json.dumps({"sha256": "b" * 64}))
+    store = tmp_path / "store"
+    finished = store / "runs" / "bc" / task / "seed0"
+    finished.mkdir(parents=True)
+    (finished / "done").write_text("{}")
+    (finished / "provenance.json").write_text(json.dumps({"dataset": {"source": "generated", "sha256": "a" * 64}}))
+    todo = plan(["bc"], None, [task], 2, "40").runs[1:]  # seed 1: still to train
+    (conflict,) = data_conflicts(store, todo, "auto")
+    assert conflict == f"{task} (finished runs: aaaaaaaaaaaa, here: bbbbbbbbbbbb)"
+    assert data_conflicts(store, todo, "d4rl") == []  # no real file cached: nothing settles what it would load
+    argv = ["compare", "bc", "--tasks", task, "--seeds", "2", "--budget", "40", "--out", str(store), "--no-estimate"]
+    assert main([*argv, "--dry-run"]) == 0
+    assert f"data conflict: {store}'s finished runs trained on other data" in capsys.readouterr().out
+    assert main([*argv, "--yes"]) != 0
+    assert (
+        "could not share its report" in capsys.readouterr().err
+        and not (store / "runs" / "bc" / task / "seed1").exists()
+    )
+    meta.write_text(json.dumps({"sha256": "a" * 64}))
+    assert data_conflicts(store, todo, "auto") == []

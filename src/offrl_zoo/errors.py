@@ -38,6 +38,13 @@ class RunDirConflict(ConfigError):
     hint = "give another --out/--run-dir, or delete the folder to train this request in it"
 
 
+class StoreDataConflict(ConfigError):
+    """A results store whose finished runs trained on other data than new runs would load here (generated data
+    made on another CPU type): one report could not compare them; nothing is trained."""
+
+    hint = "train into another store (--out NEW), or copy the finished runs' data file (with its .json) into this cache"
+
+
 class UnsupportedTaskError(ConfigError):
     """The algorithm has no official settings for this task (e.g. SRPO's β on pen/kitchen): not guessed."""
 

@@ -234,6 +234,29 @@ def run_status(run_dir: Path) -> str:
     return "partial" if (run_dir / CHECKPOINT).is_file() else "pending"
 
 
+def data_conflicts(store: Path, todo: list[RunSpec], data_source: str) -> list[str]:
+    """The tasks of ``todo`` whose finished runs in ``store`` used other data than a run trained now would load
+    (generated data made on another CPU type, whose bytes differ; or a real D4RL file cached since), each as
+    ``TASK (finished runs: SHA, here: SHA)``: one report cannot compare runs on different data, so training
+    them into this store is wasted. Only data a cached file settles is compared (``cached_data_sha256``)."""
+    from offrl_zoo.bench.results import collect_runs
+    from offrl_zoo.data.loading import cached_data_sha256
+
+    if not (store / "runs").is_dir():
+        return []
+    used: dict[str, set[str]] = {}
+    for run in collect_runs(store):
+        if run.status == "done" and run.sha256:
+            used.setdefault(run.task, set()).add(run.sha256)
+    problems = []
+    for task in sorted({spec.task for spec in todo} & used.keys()):
+        here = cached_data_sha256(get_task(task), data_source)
+        if here is not None and here not in used[task]:
+            theirs = ", ".join(sorted(h[:12] for h in used[task]))
+            problems.append(f"{task} (finished runs: {theirs}, here: {here[:12]})")
+    return problems
+
+
 def _locked(path: Path) -> bool:
     if not path.is_file():
         return False

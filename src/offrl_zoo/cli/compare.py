@@ -261,7 +261,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     import torch
 
     from offrl_zoo.bench import executors
-    from offrl_zoo.bench.sweep import plan, record_sweep, run_status
+    from offrl_zoo.bench.sweep import data_conflicts, plan, record_sweep, run_status
+    from offrl_zoo.errors import StoreDataConflict
     from offrl_zoo.train.loggers import check_available, logger_kinds
     from offrl_zoo.train.run import check_device
 
@@ -288,9 +289,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for item in sweep.unsupported:
         print(f"  unsupported: {item['algorithm']} on {item['task']}: {item['reason']}")
     print("  runs: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
-    if vectorize and len(sweep.seeds) > 1:
-        why = "the default on cuda; --no-vectorize-seeds" if args.vectorize_seeds is None else "--vectorize-seeds"
-        print(f"  seeds: the {len(sweep.seeds)} seeds of each algorithm and task train as one batched model ({why})")
+    conflicts = data_conflicts(store, todo, args.data_source)
+    if conflicts:
+        why = (
+            f"{store}'s finished runs trained on other data than a run would load here, so runs trained now "
+            f"could not share its report: {'; '.join(conflicts)} (generated data differ between CPU types; or "
+            "a real D4RL file was cached since)"
+        )
+        if not args.dry_run:
+            raise StoreDataConflict(f"compare: {why}")
+        print(f"  data conflict: {why}; {StoreDataConflict.hint}")
     torch.set_num_threads(args.threads)
     if todo and not args.no_estimate:
         wall = _print_estimate(args, todo, device, jobs, eval_every)

@@ -113,6 +113,26 @@ def _load_d4rl_task(task: Task, rule: str, download: bool, data_source: str, log
     )  # ensure_generated has checked the file against it
 
 
+def cached_data_sha256(task: Task, data_source: str = "auto") -> str | None:
+    """The SHA-256 of the data a run of ``task`` would load now, where a cached file settles it without loading:
+    the real D4RL file's pin (unless ``data_source`` is generated), else the generated file's recorded hash
+    (unless it is d4rl). None when nothing cached settles it (toy data made in memory, Minari datasets, an
+    uncached task; in ``auto`` an uncached real file may still be downloaded first)."""
+    from offrl_zoo.data.generation import datasets as generated
+
+    if task.source != "d4rl":
+        return None
+    if data_source != "generated":
+        real = sources.d4rl_cache_path(task.source_id)
+        if real.is_file():
+            return sources.pinned_sha256(real)
+    if data_source != "d4rl" and generated.can_generate(task.source_id):
+        meta = generated.generated_path(task.source_id).with_suffix(".json")
+        if meta.is_file():
+            return json.loads(meta.read_text()).get("sha256")
+    return None
+
+
 def _warn_out_of_box(dataset: Dataset, origin: str, env_id: str, low: np.ndarray, high: np.ndarray) -> None:
     """D4RL keeps actions outside the env's box as they are (some files hold ±1 + ε); so do we, but say so."""
     actions = dataset.data["action"].numpy()
