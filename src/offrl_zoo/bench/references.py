@@ -231,7 +231,10 @@ def make_references(
         curve = [{"step": step, **_curve_stats(v)} for step, v in sorted(by_step.items()) if len(v) == len(runs)]
         steps = {p["step"] for p in curve}
         per_seed = [[v for p in run.curve if p[0] in steps and (v := _value(p, kind)) is not None] for run in runs]
-        by_seed = {run.seed: {p[0]: _value(p, kind) for p in run.curve if p[0] in steps} for run in runs}
+        by_seed = {
+            run.seed: {p[0]: v for p in run.curve if p[0] in steps and (v := _value(p, kind)) is not None}
+            for run in runs
+        }
         references.append(
             _reference(
                 (algorithm, task, sha256, kind),
@@ -376,9 +379,10 @@ def _pooled(parts: list[Reference]) -> Reference:
 
 def _pooled_late(parts: list[dict | None]) -> dict | None:
     """The parts' per-seed late summaries side by side; None unless every part has one over the same steps."""
-    if any(part is None for part in parts) or any(part["steps"] != parts[0]["steps"] for part in parts):
+    known = [part for part in parts if part is not None]
+    if len(known) < len(parts) or any(part["steps"] != known[0]["steps"] for part in known):
         return None
-    return {"steps": parts[0]["steps"], "per_seed": [s for part in parts for s in part["per_seed"]]}
+    return {"steps": known[0]["steps"], "per_seed": [s for part in known for s in part["per_seed"]]}
 
 
 def _pool_points(points: list[dict]) -> dict:
@@ -490,9 +494,10 @@ def _late_check(ref: Reference, values: dict[int, float | None]) -> dict | None:
     """The run's mean over the reference's late steps against its band; None when the reference has no late
     summary or the run lacks one of those steps."""
     late = ref.late_summary()
-    if late is None or any(values.get(step) is None for step in late["steps"]):
+    late_values = [] if late is None else [values.get(step) for step in late["steps"]]
+    if late is None or None in late_values:
         return None
-    stats = _curve_stats([values[step] for step in late["steps"]])
+    stats = _curve_stats([v for v in late_values if v is not None])
     band = ref.late_band(stats["std"])
     assert band is not None  # a late summary gives a band
     inside = band[0] <= stats["mean"] <= band[1]
