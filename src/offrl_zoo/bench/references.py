@@ -71,7 +71,7 @@ class Reference:
     source: str  # the store it was made from, and how
     jitter: float = 0.0  # the largest change of one seed's curve between consecutive evaluations (a floor of 2·std)
     data_recipe: dict | None = None  # generated data: what it was made from (matched when the hash differs)
-    late: dict | None = None  # {"steps": [...], "per_seed": [{"seed", "mean", "std"}]}: the late-mean check's
+    late: dict | None = None  # the late-mean check's {"steps": [...], "per_seed": [{"seed", "mean", "std"}]}
     format: int = FORMAT
 
     def key(self) -> tuple:
@@ -230,7 +230,6 @@ def make_references(
                     by_step.setdefault(point[0], []).append(value)
         curve = [{"step": step, **_curve_stats(v)} for step, v in sorted(by_step.items()) if len(v) == len(runs)]
         steps = {p["step"] for p in curve}
-        per_seed = [[v for p in run.curve if p[0] in steps and (v := _value(p, kind)) is not None] for run in runs]
         by_seed = {
             run.seed: {p[0]: v for p in run.curve if p[0] in steps and (v := _value(p, kind)) is not None}
             for run in runs
@@ -244,7 +243,7 @@ def make_references(
                 _code_version(store, runs, code_version),
                 f"results store {store.name}, `offrl-zoo reference make`",
                 settings,
-                _jitter(per_seed),
+                _jitter([list(values.values()) for values in by_seed.values()]),
                 runs[0].data_recipe,  # one hash, so one recipe
                 _late_summary(by_seed),
             )
