@@ -272,7 +272,8 @@ def test_a_steadily_low_run_that_every_step_band_passes_is_outside_in_its_late_m
     assert references._late_check(ref, dict(zip(steps[:-1], SEED2, strict=False))) is None  # a step missing
     assert references._status(12, [], stuck) == "outside" and references._status(0, [], stuck) == "not compared"
     check = {"status": "outside", "outside": [{"step": steps[0]}], "late": stuck}
-    assert _check_status(check) == "outside at 1 step and in late mean"
+    assert _check_status(check) == "outside at 1 step and in its late mean"
+    assert _check_status(check | {"outside": []}) == "outside in its late mean"
     assert _check_status({"status": "inside", "outside": []}) == "inside"  # report.json from before late means
 
 

@@ -334,9 +334,9 @@ def _md_references(report: Report) -> list[str]:
 def _check_status(check: dict) -> str:
     """inside | not compared | outside at N steps and/or in its late mean."""
     late_outside = (check.get("late") or {}).get("status") == "outside"  # old report.json files have no late
-    where = [_plural(len(check["outside"]), "step")] if check["outside"] else []
-    where += ["late mean"] if late_outside else []
-    return check["status"] + (" at " + " and in ".join(where) if where else "")
+    where = [f"at {_plural(len(check['outside']), 'step')}"] if check["outside"] else []
+    where += ["in its late mean"] if late_outside else []
+    return " ".join([check["status"], " and ".join(where)]).strip()
 
 
 def _fmt_late(late: dict | None) -> str:
