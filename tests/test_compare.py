@@ -158,3 +158,14 @@ def test_compare_refuses_to_mix_data_with_the_finished_runs_of_a_restored_store(
     )
     meta.write_text(json.dumps({"sha256": "a" * 64}))
     assert data_conflicts(store, todo, "auto") == []
+
+
+def test_a_store_keeps_its_suite_while_later_calls_name_only_its_tasks(tmp_path):
+    """``compare ... --tasks walker2d-medium-v2`` into a gym-medium store (a run resumed or added) leaves the store
+    a gym-medium one; a task from elsewhere makes it a store of several suites."""
+    store = tmp_path / "store"
+    record_sweep(store, plan(["bc"], "gym-medium", None, 1, "40"))
+    record_sweep(store, plan(["bc"], None, ["walker2d-medium-v2"], 1, "40"))
+    assert json.loads((store / "sweep.json").read_text())["suite"] == "gym-medium"
+    record_sweep(store, plan(["bc"], None, TASKS[:1], 1, "40"))
+    assert json.loads((store / "sweep.json").read_text())["suite"] is None

@@ -306,6 +306,11 @@ def _merge_sweep(path: Path, current: dict) -> None:
         current["unsupported"] = old.get("unsupported", []) + [
             u for u in current["unsupported"] if (u["algorithm"], u["task"]) not in seen
         ]
-        if old.get("suite") != current["suite"]:
-            current["suite"] = None  # tasks of several suites
+        # the suite that still holds every task (a later call naming some of a suite's tasks with --tasks
+        # keeps it), else none: tasks of several suites
+        suites = all_suites()
+        current["suite"] = next(
+            (s for s in (old.get("suite"), current["suite"]) if s and set(current["tasks"]) <= set(suites.get(s, ()))),
+            None,
+        )
     write_json(path, current)
