@@ -289,6 +289,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for item in sweep.unsupported:
         print(f"  unsupported: {item['algorithm']} on {item['task']}: {item['reason']}")
     print("  runs: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
+    if vectorize and len(sweep.seeds) > 1:
+        why = "the default on cuda; --no-vectorize-seeds" if args.vectorize_seeds is None else "--vectorize-seeds"
+        print(f"  seeds: the {len(sweep.seeds)} seeds of each algorithm and task train as one batched model ({why})")
     conflicts = data_conflicts(store, todo, args.data_source)
     if conflicts:
         why = (
