@@ -83,9 +83,9 @@ def calibrate(stores: list[Path]) -> list[str]:
 
 
 def _late_centre(ref: Reference) -> float:
-    late = ref.late_summary()
-    assert late is not None, f"{ref.file_name()}: too few evaluations for a late mean"
-    return sum(s["mean"] for s in late["per_seed"]) / len(late["per_seed"])
+    centre = ref.late_mean()
+    assert centre is not None, f"{ref.file_name()}: too few evaluations for a late mean"
+    return centre
 
 
 def _level(top: float, shift: float | None) -> str:

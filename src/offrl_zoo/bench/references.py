@@ -95,6 +95,11 @@ class Reference:
             return None
         return _late_summary({self.seeds[0]: {p["step"]: p["mean"] for p in self.curve}})
 
+    def late_mean(self) -> float | None:
+        """The mean of the seeds' late means: the centre of the late-mean band."""
+        late = self.late_summary()
+        return None if late is None else sum(s["mean"] for s in late["per_seed"]) / len(late["per_seed"])
+
     def late_band(self, run_std: float) -> tuple[float, float] | None:
         """The band of a run's late mean, given the std of the run's late evaluations."""
         late = self.late_summary()
@@ -104,7 +109,7 @@ class Reference:
         means = [s["mean"] for s in late["per_seed"]]
         snapshot_var = sum(s["std"] ** 2 for s in late["per_seed"]) / len(means) / k
         seed_var = _curve_stats(means)["std"] ** 2 if len(means) > DDOF else 0.0
-        centre = sum(means) / len(means)
+        centre = sum(means) / len(means)  # late_mean()
         half = 2 * (max(seed_var, snapshot_var) + run_std**2 / k) ** 0.5 + self.tolerance
         return centre - half, centre + half
 

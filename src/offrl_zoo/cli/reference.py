@@ -87,8 +87,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         final = "no evaluations" if last is None else f"{ref.value} {last['mean']:.1f} at step {last['step']:,}"
         late = ref.late_summary()
         if late is not None:
-            means = [s["mean"] for s in late["per_seed"]]
-            final += f", late mean {sum(means) / len(means):.1f} (last {len(late['steps'])})"
+            final += f", late mean {ref.late_mean():.1f} (last {len(late['steps'])})"
         print(
             f"{ref.algorithm:8s} {ref.task:28s} budget {ref.budget:8s} seeds {len(ref.seeds)}  {final}  "
             f"data {ref.sha256[:8]}  ±{ref.tolerance:g}"
