@@ -92,18 +92,33 @@ def test_csv_logger_writes_a_file_per_scalar(logged_run):
     assert "algorithm: iql" in (logged_run / "csv/texts/run/config0.txt").read_text()
 
 
-def wandb_records(run_dir: Path) -> list:
-    """The records of the run's offline ``.wandb`` file: wandb's LevelDB-style log of its protobuf records."""
+def wandb_records(run_dir: Path, timeout: float = 60.0) -> list:
+    """The records of the run's offline ``.wandb`` file, once complete (its last record is the run's exit).
+
+    ``finish()`` returns before wandb's service closes the file, and the service buffers a whole 32 KiB block
+    before writing it: read at once under load, the file can hold its header alone (a CI failure)."""
+    (path,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    deadline = time.monotonic() + timeout
+    while True:
+        records = _wandb_log(path.read_bytes())
+        if records and records[-1].WhichOneof("record_type") == "exit" or time.monotonic() > deadline:
+            return records
+        time.sleep(0.1)
+
+
+def _wandb_log(data: bytes) -> list:
+    """wandb's LevelDB-style log of its protobuf records, parsed (a partly written file gives its full records)."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    (path,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
-    data, pos, block, parts, records = path.read_bytes(), 7, 32768, [], []  # 7: the file's ":W&B" header
+    pos, block, parts, records = 7, 32768, [], []  # 7: the file's ":W&B" header
     assert data[:4] == b":W&B"
     while pos + 7 <= len(data):
         if block - pos % block < 7:  # a block's tail too short for a record header is padding
             pos += block - pos % block
             continue
         _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if pos + 7 + length > len(data):  # a record still being written
+            break
         parts.append(data[pos + 7 : pos + 7 + length])
         pos += 7 + length
         if kind in (1, 4):  # a full record, or the last part of one
