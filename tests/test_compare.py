@@ -72,15 +72,67 @@ def test_estimate_counts_a_shared_stage_once_per_task_and_seed():
     from offrl_zoo.bench.estimate import RunEstimate, sweep_compute
 
     kind = "dtql-pretrain/1"
-    estimates = {
-        ("dtql", "t"): RunEstimate("dtql", "t", {}, 30.0, 5.0, {kind: 10.0}),
-        ("dtql-kl", "t"): RunEstimate("dtql-kl", "t", {}, 40.0, 5.0, {kind: 10.0}),
-        ("iql", "t"): RunEstimate("iql", "t", {}, 20.0, 1.0, {}),
+    per_algorithm = {
+        "dtql": RunEstimate("dtql", "t", {}, 30.0, 5.0, {kind: 10.0}),
+        "dtql-kl": RunEstimate("dtql-kl", "t", {}, 40.0, 5.0, {kind: 10.0}),
+        "iql": RunEstimate("iql", "t", {}, 20.0, 1.0, {}),
     }
     runs = [RunSpec(a, "t", seed) for seed in (0, 1) for a in ("dtql", "dtql-kl", "iql")]
+    estimates = {spec: per_algorithm[spec.algorithm] for spec in runs}
     compute, saved = sweep_compute(runs, estimates)
     assert saved == 2 * 10.0  # dtql-kl reuses dtql's pretraining, once per seed
     assert compute == 2 * (35.0 + 45.0 + 21.0) - saved
+
+
+def test_a_resumed_run_is_priced_at_what_is_left_after_its_checkpoint():
+    from offrl_zoo.bench.estimate import RunTiming, StageTiming, sweep_compute
+
+    kind = "dtql-pretrain/1"
+    stages = (StageTiming("pretrain", 50, 0.01, False, kind), StageTiming("train", 100, 0.02, True, None))
+    timing = RunTiming("dtql", "t", stages, eval_s=1.0)
+    whole = timing.estimate(None, 25)
+    assert (whole.stage_steps, whole.eval_s, whole.whole) == ({"pretrain": 50, "train": 100}, 4.0, None)
+    assert whole.train_s == pytest.approx(2.5) and whole.shared_s == {kind: pytest.approx(0.5)}
+    mid_train = timing.estimate(None, 25, resume_at=(1, 60))  # evaluated at 25 and 50; 75 and 100 to come
+    assert (mid_train.stage_steps, mid_train.eval_s, mid_train.whole) == ({"pretrain": 0, "train": 40}, 2.0, whole)
+    assert mid_train.train_s == pytest.approx(0.8) and mid_train.shared_s == {kind: 0.0}  # pretraining behind it
+    resumed, fresh = RunSpec("dtql", "t", 0), RunSpec("dtql-kl", "t", 0)
+    assert sweep_compute([resumed, fresh], {resumed: mid_train, fresh: whole}) == (pytest.approx(2.8 + 6.5 - 0.5), 0.5)
+    mid_pretrain = timing.estimate(None, 25, resume_at=(0, 20))
+    assert mid_pretrain.stage_steps == {"pretrain": 30, "train": 100} and mid_pretrain.eval_s == 4.0
+    assert mid_pretrain.shared_s == {kind: pytest.approx(0.3)}
+    assert timing.estimate(40, 25, resume_at=(1, 40)).total_s == 0  # capped at 40 steps a stage: all done
+
+
+def test_compare_estimates_a_part_trained_run_from_its_checkpoint(tmp_path, monkeypatch, capsys):
+    """A run killed after its step-200 checkpoint: re-running compare prices the 200 steps it has left."""
+    from offrl_zoo import registry
+    from offrl_zoo.bench.sweep import resume_point
+    from offrl_zoo.cli import main
+
+    task, store = TASKS[0], tmp_path / "store"
+    cls = registry.get("bc")
+    original, calls = cls.update, {"n": 0}
+
+    def killed_at_250(self, batch, step):
+        calls["n"] += 1
+        if calls["n"] == 250:
+            raise KeyboardInterrupt
+        return original(self, batch, step)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cls, "update", killed_at_250)
+        argv = ["train", "bc", "--task", task, "--steps", "400", "--checkpoint-every", "100", "--eval-every", "400"]
+        assert main([*argv, "--no-progress", "--out", str(store / "runs")]) == 130
+    spec = RunSpec("bc", task, 0, steps=400)
+    assert run_status(spec.run_dir(store)) == "partial" and resume_point(spec.run_dir(store)) == (0, 200)
+    capsys.readouterr()
+    argv = ["compare", "bc", "--tasks", task, "--seeds", "1", "--budget", "400", "--out", str(store), "--dry-run"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "runs: 1 partial" in out
+    (line,) = [line for line in out.splitlines() if line.strip().startswith("bc ")]
+    assert "train 400" in line and line.split("× 1; ")[1].startswith("1 part-trained, ≈ ")
 
 
 def test_vectorized_seeds_train_each_group_in_one_process(tmp_path):

@@ -121,16 +121,13 @@ def test_the_gpu_alternative_prices_every_builtin_stage_and_names_what_it_cannot
         cls = registry.get(name)
         assert {s.name for s in cls(tiny_spec(), cls.Config()).stages()} <= set(ms[name]), name
     runs = [RunSpec("iql", "hopper-medium-v2", 0), RunSpec("mlbc", "hopper-medium-v2", 0)]
-    estimates = {
-        ("iql", "hopper-medium-v2"): RunEstimate("iql", "hopper-medium-v2", {"train": 1000}, 0.0, 0.0, {}),
-        ("mlbc", "hopper-medium-v2"): RunEstimate("mlbc", "hopper-medium-v2", {"train": 1000}, 0.0, 0.0, {}),
-    }
+    estimates = {spec: RunEstimate(spec.algorithm, spec.task, {"train": 1000}, 0.0, 0.0, {}) for spec in runs}
     seconds, unknown, _ = gpu_training_seconds(runs, estimates)
     assert seconds == 1000 * ms["iql"]["train"] / 1000 and unknown == ["mlbc"]
     captured = gpu_reference()["captured"]["ms_per_update"]
     seconds, unknown, at_eager = gpu_training_seconds(runs, estimates, captured=True)
     assert seconds == 1000 * captured["iql"]["train"] / 1000 and unknown == ["mlbc"] and at_eager == []
     dql = [RunSpec("dql", "hopper-medium-v2", 0)]
-    dql_est = {("dql", "hopper-medium-v2"): RunEstimate("dql", "hopper-medium-v2", {"train": 1000}, 0.0, 0.0, {})}
+    dql_est = {dql[0]: RunEstimate("dql", "hopper-medium-v2", {"train": 1000}, 0.0, 0.0, {})}
     seconds, _, at_eager = gpu_training_seconds(dql, dql_est, captured=True)  # its capture failed in the probe
     assert seconds == ms["dql"]["train"] and at_eager == ["dql:train"]

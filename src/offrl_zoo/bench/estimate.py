@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -36,6 +36,7 @@ class RunEstimate:
     train_s: float
     eval_s: float
     shared_s: dict[str, float]  # seconds of each shareable stage, by its kind (``Stage.shared["kind"]``)
+    whole: RunEstimate | None = None  # the whole run, when this estimate covers what is left after a checkpoint
 
     @property
     def total_s(self) -> float:
@@ -60,12 +61,28 @@ class RunTiming:
     stages: tuple[StageTiming, ...]
     eval_s: float  # one evaluation: episodes / parallel envs × horizon × (act + env steps)
 
-    def estimate(self, cap: int | None, eval_every: int) -> RunEstimate:
+    def estimate(self, cap: int | None, eval_every: int, resume_at: tuple[int, int] | None = None) -> RunEstimate:
+        """The run at step cap ``cap``; with ``resume_at`` (its checkpoint's stage index and next step), what is
+        left of it after that checkpoint, ``whole`` holding the whole run."""
         steps = {s.name: s.steps if cap is None else min(s.steps, cap) for s in self.stages}
-        stage_s = {s.name: steps[s.name] * s.seconds_per_update for s in self.stages}
-        shared_s = {s.shared_kind: stage_s[s.name] for s in self.stages if s.shared_kind}
         policy_steps = sum(steps[s.name] for s in self.stages if s.has_policy)
-        evaluations = math.ceil(policy_steps / eval_every) + 1 if policy_steps else 0
+        evaluations = math.ceil(policy_steps / eval_every)  # every eval_every policy steps, and at the end
+        whole = self._priced(steps, evaluations)
+        if resume_at is None:
+            return whole
+        index, next_step = resume_at
+        left = {
+            s.name: 0 if i < index else steps[s.name] - (next_step if i == index else 0)
+            for i, s in enumerate(self.stages)
+        }
+        policy_done = policy_steps - sum(left[s.name] for s in self.stages if s.has_policy)
+        evaluated = policy_done // eval_every + (policy_done == policy_steps and policy_steps % eval_every != 0)
+        return replace(self._priced(left, evaluations - evaluated), whole=whole)
+
+    def _priced(self, steps: dict[str, int], evaluations: int) -> RunEstimate:
+        stage_s = {s.name: steps[s.name] * s.seconds_per_update for s in self.stages}
+        # a shared stage already behind a resumed run costs it 0 s, and is cached for the runs that share it
+        shared_s = {s.shared_kind: stage_s[s.name] for s in self.stages if s.shared_kind}
         return RunEstimate(self.algorithm, self.task, steps, sum(stage_s.values()), evaluations * self.eval_s, shared_s)
 
 
@@ -139,27 +156,28 @@ def estimate_sweep(
     eval_episodes: int | None,
     device: torch.device,
     timings: dict[tuple, RunTiming] | None = None,
-) -> dict[tuple[str, str], RunEstimate]:
-    """One estimate per (algorithm, task); seeds cost the same. ``timings`` (by ``RunSpec.settings``) holds
-    the measurements already made, and receives the new ones."""
+    resume_at: dict[RunSpec, tuple[int, int]] | None = None,
+) -> dict[RunSpec, RunEstimate]:
+    """One estimate per run, of what is left of it (``resume_at``: the checkpoints' stage index and next step).
+    Runs of one algorithm, task and settings are measured once: ``timings`` (by ``RunSpec.settings``) holds the
+    measurements already made, and receives the new ones."""
     timings = {} if timings is None else timings
-    out: dict[tuple[str, str], RunEstimate] = {}
+    resume_at = resume_at or {}
+    out: dict[RunSpec, RunEstimate] = {}
     for spec in runs:
-        key = (spec.algorithm, spec.task)
-        if key not in out:
-            if spec.settings() not in timings:
-                timings[spec.settings()] = measure_run(spec, eval_episodes, device)
-            out[key] = timings[spec.settings()].estimate(spec.steps, eval_every)
+        if spec.settings() not in timings:
+            timings[spec.settings()] = measure_run(spec, eval_episodes, device)
+        out[spec] = timings[spec.settings()].estimate(spec.steps, eval_every, resume_at.get(spec))
     return out
 
 
-def sweep_compute(runs: list[RunSpec], estimates: dict[tuple[str, str], RunEstimate]) -> tuple[float, float]:
+def sweep_compute(runs: list[RunSpec], estimates: dict[RunSpec, RunEstimate]) -> tuple[float, float]:
     """Estimated compute of ``runs``, and the part of it that shared stages save: of the runs that need
     the same stage kind on the same task and seed, the first trains it and the others reuse it."""
     seen: set[tuple[str, int, str]] = set()
     total = saved = 0.0
     for spec in runs:
-        est = estimates[(spec.algorithm, spec.task)]
+        est = estimates[spec]
         total += est.total_s
         for kind, seconds in est.shared_s.items():
             if (spec.task, spec.seed, kind) in seen:
@@ -218,7 +236,7 @@ def gpu_reference() -> dict:
 
 
 def gpu_training_seconds(
-    runs: list[RunSpec], estimates: dict[tuple[str, str], RunEstimate], captured: bool = False
+    runs: list[RunSpec], estimates: dict[RunSpec, RunEstimate], captured: bool = False
 ) -> tuple[float, list[str], list[str]]:
     """Seconds of training updates of ``runs`` one after another on the reference GPU (each stage's planned steps
     × its measured time per update; evaluation not included); the algorithms the reference has no figure for
@@ -228,7 +246,7 @@ def gpu_training_seconds(
     eager, fast = ref["ms_per_update"], ref["captured"]["ms_per_update"] if captured else {}
     total, unknown, at_eager = 0.0, [], set()
     for spec in runs:
-        est = estimates[(spec.algorithm, spec.task)]
+        est = estimates[spec]
         per_stage = eager.get(spec.algorithm, {})
         if not all(stage in per_stage for stage in est.stage_steps):
             unknown.append(spec.algorithm)

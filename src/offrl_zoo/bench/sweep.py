@@ -234,6 +234,22 @@ def run_status(run_dir: Path) -> str:
     return "partial" if (run_dir / CHECKPOINT).is_file() else "pending"
 
 
+def resume_point(run_dir: Path) -> tuple[int, int] | None:
+    """(stage index, next step) where a run resumes from its checkpoint; None without one, or with one that
+    cannot be read (the run itself says why when it tries to resume)."""
+    from offrl_zoo.errors import OffrlZooError
+    from offrl_zoo.io import load_torch
+
+    path = run_dir / CHECKPOINT
+    if not path.is_file() or (run_dir / DONE).is_file():
+        return None
+    try:
+        state = load_torch(path)
+        return int(state["stage_index"]), int(state["next_step"])
+    except (OffrlZooError, KeyError, TypeError, ValueError):
+        return None
+
+
 def data_conflicts(store: Path, todo: list[RunSpec], data_source: str) -> list[str]:
     """The tasks of ``todo`` whose finished runs in ``store`` used other data than a run trained now would load
     (generated data made on another CPU type, whose bytes differ; or a real D4RL file cached since), each as

@@ -164,13 +164,15 @@ def _wall(runs: list[RunSpec], estimates: dict, jobs: int, extra_s: float) -> tu
 
 
 def _print_estimate(
-    args: argparse.Namespace, todo: list[RunSpec], device: torch.device, jobs: int, eval_every: int
+    args: argparse.Namespace, todo: list[RunSpec], store: Path, device: torch.device, jobs: int, eval_every: int
 ) -> float:
-    """Print the estimate and its alternatives; returns the estimated wall time."""
+    """Print the estimate of what is left to train, and its alternatives; returns the estimated wall time."""
     from offrl_zoo.bench.estimate import estimate_sweep, generation_seconds, rows_to_generate
+    from offrl_zoo.bench.sweep import resume_point
 
     timings: dict = {}
-    estimates = estimate_sweep(todo, eval_every, args.eval_episodes, device, timings)
+    resume_at = {spec: at for spec in todo if (at := resume_point(spec.run_dir(store))) is not None}
+    estimates = estimate_sweep(todo, eval_every, args.eval_episodes, device, timings, resume_at)
     print(f"  estimate on this machine ({device}, {args.threads} thread(s) per run, {jobs} job(s)):")
     _print_runs(estimates, todo)
     rows = rows_to_generate([s.task for s in todo], args.data_source)
@@ -190,7 +192,7 @@ def _print_estimate(
     return wall
 
 
-def _gpu_line(todo: list[RunSpec], estimates: dict[tuple[str, str], RunEstimate]) -> str:
+def _gpu_line(todo: list[RunSpec], estimates: dict[RunSpec, RunEstimate]) -> str:
     """The GPU alternative, priced from the per-update times measured on the reference GPU: eager, and the fast
     path's captured updates where the probe captured them."""
     from offrl_zoo.bench.estimate import gpu_reference, gpu_training_seconds
@@ -209,11 +211,17 @@ def _gpu_line(todo: list[RunSpec], estimates: dict[tuple[str, str], RunEstimate]
     )
 
 
-def _print_runs(estimates: dict[tuple[str, str], RunEstimate], todo: list[RunSpec]) -> None:
-    for (algo, task), est in estimates.items():
-        n = sum(1 for s in todo if (s.algorithm, s.task) == (algo, task))
-        stages = ", ".join(f"{k} {v}" for k, v in est.stage_steps.items())
-        print(f"    {algo:8s} {task:30s} {stages:32s} {_duration(est.total_s):>7s} per run × {n}")
+def _print_runs(estimates: dict[RunSpec, RunEstimate], todo: list[RunSpec]) -> None:
+    """One line per algorithm and task: a whole run's cost, and what is left of those resumed from checkpoints."""
+    groups: dict[tuple[str, str], list[RunEstimate]] = {}
+    for spec in todo:
+        groups.setdefault((spec.algorithm, spec.task), []).append(estimates[spec])
+    for (algo, task), group in groups.items():
+        whole = group[0].whole or group[0]
+        stages = ", ".join(f"{k} {v}" for k, v in whole.stage_steps.items())
+        resumed = [e for e in group if e.whole is not None]
+        left = f"; {len(resumed)} part-trained, ≈ {_duration(sum(e.total_s for e in resumed))} left" if resumed else ""
+        print(f"    {algo:8s} {task:30s} {stages:32s} {_duration(whole.total_s):>7s} per run × {len(group)}{left}")
 
 
 def _data_line(rows: dict[str, int], data_source: str) -> str:
@@ -304,7 +312,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"  data conflict: {why}; {StoreDataConflict.hint}")
     torch.set_num_threads(args.threads)
     if todo and not args.no_estimate:
-        wall = _print_estimate(args, todo, device, jobs, eval_every)
+        wall = _print_estimate(args, todo, store, device, jobs, eval_every)
         if wall > CONFIRM_ABOVE_S and not (args.yes or args.dry_run) and not _confirm():
             print("not started; pass --yes to start without asking, or lower --budget/--seeds")
             return 1
