@@ -104,27 +104,17 @@ def test_a_resumed_run_is_priced_at_what_is_left_after_its_checkpoint():
     assert timing.estimate(40, 25, resume_at=(1, 40)).total_s == 0  # capped at 40 steps a stage: all done
 
 
-def test_compare_estimates_a_part_trained_run_from_its_checkpoint(tmp_path, monkeypatch, capsys):
+def test_compare_estimates_a_part_trained_run_from_its_checkpoint(tmp_path, interrupted, capsys):
     """A run killed after its step-200 checkpoint: re-running compare prices the 200 steps it has left."""
-    from offrl_zoo import registry
     from offrl_zoo.bench.sweep import resume_point
     from offrl_zoo.cli import main
+    from offrl_zoo.train import RunRequest, train
 
     task, store = TASKS[0], tmp_path / "store"
-    cls = registry.get("bc")
-    original, calls = cls.update, {"n": 0}
-
-    def killed_at_250(self, batch, step):
-        calls["n"] += 1
-        if calls["n"] == 250:
-            raise KeyboardInterrupt
-        return original(self, batch, step)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(cls, "update", killed_at_250)
-        argv = ["train", "bc", "--task", task, "--steps", "400", "--checkpoint-every", "100", "--eval-every", "400"]
-        assert main([*argv, "--no-progress", "--out", str(store / "runs")]) == 130
     spec = RunSpec("bc", task, 0, steps=400)
+    with interrupted(250):
+        request = RunRequest("bc", task=task, steps=400, checkpoint_every=100, eval_every=400)
+        train(request, run_dir=spec.run_dir(store), progress=False)
     assert run_status(spec.run_dir(store)) == "partial" and resume_point(spec.run_dir(store)) == (0, 200)
     capsys.readouterr()
     argv = ["compare", "bc", "--tasks", task, "--seeds", "1", "--budget", "400", "--out", str(store), "--dry-run"]
