@@ -123,6 +123,7 @@ def test_compare_estimates_a_part_trained_run_from_its_checkpoint(tmp_path, inte
     assert "runs: 1 partial" in out
     (line,) = [line for line in out.splitlines() if line.strip().startswith("bc ")]
     assert "train 400" in line and line.split("× 1; ")[1].startswith("1 part-trained, ≈ ")
+    assert "      seed 0: at train 200/400 (its checkpoint), ≈ " in out
 
 
 def test_vectorized_seeds_train_each_group_in_one_process(tmp_path):

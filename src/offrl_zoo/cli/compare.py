@@ -212,16 +212,23 @@ def _gpu_line(todo: list[RunSpec], estimates: dict[RunSpec, RunEstimate]) -> str
 
 
 def _print_runs(estimates: dict[RunSpec, RunEstimate], todo: list[RunSpec]) -> None:
-    """One line per algorithm and task: a whole run's cost, and what is left of those resumed from checkpoints."""
-    groups: dict[tuple[str, str], list[RunEstimate]] = {}
+    """One line per algorithm and task: a whole run's cost, and what is left of those resumed from checkpoints,
+    each named under it with the steps its checkpoint holds."""
+    groups: dict[tuple[str, str], list[RunSpec]] = {}
     for spec in todo:
-        groups.setdefault((spec.algorithm, spec.task), []).append(estimates[spec])
-    for (algo, task), group in groups.items():
-        whole = group[0].whole or group[0]
+        groups.setdefault((spec.algorithm, spec.task), []).append(spec)
+    for (algo, task), specs in groups.items():
+        first = estimates[specs[0]]
+        whole = first.whole or first
         stages = ", ".join(f"{k} {v}" for k, v in whole.stage_steps.items())
-        resumed = [e for e in group if e.whole is not None]
-        left = f"; {len(resumed)} part-trained, ≈ {_duration(sum(e.total_s for e in resumed))} left" if resumed else ""
-        print(f"    {algo:8s} {task:30s} {stages:32s} {_duration(whole.total_s):>7s} per run × {len(group)}{left}")
+        resumed = [spec for spec in specs if estimates[spec].whole is not None]
+        left = sum(estimates[spec].total_s for spec in resumed)
+        more = f"; {len(resumed)} part-trained, ≈ {_duration(left)} left" if resumed else ""
+        print(f"    {algo:8s} {task:30s} {stages:32s} {_duration(whole.total_s):>7s} per run × {len(specs)}{more}")
+        for spec in resumed:
+            done = {k: v - estimates[spec].stage_steps[k] for k, v in whole.stage_steps.items()}
+            at = ", ".join(f"{k} {done[k]}/{v}" for k, v in whole.stage_steps.items())
+            print(f"      seed {spec.seed}: at {at} (its checkpoint), ≈ {_duration(estimates[spec].total_s)} left")
 
 
 def _data_line(rows: dict[str, int], data_source: str) -> str:
