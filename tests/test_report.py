@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +199,10 @@ def test_failed_unfinished_unsupported_cells(built):
     assert render._fmt_value(_cell(report, "walker2d-medium-v2", "iql"), "final") == "unsupported"
     md = (out / "report.md").read_text()
     assert "failed (1)" in md and "unsupported" in md and "999" not in md  # a failed run never gives a score
+    assert "- runs/iql/toy-25_gaussian-far/seed2: logged to policy step 100 of 200\n" in md  # how far it got
+    (unfinished,) = [r for r in report.runs if r.status == "unfinished"]
+    evaluated = replace(unfinished, curve=[(150, 12.34, 1.0), (200, None, 2.0)])
+    assert render._progress(evaluated).endswith("; last evaluation 12.3 (score) at global step 150")
     all_failed = tables._cell("iql", [r for r in report.runs if r.status == "failed"], "score", 3, None, None)
     assert render._fmt_value(all_failed, "final") == "failed (1)"
     csv_rows = (out / "runs.csv").read_text().splitlines()

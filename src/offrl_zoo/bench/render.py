@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from offrl_zoo.bench.report import Report
-from offrl_zoo.bench.results import PAPER_LABEL
+from offrl_zoo.bench.results import PAPER_LABEL, RunResult
 from offrl_zoo.bench.tables import GENERATED_NOTE, MIXED_DATA, RETURN_NOTE, SAMPLE_METRICS, Cell, TaskReport
 from offrl_zoo.io import remove_stale_temps, write_json, write_text
 
@@ -246,9 +246,21 @@ def _failure_text(failure: dict) -> str:
 
 def _md_runs(report: Report) -> list[str]:
     failed = [f"- {r.path}: {_failure_text(r.failure or {})}" for r in report.runs if r.status == "failed"]
-    unfinished = [f"- {r.path}" for r in report.runs if r.status == "unfinished"]
+    unfinished = [f"- {r.path}{_progress(r)}" for r in report.runs if r.status == "unfinished"]
     out = ["## Failed and unfinished runs", ""] + (failed or ["No failed run."]) + [""]
     return out + (["Unfinished (neither `done` nor `failed`):", "", *unfinished, ""] if unfinished else [])
+
+
+def _progress(run: RunResult) -> str:
+    """How far an unfinished run's logs go: its last logged step and its last evaluation."""
+    parts = []
+    if run.last_logged is not None:
+        stage, step, planned = (run.last_logged[k] for k in ("stage", "step", "planned"))
+        parts.append(f"logged to {stage} step {step:,}" + ("" if planned is None else f" of {planned:,}"))
+    scored = [(step, score) for step, score, _ in run.curve if score is not None]
+    if scored:
+        parts.append(f"last evaluation {scored[-1][1]:.1f} (score) at global step {scored[-1][0]:,}")
+    return ": " + "; ".join(parts) if parts else ""
 
 
 def _md_data(report: Report) -> list[str]:

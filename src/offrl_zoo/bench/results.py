@@ -48,6 +48,8 @@ class RunResult:
     protocol: dict | None = None
     failure: dict | None = None  # {"kind", "error", "step"} of a failed run
     curve: list[tuple[int, float | None, float | None]] = field(default_factory=list)  # (global step, score, return)
+    # An unfinished run's last metrics line: {"stage", "step", "planned"} (planned: the steps its stage runs)
+    last_logged: dict | None = None
 
     def value(self, which: str, kind: str) -> float | None:
         """``which``: final | best; ``kind``: score | return."""
@@ -104,6 +106,7 @@ def read_run(store: Path, run_dir: Path) -> RunResult:
     provenance = _read_json(run_dir / "provenance.json") or {}
     dataset = provenance.get("dataset") or {}
     evals = read_jsonl(run_dir / "eval.jsonl")
+    metrics = read_jsonl(run_dir / "metrics.jsonl")
     done = _read_json(run_dir / "done")
     failed = None if done is not None else _read_json(run_dir / "failed")
     final = (done or {}).get("final_eval") or {}
@@ -130,8 +133,19 @@ def read_run(store: Path, run_dir: Path) -> RunResult:
         data_recipe=(dataset.get("extra") or {}).get("recipe") if dataset.get("source") == "generated" else None,
         protocol=protocol,
         failure=None if failed is None else {k: failed.get(k) for k in ("kind", "error", "step")},
-        curve=_curve(evals, _stage_offsets(provenance, read_jsonl(run_dir / "metrics.jsonl"))),
+        curve=_curve(evals, _stage_offsets(provenance, metrics)),
+        last_logged=None if done is not None or failed is not None else _last_logged(metrics, provenance),
     )
+
+
+def _last_logged(metrics: list[dict], provenance: dict) -> dict | None:
+    """Where an unfinished run's logs stop (a live run: how far it has got)."""
+    last = next((m for m in reversed(metrics) if "stage" in m and "step" in m), None)
+    if last is None:
+        return None
+    stage = (provenance.get("stages") or {}).get(last["stage"]) or {}
+    planned = stage.get("run_steps", stage.get("planned_steps"))  # run_steps: after the budget's cap
+    return {"stage": last["stage"], "step": int(last["step"]), "planned": planned}
 
 
 def collect_runs(store: Path) -> list[RunResult]:
