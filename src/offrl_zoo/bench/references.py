@@ -98,7 +98,7 @@ class Reference:
     def late_mean(self) -> float | None:
         """The mean of the seeds' late means: the centre of the late-mean band."""
         late = self.late_summary()
-        return None if late is None else sum(s["mean"] for s in late["per_seed"]) / len(late["per_seed"])
+        return None if late is None else _late_centre(late)
 
     def late_band(self, run_std: float) -> tuple[float, float] | None:
         """The band of a run's late mean, given the std of the run's late evaluations."""
@@ -109,8 +109,7 @@ class Reference:
         means = [s["mean"] for s in late["per_seed"]]
         snapshot_var = sum(s["std"] ** 2 for s in late["per_seed"]) / len(means) / k
         seed_var = _curve_stats(means)["std"] ** 2 if len(means) > DDOF else 0.0
-        centre = sum(means) / len(means)  # late_mean()
-        half = 2 * (max(seed_var, snapshot_var) + run_std**2 / k) ** 0.5 + self.tolerance
+        centre, half = _late_centre(late), 2 * (max(seed_var, snapshot_var) + run_std**2 / k) ** 0.5 + self.tolerance
         return centre - half, centre + half
 
     def recipe_key(self) -> tuple | None:
@@ -182,6 +181,11 @@ LATE_MIN_EVALUATIONS = 3  # fewer evaluations in the second half of a curve give
 
 def _late_steps(steps: list[int]) -> list[int]:
     return sorted(steps)[len(steps) - len(steps) // 2 :]
+
+
+def _late_centre(late: dict) -> float:
+    """The centre of the late-mean band: the mean of the seeds' late means."""
+    return sum(s["mean"] for s in late["per_seed"]) / len(late["per_seed"])
 
 
 def _late_summary(curves: dict[int, dict[int, float]]) -> dict | None:

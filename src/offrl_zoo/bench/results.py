@@ -63,6 +63,12 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _stage_steps(info: dict) -> int | None:
+    """The steps a stage runs, from its provenance record (``run_steps``: after the budget's cap)."""
+    steps = info.get("run_steps", info.get("planned_steps"))
+    return None if steps is None else int(steps)
+
+
 def _stage_offsets(provenance: dict, metrics: list[dict]) -> dict[str, int]:
     """Global step at which each stage starts. provenance.json is written with sorted keys, so its
     ``stages`` are in run order only by accident; metrics.jsonl's line order is the run order and its
@@ -72,8 +78,7 @@ def _stage_offsets(provenance: dict, metrics: list[dict]) -> dict[str, int]:
     offsets, total = {}, 0
     for name in order:
         offsets[name] = total
-        info = stages.get(name) or {}
-        total += int(info.get("run_steps", info.get("planned_steps", 0)))
+        total += _stage_steps(stages.get(name) or {}) or 0
     for m in metrics:
         if "global_step" in m and "step" in m and "stage" in m:
             offsets[m["stage"]] = int(m["global_step"]) - int(m["step"])
@@ -143,8 +148,7 @@ def _last_logged(metrics: list[dict], provenance: dict) -> dict | None:
     last = next((m for m in reversed(metrics) if "stage" in m and "step" in m), None)
     if last is None:
         return None
-    stage = (provenance.get("stages") or {}).get(last["stage"]) or {}
-    planned = stage.get("run_steps", stage.get("planned_steps"))  # run_steps: after the budget's cap
+    planned = _stage_steps((provenance.get("stages") or {}).get(last["stage"]) or {})
     return {"stage": last["stage"], "step": int(last["step"]), "planned": planned}
 
 
