@@ -3,6 +3,11 @@ grouped into matrix products, activations, normalisation, optimiser and the rest
 
     python benchmarks/speed/profile_ops.py dtql --stage train --path eager --steps 30
     python benchmarks/speed/profile_ops.py dtql --act 1
+    python benchmarks/speed/profile_ops.py dtql --stage train --path fast --kernels
+
+``--kernels`` (fast path, CPU) times each kernel inductor generates on its own (its kernel profiling), so
+the compiled graph's time splits into its kernels (optimiser updates, activations, normalisation) and the
+graph's own wrapper code.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 import torch
+import torch._inductor.config
 from torch.profiler import ProfilerActivity, profile
 
 from offrl_zoo import registry
@@ -43,6 +49,8 @@ GROUPS = {  # ATen operator names (without "aten::", backward kernels included) 
 def group_of(name: str) -> str:
     if name.startswith("Optimizer."):
         return "optimiser"
+    if "_cpp_fused_" in name:  # inductor's generated kernels, named after the ops they fuse
+        return "generated: optimiser (foreach Adam)" if "_foreach_" in name else "generated: other fused kernels"
     if "::" not in name:  # compiled graphs appear as their own frames
         return "compiled code and framework"
     op = name.split("::", 1)[1]
@@ -59,8 +67,10 @@ def main() -> None:
     p.add_argument("--action-dim", type=int, default=3)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--rows", type=int, default=15)
+    p.add_argument("--kernels", action="store_true", help="profile inductor's generated kernels one by one")
     args = p.parse_args()
     torch.set_num_threads(1)
+    torch._inductor.config.cpp.enable_kernel_profile = args.kernels
     spec = DataSpec(args.obs_dim, args.action_dim, (-1.0,) * args.action_dim, (1.0,) * args.action_dim)
     cls = registry.get(args.algorithm)
     torch.manual_seed(0)
