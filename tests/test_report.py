@@ -134,6 +134,7 @@ def _write_run(
                 "peak_rss_mb": 500.0,
                 "peak_cuda_mb": None,
                 "device": "cpu",
+                "processor": "Test CPU (AVX2)",
                 "threads": 1,
             }
         (run / "done").write_text(json.dumps(done))
@@ -256,6 +257,7 @@ def test_costs_reuse_sources_and_paper(built):
     assert toy["elapsed_s"] == pytest.approx(11.0) and toy["runs_with_cost"] == 2
     assert toy["updates_per_s"] == pytest.approx(100.5)  # seed 2 recorded no cost
     assert rows["iql", "hopper-medium-v2"]["peak_cuda_mb"] is None
+    assert rows["iql", "hopper-medium-v2"]["device"] == "cpu (Test CPU (AVX2))"  # the chip the times are from
     reuse = {r["algorithm"]: r for r in report.reuse}
     assert reuse["iql"]["reused_stage_steps"] == 400 and reuse["iql"]["share"] == pytest.approx(400 / 1200)
     assert reuse["iql"]["trained"] == 800  # updates count reused steps too

@@ -14,6 +14,7 @@ from offrl_zoo.config import ConfigError
 from offrl_zoo.errors import CheckpointError
 from offrl_zoo.io import save_torch
 from offrl_zoo.train import RunRequest, Trainer, load_run, train
+from offrl_zoo.train.cost import processor
 from offrl_zoo.train.run import SESSION_KEYS
 from offrl_zoo.train.trainer import rng_state
 
@@ -71,6 +72,8 @@ def test_run_directory_contents(tmp_path):
     cost = done["cost"]
     assert cost["updates"] == 40 and cost["reused_stage_steps"] == 0 and cost["updates_per_s"] > 0
     assert cost["nfe_per_action"] == 1 and cost["act_ms_1"] > 0 and cost["device"] == "cpu"
+    assert cost["processor"] == provenance["processor"] == processor("cpu")
+    assert processor("cpu").endswith(f"({torch.backends.cpu.get_cpu_capability()})")
     assert cost["peak_rss_mb"] > 0
 
 

@@ -6,7 +6,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -36,12 +35,15 @@ def add_common_args(p: argparse.ArgumentParser, algorithms: bool = True, threads
 
 
 def machine_meta(device: str, threads: int, **extra: object) -> dict:
-    """Date, machine, torch version, git sha, thread count and the command that ran."""
+    """Date, machine (the chip: CPU model and vector instructions, or GPU name), torch version, git sha, thread
+    count and the command that ran."""
     import torch
+
+    from offrl_zoo.train.cost import processor
 
     return {
         "date": dt.date.today().isoformat(),
-        "machine": platform.processor() or platform.machine(),
+        "machine": processor(device),
         "cpu_count": os.cpu_count(),
         "device": device,
         "threads": threads,

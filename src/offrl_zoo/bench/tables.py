@@ -207,12 +207,17 @@ def cost_rows(runs: list[RunResult]) -> list[dict]:
             "elapsed_s": _mean([r.elapsed_s for r in done]),
         }
         row.update({f: _mean([c.get(f) for c in costs]) for f in COST_FIELDS})
-        devices = {str(c["device"]) for c in costs if c.get("device")} | {
+        devices = {_device_label(c) for c in costs if c.get("device")} | {
             str(r.device) for r in done if not (r.cost and r.cost.get("device")) and r.device
         }
         row["device"] = ", ".join(sorted(devices)) or None
         rows.append(row)
     return rows
+
+
+def _device_label(cost: dict) -> str:
+    """``cpu`` or ``cuda:0``, with the chip it was measured on where the run recorded it (from 2026-12-07)."""
+    return f"{cost['device']} ({cost['processor']})" if cost.get("processor") else str(cost["device"])
 
 
 def reuse_rows(runs: list[RunResult]) -> list[dict]:

@@ -6,15 +6,31 @@ score, measured on the machine that trained the run.
 
 from __future__ import annotations
 
+import platform
 import resource
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from offrl_zoo.algorithm import Algorithm
+
+
+def processor(device: torch.device | str) -> str:
+    """The chip a run's times belong to: the GPU's name on CUDA; on the CPU its model and the vector
+    instructions torch's kernels use there (AVX2, AVX512, ...), which set its speed and can change float
+    results, e.g. which draw of a generated dataset the machine writes (docs/data.md)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")  # Linux; elsewhere platform's answer stands
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), model)
+    return f"{model} ({torch.backends.cpu.get_cpu_capability()})"
 
 
 def _leaf_layers(module: nn.Module) -> list[nn.Module]:
@@ -99,6 +115,7 @@ def run_cost(algo: Algorithm, updates: int, reused_steps: int, train_seconds: fl
         "act_ms_16": round(1000 * seconds_per_act(algo, 16, deterministic=deterministic), 3),
         "nfe_per_action": nfe,
         "device": str(algo.obs_loc.device),
+        "processor": processor(algo.obs_loc.device),
         "threads": torch.get_num_threads(),
         **peak_memory(),
     }

@@ -25,7 +25,7 @@ from offrl_zoo.envs.tasks import Task, get_task
 from offrl_zoo.errors import FlagError, Interrupted
 from offrl_zoo.io import load_torch, remove_stale_temps, write_json
 from offrl_zoo.spec import DataSpec
-from offrl_zoo.train.cost import run_cost
+from offrl_zoo.train.cost import processor, run_cost
 from offrl_zoo.train.evaluator import Evaluator, eval_deterministic
 from offrl_zoo.train.identity import check_identity, claim_run_dir
 from offrl_zoo.train.loggers import LoggerSettings, open_run_loggers
@@ -227,6 +227,7 @@ def prepare_trainer(
             "python": platform.python_version(),
             "host": platform.node(),
             "device": str(device),
+            "processor": processor(device),
             "threads": torch.get_num_threads(),
             "earlier_sessions": earlier,
             "dataset": data.dataset.provenance.to_dict(),
@@ -251,7 +252,7 @@ def prepare_trainer(
     return trainer
 
 
-SESSION_KEYS = ("git_sha", "versions", "python", "host", "device", "threads")
+SESSION_KEYS = ("git_sha", "versions", "python", "host", "device", "processor", "threads")
 
 
 def _earlier_sessions(run_dir: Path) -> list[dict]:
