@@ -153,7 +153,7 @@ def markdown(meta: dict, results: list[dict], acts: dict) -> str:
     mechanisms = ["eager", "graph", "graph+draw", "cudagraphmodule", "compile+graph", "reduce-overhead"]
     lines = [
         f"# Whole-step capture mechanisms, {meta['date']} "
-        f"({meta['gpu']}, torch {meta['torch']}, git {meta['git_sha']})",
+        f"({meta['machine']}, torch {meta['torch']}, git {meta['git_sha']})",
         "",
         f"Command: `{meta['command']}`",
         "",
@@ -209,9 +209,7 @@ def main() -> None:
     assert torch.cuda.is_available(), "capture.py measures CUDA graphs: run it on a GPU"
     names = args.algorithms or sorted(registry.builtins())
     spec = DataSpec(args.obs_dim, args.action_dim, (-1.0,) * args.action_dim, (1.0,) * args.action_dim)
-    meta = machine_meta(
-        "cuda", 1, gpu=torch.cuda.get_device_name(), timed_steps=args.steps, warmup=args.warmup, tf32=args.tf32
-    )
+    meta = machine_meta("cuda", 1, timed_steps=args.steps, warmup=args.warmup, tf32=args.tf32)  # machine: the GPU
     plan = []  # the compile variants last: they are the slow ones, and a timeout then keeps the rest
     for name in names:
         cls = registry.get(name)
