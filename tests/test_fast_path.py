@@ -91,10 +91,13 @@ def test_tf32_is_set_for_cuda_matmuls_when_an_algorithm_is_built(monkeypatch):
 
     saved = torch.backends.cuda.matmul.fp32_precision
     calls = []
-    monkeypatch.setattr(algorithm, "set_matmul_precision", lambda device, tf32: calls.append((device.type, tf32)))
+    monkeypatch.setattr(
+        algorithm, "set_matmul_precision", lambda device, tf32, bf16: calls.append((device.type, tf32, bf16))
+    )
     cls = registry.get("bc")
     cls(tiny_spec(), cls.Config(tf32=True), "cpu")
-    assert calls == [("cpu", True)]
+    cls(tiny_spec(), cls.Config(cpu_bf16_matmul=True), "cpu")
+    assert calls == [("cpu", True, False), ("cpu", False, True)]
     monkeypatch.undo()
     try:
         algorithm.set_matmul_precision(torch.device("cpu"), True)  # the CPU's matmuls are not CUDA's
@@ -105,3 +108,31 @@ def test_tf32_is_set_for_cuda_matmuls_when_an_algorithm_is_built(monkeypatch):
         assert torch.backends.cuda.matmul.fp32_precision == "ieee"
     finally:
         torch.backends.cuda.matmul.fp32_precision = saved
+
+
+def test_cpu_bf16_matmul_rounds_cpu_matmuls_to_bfloat16_where_the_cpu_has_the_units():
+    from offrl_zoo import algorithm
+    from offrl_zoo.errors import ConfigError
+
+    cls = registry.get("bc")
+    cuda_saved = torch.backends.cuda.matmul.fp32_precision
+    x, w = torch.randn(64, 256, generator=torch.Generator().manual_seed(0)), torch.randn(256, 256)
+    exact = x.double() @ w.double()
+    try:
+        if not algorithm.cpu_has_bf16_matmul():
+            with pytest.raises(ConfigError, match="cpu_bf16_matmul=true: this CPU has no bfloat16 matrix units"):
+                cls(tiny_spec(), cls.Config(cpu_bf16_matmul=True), "cpu")
+            return
+        cls(tiny_spec(), cls.Config(cpu_bf16_matmul=True), "cpu")
+        assert torch.backends.mkldnn.matmul.fp32_precision == "bf16"
+        err = ((x @ w).double() - exact).norm() / exact.norm()
+        assert 1e-4 < err < 1e-2  # inputs rounded to an 8-bit mantissa: ≈ 2e-3, float32 alone ≈ 1e-7
+        algorithm.set_matmul_precision(torch.device("cuda"), False, True)  # the CPU setting stays
+        assert torch.backends.mkldnn.matmul.fp32_precision == "bf16"
+        cls(tiny_spec(), cls.Config(), "cpu")  # building without it sets full float32 back
+        assert torch.backends.mkldnn.matmul.fp32_precision == "ieee"
+        err = ((x @ w).double() - exact).norm() / exact.norm()
+        assert err < 1e-5
+    finally:
+        torch.backends.mkldnn.matmul.fp32_precision = "ieee"
+        torch.backends.cuda.matmul.fp32_precision = cuda_saved

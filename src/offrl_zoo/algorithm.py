@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import platform
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -76,6 +77,11 @@ class BaseConfig:
     # official codes' float32. Process-wide, set when an algorithm is built on CUDA (false sets full float32,
     # PyTorch's default); no effect off CUDA.
     tf32: bool = False
+    # On a CPU with bfloat16 matrix units (Intel AMX or AVX512-BF16), float32 matmuls through oneDNN with
+    # inputs rounded to bfloat16 (8-bit mantissa) and float32 sums: the CPU's counterpart of tf32, coarser
+    # rounding than TF32, other rounding than the official codes' float32. Process-wide, set when an algorithm
+    # is built on the CPU (false sets full float32); refused on a CPU without such units; no effect on CUDA.
+    cpu_bf16_matmul: bool = False
 
     def __post_init__(self) -> None:
         check_limits(self)
@@ -151,11 +157,29 @@ def check_unit_interval(cfg: Any, *keys: str) -> None:
             raise ValueError(f"{key}={getattr(cfg, key)!r}: expected a value in the open interval (0, 1)")
 
 
-def set_matmul_precision(device: torch.device, tf32: bool) -> None:
-    """CUDA float32 matmuls in TF32 when ``tf32``, else in full float32; nothing changes off CUDA. The setting is
-    the process's (cuBLAS reads it at each call, a capture keeps the one it recorded with)."""
+def set_matmul_precision(device: torch.device, tf32: bool, cpu_bf16: bool = False) -> None:
+    """Float32 matmuls on ``device``: on CUDA in TF32 when ``tf32``, on the CPU in bfloat16 when ``cpu_bf16``,
+    else in full float32; the other device's setting is left alone. The setting is the process's (cuBLAS and
+    oneDNN read it at each call, a CUDA capture keeps the one it recorded with)."""
     if device.type == "cuda":
         torch.backends.cuda.matmul.fp32_precision = "tf32" if tf32 else "ieee"
+    elif device.type == "cpu":
+        if cpu_bf16 and not cpu_has_bf16_matmul():
+            raise ConfigError(
+                "cpu_bf16_matmul=true: this CPU has no bfloat16 matrix units (Intel AMX or AVX512-BF16) for "
+                "oneDNN to use; without them bfloat16 is emulated and slower than float32. Set it false."
+            )
+        torch.backends.mkldnn.matmul.fp32_precision = "bf16" if cpu_bf16 else "ieee"
+
+
+def cpu_has_bf16_matmul() -> bool:
+    """Whether oneDNN runs bfloat16 matmuls natively here: x86 with AMX or AVX512-BF16 (torch's own CPU
+    probes), or another architecture whose oneDNN build reports bfloat16 support (e.g. Arm BF16)."""
+    if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+        return False
+    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+        return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    return True
 
 
 UpdateFn = Callable[[TensorDict, int], TensorDict]
@@ -297,7 +321,7 @@ class Algorithm(TrainableModule, Generic[ConfigT]):
         self.spec = spec
         self.cfg = cfg
         self.device = torch.device(device)
-        set_matmul_precision(self.device, cfg.tf32)
+        set_matmul_precision(self.device, cfg.tf32, cfg.cpu_bf16_matmul)
         loc = torch.zeros(spec.obs_dim) if spec.obs_loc is None else torch.tensor(spec.obs_loc)
         scale = torch.ones(spec.obs_dim) if spec.obs_scale is None else torch.tensor(spec.obs_scale)
         self.register_buffer("obs_loc", loc.float())
