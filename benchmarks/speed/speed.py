@@ -39,7 +39,12 @@ def measure(name: str, path: str, args: argparse.Namespace) -> dict:
     cls = registry.get(name)
     torch.manual_seed(0)
     # the eager reference always samples the buffer, so its sampling share stays a share of its step
-    cfg = cls.Config(fast=path == "fast", draw=args.draw if path == "fast" else "buffer", tf32=args.tf32)
+    cfg = cls.Config(
+        fast=path == "fast",
+        draw=args.draw if path == "fast" else "buffer",
+        tf32=args.tf32,
+        cpu_bf16_matmul=args.cpu_bf16,
+    )
     algo = cls(spec, cfg, device)
     stages = []
     for stage in algo.stages():
@@ -86,6 +91,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--draw", default="auto", choices=["auto", "buffer", "graph"], help="who draws the batches (config draw)"
     )
     p.add_argument("--tf32", action="store_true", help="config tf32=true (CUDA float32 matmuls in TF32)")
+    p.add_argument(
+        "--cpu-bf16", action="store_true", help="config cpu_bf16_matmul=true (CPU float32 matmuls in bfloat16)"
+    )
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--path", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -108,7 +116,9 @@ def markdown(meta: dict, results: list[dict]) -> str:
         f"stage after {meta['warmup']} warm-up updates; official batch and network sizes. `eager` is the "
         "reference path, `fast` is `fast=true` (graph-safe optimiser steps, each whole update compiled as one "
         "graph, act compiled)"
-        f"{'; both with tf32=true (CUDA float32 matmuls in TF32)' if meta.get('tf32') else ''}. No official "
+        f"{'; both with tf32=true (CUDA float32 matmuls in TF32)' if meta.get('tf32') else ''}"
+        f"{'; both with cpu_bf16_matmul=true (CPU float32 matmuls in bfloat16)' if meta.get('cpu_bf16') else ''}"
+        ". No official "
         "implementation ran in this process: comparisons with one are made side by side, in one process "
         "(benchmarks/speed/README.md).",
         "",
@@ -174,6 +184,7 @@ def main() -> None:
         timed_steps=args.steps,
         warmup=args.warmup,
         tf32=args.tf32,
+        cpu_bf16=args.cpu_bf16,
     )
     write_results("speed", args.tag, meta, results, markdown(meta, results))
 
