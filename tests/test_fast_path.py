@@ -136,3 +136,25 @@ def test_cpu_bf16_matmul_rounds_cpu_matmuls_to_bfloat16_where_the_cpu_has_the_un
     finally:
         torch.backends.mkldnn.matmul.fp32_precision = "ieee"
         torch.backends.cuda.matmul.fp32_precision = cuda_saved
+
+
+def test_a_bf16_run_is_evaluated_in_float32_on_a_cpu_without_bf16_units(tmp_path, monkeypatch):
+    import yaml
+
+    from offrl_zoo import algorithm
+    from offrl_zoo.errors import ConfigError, ConfigWarning
+    from offrl_zoo.train import RunRequest, train
+    from offrl_zoo.train import run as run_module
+
+    req = RunRequest("bc", task="toy-25_gaussian-near", steps=20, seed=0, eval_every=20, eval_episodes=2)
+    run_dir = train(req, run_dir=tmp_path / "bc", progress=False)
+    record = yaml.safe_load((run_dir / "config.yaml").read_text())
+    record["algorithm_config"]["cpu_bf16_matmul"] = True  # as if trained on a CPU with AMX
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(record))
+    monkeypatch.setattr(algorithm, "cpu_has_bf16_matmul", lambda: False)
+    monkeypatch.setattr(run_module, "cpu_has_bf16_matmul", lambda: False)
+    with pytest.warns(ConfigWarning, match="no bfloat16 units; acting in float32"):
+        algo, _, _ = run_module.load_run(run_dir)
+    assert not algo.cfg.cpu_bf16_matmul and torch.backends.mkldnn.matmul.fp32_precision == "ieee"
+    with pytest.raises(ConfigError, match="cpu_bf16_matmul=true"):  # training there is refused
+        registry.get("bc")(tiny_spec(), registry.get("bc").Config(cpu_bf16_matmul=True), "cpu")

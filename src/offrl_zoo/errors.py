@@ -25,6 +25,10 @@ class ConfigError(OffrlZooError, ValueError):
     hint = "`offrl-zoo config ALGO --task TASK` prints every key with its value and origin"
 
 
+class ConfigWarning(UserWarning):
+    """A run's config value that cannot hold on this machine and is replaced by a stated one (acting only)."""
+
+
 class FlagError(ConfigError):
     """Command-line flags that cannot be used together or on this machine (``--seed``/``--seeds`` past the last
     seed, ``--device cuda`` without CUDA): the fix is on the command line, not in a config."""

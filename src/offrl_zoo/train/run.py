@@ -8,6 +8,7 @@ import json
 import platform
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,13 @@ import torch
 import yaml
 
 from offrl_zoo import registry
-from offrl_zoo.algorithm import Algorithm
+from offrl_zoo.algorithm import Algorithm, cpu_has_bf16_matmul
 from offrl_zoo.config import ConfigError, ResolvedConfig, resolve
 from offrl_zoo.data import load_dataset, prepare, sources
 from offrl_zoo.data.dataset import Dataset
 from offrl_zoo.data.loading import custom_task
 from offrl_zoo.envs.tasks import Task, get_task
-from offrl_zoo.errors import FlagError, Interrupted
+from offrl_zoo.errors import ConfigWarning, FlagError, Interrupted
 from offrl_zoo.io import load_torch, remove_stale_temps, write_json
 from offrl_zoo.spec import DataSpec
 from offrl_zoo.train.cost import processor, run_cost
@@ -352,6 +353,15 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Algorithm, Task,
     task = request.resolve_task()
     algo_cls = registry.get(request.algorithm)
     cfg = algo_cls.Config(**record["algorithm_config"])
+    if cfg.cpu_bf16_matmul and check_device(device).type == "cpu" and not cpu_has_bf16_matmul():
+        # acting only: a run trained with bfloat16 matmuls is still evaluated or exported on a CPU without the
+        # units, in float32 (a training resumed there would change its rounding, so training refuses it)
+        warnings.warn(
+            f"{run_dir}: cpu_bf16_matmul=true but this CPU has no bfloat16 units; acting in float32",
+            ConfigWarning,
+            stacklevel=2,
+        )
+        cfg = dataclasses.replace(cfg, cpu_bf16_matmul=False)
     spec_fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in record["spec"].items()}
     spec = DataSpec(**spec_fields)
     algo = algo_cls(spec, cfg, check_device(device))
