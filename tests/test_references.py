@@ -147,7 +147,7 @@ def test_references_from_a_saved_report_match_those_from_the_runs(store, tmp_pat
     fast = tmp_path / "fast"
     shutil.copytree(store, fast)
     sweep = json.loads((fast / "sweep.json").read_text())
-    sweep["overrides"] = ["fast=true"]
+    sweep["overrides"] = ["fast=true", "cpu_bf16_matmul=true"]
     (fast / "sweep.json").write_text(json.dumps(sweep))
     (check,) = build_report(fast, references=folder).reference_checks
     assert check["status"] == "inside"

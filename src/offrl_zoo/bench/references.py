@@ -6,8 +6,9 @@ A reference is one algorithm × task × budget of a results store: at each evalu
 with the data's SHA-256, the store's overrides and evaluation settings, and the code version that made
 it. ``offrl-zoo reference make STORE`` writes them; the report checks every finished run whose algorithm,
 task, data hash, budget, overrides and evaluation settings match one. Overrides that change how fast a run
-trains but not what it computes (``fast``) do not count: a run on the fast path is checked against an
-eager reference and the other way round.
+trains and its float rounding but not the algorithm (``fast``, ``tf32``, ``cpu_bf16_matmul``) do not count:
+a run on the fast path is checked against an eager reference and the other way round, a bfloat16 run
+against a float32 one.
 
 Generated data (``offrl-zoo data make``) is matched by its recipe when its hash differs: the same recipe
 makes the same bytes on one CPU type but other bytes on another (the behaviour policy's float rounding
@@ -121,7 +122,9 @@ class Reference:
         return f"{self.algorithm}__{self.task}__{self.budget}.json"
 
 
-SPEED_ONLY_OVERRIDES = ("fast",)  # config keys that change the speed of a run, not its numbers
+# Config keys that change a run's speed and its float rounding, not the algorithm: a run with them is checked
+# against a reference made without them, which is how a rounding that breaks learning would show.
+SPEED_ONLY_OVERRIDES = ("fast", "tf32", "cpu_bf16_matmul")
 
 
 def _algorithmic(overrides: list[str]) -> tuple[str, ...]:
