@@ -169,7 +169,8 @@ def set_matmul_precision(device: torch.device, tf32: bool, cpu_bf16: bool = Fals
                 "cpu_bf16_matmul=true: this CPU has no bfloat16 matrix units (Intel AMX or AVX512-BF16) for "
                 "oneDNN to use; without them bfloat16 is emulated and slower than float32. Set it false."
             )
-        torch.backends.mkldnn.matmul.fp32_precision = "bf16" if cpu_bf16 else "ieee"
+        # torch's type stubs lack the mkldnn backend's per-operation settings (torch 2.13); the attribute exists
+        torch.backends.mkldnn.matmul.fp32_precision = "bf16" if cpu_bf16 else "ieee"  # type: ignore[attr-defined]
 
 
 def cpu_has_bf16_matmul() -> bool:
