@@ -8,8 +8,10 @@ import torch
 from torch.nn import functional as F
 
 from offrl_zoo import registry
+from offrl_zoo.algorithm import compile_for_speed
 from offrl_zoo.nets.activations import Mish, mish
 from offrl_zoo.nets.ensemble import EnsembleLayerNorm
+from offrl_zoo.optim import make_optimizer, step_optimizer
 from offrl_zoo.testing import random_batch, tiny_spec
 
 # Float32 rounding of the exp formula against aten::mish, measured over ±100: ≤ 2e-6 absolute.
@@ -158,3 +160,38 @@ def test_a_bf16_run_is_evaluated_in_float32_on_a_cpu_without_bf16_units(tmp_path
     assert not algo.cfg.cpu_bf16_matmul and torch.backends.mkldnn.matmul.fp32_precision == "ieee"
     with pytest.raises(ConfigError, match="cpu_bf16_matmul=true"):  # training there is refused
         registry.get("bc")(tiny_spec(), registry.get("bc").Config(cpu_bf16_matmul=True), "cpu")
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "weight_decay"), [(torch.optim.Adam, 0.0), (torch.optim.Adam, 0.1), (torch.optim.AdamW, 0.1)]
+)
+@pytest.mark.parametrize("compiled", [False, True])
+def test_graph_safe_adam_takes_torchs_adam_steps(optimizer, weight_decay, compiled):
+    """The graph-safe step (its own bias corrections, module docstring of offrl_zoo.optim) against torch's
+    eager Adam/AdamW on the same losses: equal weights and optimiser state to float32 rounding, a parameter
+    the loss does not reach left alone by both, and the same step counts."""
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Mish(), torch.nn.Linear(16, 2)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    unused = [torch.nn.Parameter(torch.ones(3)) for _ in range(2)]
+    opts = [
+        make_optimizer(
+            [*net.parameters(), extra], graph_safe=safe, optimizer=optimizer, lr=1e-2, weight_decay=weight_decay
+        )
+        for net, extra, safe in zip(nets, unused, (True, False), strict=True)
+    ]
+
+    def step(net: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor) -> None:
+        step_optimizer(opt, net(x).pow(2).mean())
+
+    safe_step = compile_for_speed(step, fullgraph=True) if compiled else step
+    for i in range(12):
+        x = torch.randn(32, 6, generator=torch.Generator().manual_seed(i))
+        safe_step(nets[0], opts[0], x)
+        step(nets[1], opts[1], x)
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+        for key in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(opts[0].state[a][key], opts[1].state[b][key], rtol=1e-5, atol=1e-9)
+        assert float(opts[0].state[a]["step"]) == float(opts[1].state[b]["step"]) == 12
+    assert torch.equal(unused[0], unused[1]) and torch.equal(unused[0], torch.ones(3))

@@ -4,20 +4,20 @@ training state (weights + optimisers + schedulers) of a module that owns them.
 Two ways to take a step, one maths (Adam/AdamW):
 - eager (the reference): ``zero_grad`` → ``backward`` → [clip] → ``optimizer.step()``;
 - graph-safe (the fast path): ``torch.autograd.grad`` of the loss for the optimiser's own parameters →
-  [clip] → torch's functional Adam on the optimiser's own state tensors, with the learning rate held as a
-  tensor. Nothing in it calls into Python-side optimiser machinery that Dynamo refuses to trace, so a whole
-  update (forward, backward, every optimiser step, target updates) compiles as one graph
-  (``torch.compile(fullgraph=True)``) and can be captured as one CUDA graph. The optimiser object still
+  [clip] → Adam/AdamW written in tensor ops (``_adam_group``) on the optimiser's own state tensors, with the
+  learning rate held as a tensor. Nothing in it calls into Python-side optimiser machinery that Dynamo
+  refuses to trace, so a whole update (forward, backward, every optimiser step, target updates) compiles as
+  one graph (``torch.compile(fullgraph=True)``) and can be captured as one CUDA graph. The optimiser object still
   holds the state, so checkpoints, schedulers and ``state_dict`` are those of eager training.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import nn
-from torch.optim.adam import adam as functional_adam
 
 from offrl_zoo.errors import CheckpointError
 from offrl_zoo.nets import seed_batch
@@ -105,38 +105,61 @@ def _graph_safe_step(
         norm = torch.nn.utils.get_total_norm([g for g in grads if g is not None])
         coef = (max_grad_norm / (norm + 1e-6)).clamp(max=1.0)
         grads = tuple(None if g is None else g * coef for g in grads)
-    # capturable: the bias corrections stay tensors (no host read). Torch allows it on the CPU only while
-    # compiling; an eager CPU step reads the learning rate instead, which is no device sync there.
-    capturable = torch.compiler.is_compiling() or params[0].device.type != "cpu"
     position = 0
     with torch.no_grad():
         for group in optimizer.param_groups:
             own = grads[position : position + len(group["params"])]
             position += len(group["params"])
             used = [(p, g) for p, g in zip(group["params"], own, strict=True) if g is not None]
-            if not used:
-                continue
-            states = [optimizer.state[p] for p, _ in used]
-            lr = group["lr"]
-            functional_adam(
-                [p for p, _ in used],
-                [g for _, g in used],
-                [s["exp_avg"] for s in states],
-                [s["exp_avg_sq"] for s in states],
-                [],
-                [s["step"] for s in states],
-                foreach=True,
-                capturable=capturable,
-                decoupled_weight_decay=group.get("decoupled_weight_decay", False),
-                amsgrad=False,
-                beta1=group["betas"][0],
-                beta2=group["betas"][1],
-                lr=lr if capturable or not isinstance(lr, torch.Tensor) else lr.item(),
-                weight_decay=group["weight_decay"],
-                eps=group["eps"],
-                maximize=False,
-            )
+            if used:
+                _adam_group([p for p, _ in used], [g for _, g in used], optimizer, group)
     return norm
+
+
+def _adam_group(
+    params: list[torch.Tensor], grads: list[torch.Tensor], optimizer: torch.optim.Optimizer, group: dict[str, Any]
+) -> None:
+    """One Adam/AdamW step of one parameter group in tensor ops only (no host read: graph-safe), the maths of
+    ``torch.optim.Adam``/``AdamW``: per-parameter steps, moments and updates as torch keeps them, so
+    checkpoints and eager resumes are interchangeable. It differs from torch's own tensor-only ("capturable")
+    form in two places, both for the speed of a compiled CPU step and both float32 rounding only:
+    - the bias corrections ``1 − βᵗ`` are computed once per group, for all its parameters' steps stacked, in
+      float64 as ``1 − exp(t·log β)``, as eager Adam computes them in Python floats. Torch's form computes
+      ``β ** step`` per parameter in float32, and inductor inlines that scalar ``pow`` into the parameter's
+      elementwise loop, i.e. two scalar ``pow`` per 16 elements; an ``exp`` read by several kernels is
+      computed once instead (inductor's rule for heavy ops on the CPU);
+    - the update is eager Adam's ``p += (−lr/(1−β₁ᵗ))·m/(√v·(1−β₂ᵗ)^−½ + ε)``: one division per element
+      where torch's form takes three.
+    Measured on DTQL's training step (hopper shapes, one thread): 4 % faster than torch's form
+    (benchmarks/speed/README.md).
+    """
+    states = [optimizer.state[p] for p in params]
+    steps = [s["step"] for s in states]
+    exp_avgs = [s["exp_avg"] for s in states]
+    exp_avg_sqs = [s["exp_avg_sq"] for s in states]
+    beta1, beta2 = group["betas"]
+    lr, weight_decay, eps = group["lr"], group["weight_decay"], group["eps"]
+    torch._foreach_add_(steps, 1)
+    if weight_decay != 0:
+        if group.get("decoupled_weight_decay", False):  # AdamW
+            torch._foreach_mul_(params, 1 - lr * weight_decay)
+        else:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+    step = torch.stack(steps).double()
+    correction1 = 1 - torch.exp(step * math.log(beta1))
+    correction2 = 1 - torch.exp(step * math.log(beta2))
+    lr64 = lr.double() if isinstance(lr, torch.Tensor) else lr
+    step_size = (-lr64 / correction1).float().unbind()
+    inv_correction2_sqrt = correction2.rsqrt().float().unbind()
+    update = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_mul_(update, inv_correction2_sqrt)
+    torch._foreach_add_(update, eps)
+    update = torch._foreach_div(exp_avgs, update)
+    torch._foreach_mul_(update, step_size)
+    torch._foreach_add_(params, update)
 
 
 class TrainableModule(nn.Module):
