@@ -248,8 +248,10 @@ def cmd_train_behaviour(args: argparse.Namespace) -> int:
 
     from offrl_zoo.data.generation.online import BehaviourRun, train_behaviour
     from offrl_zoo.data.generation.sac import SACConfig
+    from offrl_zoo.heap import keep_freed_memory
 
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # no page faults from re-allocating a step's tensors (offrl_zoo.heap)
     from offrl_zoo.errors import ConfigError
 
     try:
