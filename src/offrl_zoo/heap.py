@@ -1,12 +1,15 @@
 """Freed memory kept in the process's heap (glibc malloc), so that a training step does not page-fault.
 
 A step allocates and frees the same tensors every time (activations, gradients, the compiled graph's
-buffers: 64 KiB – 8 MiB each). glibc's defaults hand such blocks back to the kernel when they are freed
-(blocks above a threshold that adapts up to 32 MiB are mmap-ed, and the top of the heap is trimmed once
-128 KiB+ are free there), so the next step maps them again and touches every page afresh: ≈ 1 350 page faults
-and ≈ 1.5 ms of kernel time in a 24 ms DTQL step on one thread (benchmarks/speed/README.md). Fixing both
-thresholds keeps that memory in the heap: no faults, the same numbers computed; a process then holds its
-peak heap until it exits, which a training run does anyway.
+buffers: 64 KiB – 8 MiB each). glibc hands blocks above its mmap threshold back to the kernel when they are
+freed, and trims the top of the heap once more than its trim threshold is free there; both thresholds
+start at 128 KiB and grow only when the process frees a larger mmap-ed block. Until that happens, if it
+does, every step maps its blocks again and touches each page afresh: 421 page faults per DTQL training step
+in the side-by-side harness, 1 023 per DQL and 1 619 per IDQL step in a benchmark process
+(benchmarks/speed/README.md, "Host-side costs"), while a long training run that has freed a large block
+already runs without faults. Fixing both thresholds makes every process the latter from its first step:
+no faults, the same numbers computed; a process then holds its peak heap until it exits, which a training
+run does anyway.
 """
 
 from __future__ import annotations
