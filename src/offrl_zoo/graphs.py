@@ -14,7 +14,7 @@ its step in any other way fails there, on the CPU, not silently on a GPU.
 happen there), then captures the next call into one ``torch.cuda.CUDAGraph`` and replays it from then on:
 the step's inputs (the batch, or nothing where the step draws its own, ``draw=graph``) are copied into the
 graph's static input buffers and the metrics are cloned out of its static outputs. Forward, backward,
-every optimiser step (capturable Adam, learning rates as device tensors that the schedulers fill outside the
+every optimiser step (tensor-op Adam, learning rates as device tensors that the schedulers fill outside the
 graph), the target/EMA updates and, with ``draw=graph``, the batch draw are in the graph; random
 numbers come from the default CUDA generator, which advances at every replay, so a checkpoint of its
 state keeps resume exact. A replay runs no Python: anything the update reads from Python (a config value,

@@ -224,7 +224,7 @@ def _check_batched_act(batch, n: int) -> None:
             )
 
 
-# The graph-safe path against the eager reference after a few updates: foreach/capturable Adam and
+# The graph-safe path against the eager reference after a few updates: the tensor-op Adam and
 # autograd.grad round differently from backward + Adam.step; Adam's first steps amplify that, as above.
 GRAPH_RTOL, GRAPH_ATOL = 1e-3, 1e-4
 
