@@ -6,8 +6,12 @@ import argparse
 import datetime as dt
 import json
 import os
+import resource
+import statistics
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "speed"
@@ -32,6 +36,39 @@ def add_common_args(p: argparse.ArgumentParser, algorithms: bool = True, threads
     if threads:
         p.add_argument("--threads", type=int, default=1)
     p.add_argument("--tag", default="", help="suffix of the result file names")
+
+
+def add_ab_args(p: argparse.ArgumentParser, warmup_help: str) -> None:
+    """The flags of an A/B script: blocks, calls per block, untimed warm-up calls per side, and the hidden
+    ``--one ALGORITHM`` with which the script runs itself per algorithm (``run_child``)."""
+    p.add_argument("--blocks", type=int, default=8)
+    p.add_argument("--block-steps", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=15, help=warmup_help)
+    p.add_argument("--one", help=argparse.SUPPRESS)
+
+
+def ab_blocks(
+    calls: dict[str, Callable[[], object]], select: Callable[[str], None], blocks: int, per_block: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Each side's call timed in ``blocks`` blocks of ``per_block`` calls, sides alternating in ABBA order so
+    that both see the same load, ``select(side)`` run before each block. Returns the medians over blocks of
+    seconds per call and of minor page faults per call, by side."""
+    sides = list(calls)
+    seconds: dict[str, list[float]] = {side: [] for side in sides}
+    faults: dict[str, list[float]] = {side: [] for side in sides}
+    for b in range(blocks):
+        for side in sides if b % 2 == 0 else sides[::-1]:
+            select(side)
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            start = time.perf_counter()
+            for _ in range(per_block):
+                calls[side]()
+            seconds[side].append((time.perf_counter() - start) / per_block)
+            faults[side].append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / per_block)
+    return (
+        {side: statistics.median(t) for side, t in seconds.items()},
+        {side: statistics.median(f) for side, f in faults.items()},
+    )
 
 
 def machine_meta(device: str, threads: int, **extra: object) -> dict:

@@ -15,29 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
-from collections.abc import Callable
 
-from _results import add_common_args, machine_meta, run_child, write_results
+from _results import ab_blocks, add_ab_args, add_common_args, machine_meta, run_child, write_results
 
 PRECISIONS = ("ieee", "bf16")
 
 
-def ab_blocks(fn: Callable[[], object], blocks: int, calls: int) -> dict[str, float]:
-    """Median seconds per call of ``fn`` under each matmul precision, blocks in ABBA order."""
+def set_precision(precision: str) -> None:
     import torch
 
-    times: dict[str, list[float]] = {p: [] for p in PRECISIONS}
-    for b in range(blocks):
-        for precision in PRECISIONS if b % 2 == 0 else PRECISIONS[::-1]:
-            torch.backends.mkldnn.matmul.fp32_precision = precision
-            start = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            times[precision].append((time.perf_counter() - start) / calls)
-    return {p: statistics.median(t) for p, t in times.items()}
+    torch.backends.mkldnn.matmul.fp32_precision = precision
 
 
 def measure(name: str, args: argparse.Namespace) -> dict:
@@ -66,13 +54,14 @@ def measure(name: str, args: argparse.Namespace) -> dict:
             torch.backends.mkldnn.matmul.fp32_precision = precision
             for _ in range(args.warmup):
                 step_fn(next(counter))
-        ms = ab_blocks(lambda f=step_fn, c=counter: f(next(c)), args.blocks, args.block_steps)
+        step = lambda f=step_fn, c=counter: f(next(c))  # noqa: E731
+        ms, _ = ab_blocks(dict.fromkeys(PRECISIONS, step), set_precision, args.blocks, args.block_steps)
         rows.append({"what": f"{stage.name} (batch {stage.batch_size})", "unit": "s/1000", **ms})
     obs = torch.zeros(1, spec.obs_dim)
     for _ in range(3):
         algo.act(obs)
     with torch.random.fork_rng(devices=[]):
-        ms = ab_blocks(lambda: algo.act(obs), args.blocks, args.act_calls)
+        ms, _ = ab_blocks(dict.fromkeys(PRECISIONS, lambda: algo.act(obs)), set_precision, args.blocks, args.act_calls)
     rows.append({"what": "act, 1 obs", "unit": "ms", **ms})
     return {"algorithm": name, "rows": rows}
 
@@ -104,11 +93,8 @@ def markdown(meta: dict, results: list[dict]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p)
-    p.add_argument("--blocks", type=int, default=8)
-    p.add_argument("--block-steps", type=int, default=50)
+    add_ab_args(p, "untimed updates under each precision first")
     p.add_argument("--act-calls", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=15, help="untimed updates under each precision first")
-    p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
         print(json.dumps(measure(args.one, args)))

@@ -16,12 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import statistics
 import sys
-import time
 
-from _results import add_common_args, machine_meta, run_child, write_results
+from _results import ab_blocks, add_ab_args, add_common_args, machine_meta, run_child, write_results
 
 ADAMS = ("torch", "zoo")
 
@@ -78,23 +75,17 @@ def measure(name: str, args: argparse.Namespace) -> dict:
         for _ in range(args.warmup):  # compilation, then steps
             step_fn(next(counter))
         steps[adam] = lambda f=step_fn, c=counter: f(next(c))
-    seconds: dict[str, list[float]] = {a: [] for a in ADAMS}
-    faults: dict[str, list[float]] = {a: [] for a in ADAMS}
-    for b in range(args.blocks):
-        for adam in ADAMS if b % 2 == 0 else ADAMS[::-1]:
-            optim._adam_group = adams[adam]
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            start = time.perf_counter()
-            for _ in range(args.block_steps):
-                steps[adam]()
-            seconds[adam].append((time.perf_counter() - start) / args.block_steps)
-            faults[adam].append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / args.block_steps)
+
+    def select(adam: str) -> None:
+        optim._adam_group = adams[adam]
+
+    seconds, faults = ab_blocks(steps, select, args.blocks, args.block_steps)
     return {
         "algorithm": name,
         "stage": f"{stage.name} (batch {stage.batch_size})",
         "heap_kept": kept,
-        **{f"{a}_ms": 1000 * statistics.median(seconds[a]) for a in ADAMS},
-        **{f"{a}_faults": statistics.median(faults[a]) for a in ADAMS},
+        **{f"{a}_ms": 1000 * seconds[a] for a in ADAMS},
+        **{f"{a}_faults": faults[a] for a in ADAMS},
     }
 
 
@@ -128,10 +119,7 @@ def markdown(meta: dict, results: list[dict]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p)
-    p.add_argument("--blocks", type=int, default=8)
-    p.add_argument("--block-steps", type=int, default=50)
-    p.add_argument("--warmup", type=int, default=15, help="untimed updates of each side first")
-    p.add_argument("--one", help=argparse.SUPPRESS)
+    add_ab_args(p, "untimed updates of each side first")
     args = p.parse_args()
     if args.one:
         print(json.dumps(measure(args.one, args)))
