@@ -21,7 +21,7 @@ from torch.profiler import ProfilerActivity, profile
 from offrl_zoo import registry
 from offrl_zoo.bench.timing import synthetic_data
 from offrl_zoo.data.buffer import make_replay_buffer
-from offrl_zoo.heap import keep_freed_memory
+from offrl_zoo.heap import set_up_training_process
 from offrl_zoo.spec import DataSpec
 
 GROUPS = {  # ATen operator names (without "aten::", backward kernels included) → group
@@ -70,8 +70,7 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=15)
     p.add_argument("--kernels", action="store_true", help="profile inductor's generated kernels one by one")
     args = p.parse_args()
-    torch.set_num_threads(1)
-    keep_freed_memory()  # as offrl-zoo train runs: no page faults from re-allocating a step's tensors
+    set_up_training_process(1)  # threads and the kept heap, as offrl-zoo train runs
     torch._inductor.config.cpp.enable_kernel_profile = args.kernels
     spec = DataSpec(args.obs_dim, args.action_dim, (-1.0,) * args.action_dim, (1.0,) * args.action_dim)
     cls = registry.get(args.algorithm)

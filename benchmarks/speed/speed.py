@@ -29,13 +29,12 @@ def measure(name: str, path: str, args: argparse.Namespace) -> dict:
     from offrl_zoo import registry
     from offrl_zoo.bench.timing import seconds_per_update, synthetic_data
     from offrl_zoo.data.buffer import make_replay_buffer
-    from offrl_zoo.heap import keep_freed_memory
+    from offrl_zoo.heap import set_up_training_process
     from offrl_zoo.spec import DataSpec
     from offrl_zoo.train.cost import network_evaluations_per_action, peak_memory, seconds_per_act, sync
 
-    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    keep_freed_memory()  # as offrl-zoo train runs: no page faults from re-allocating a step's tensors
+    set_up_training_process(args.threads)  # threads and the kept heap, as offrl-zoo train runs
     spec = DataSpec(args.obs_dim, args.action_dim, (-1.0,) * args.action_dim, (1.0,) * args.action_dim)
     data = synthetic_data(spec, 100_000, device)
     cls = registry.get(name)

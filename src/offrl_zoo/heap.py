@@ -1,4 +1,5 @@
-"""Freed memory kept in the process's heap (glibc malloc), so that a training step does not page-fault.
+"""Freed memory kept in the process's heap (glibc malloc), so that a training step does not page-fault; and
+``set_up_training_process``, what every process that trains sets first (this and torch's thread count).
 
 A step allocates and frees the same tensors every time (activations, gradients, the compiled graph's
 buffers: 64 KiB – 8 MiB each). glibc hands blocks above its mmap threshold back to the kernel when they are
@@ -20,6 +21,8 @@ import ctypes
 import os
 import platform
 
+import torch
+
 # mallopt(3) parameters and the values set: blocks up to 32 MiB (glibc's ceiling for this threshold on 64-bit)
 # come from the heap, and up to 1 GiB of free memory may stay at its top.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
@@ -40,3 +43,10 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def set_up_training_process(threads: int) -> None:
+    """Torch's CPU thread count, and freed memory kept in the heap (``keep_freed_memory``): set once, at the
+    start of every process that trains (``train``, ``compare``, ``data``, the speed benchmarks)."""
+    torch.set_num_threads(threads)
+    keep_freed_memory()

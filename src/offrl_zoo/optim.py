@@ -151,8 +151,7 @@ def _adam_group(
     step = torch.stack(steps).double()
     correction1 = 1 - torch.exp(step * math.log(beta1))
     correction2 = 1 - torch.exp(step * math.log(beta2))
-    lr64 = lr.double() if isinstance(lr, torch.Tensor) else lr
-    step_size = (-lr64 / correction1).float().unbind()
+    step_size = (-lr.double() / correction1).float().unbind()  # lr: a tensor on graph-safe optimisers
     inv_correction2_sqrt = correction2.rsqrt().float().unbind()
     update = torch._foreach_sqrt(exp_avg_sqs)
     torch._foreach_mul_(update, inv_correction2_sqrt)

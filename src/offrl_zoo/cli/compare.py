@@ -273,12 +273,11 @@ def seeds_batched(flag: bool | None, device: Any) -> bool:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    import torch
 
     from offrl_zoo.bench import executors
     from offrl_zoo.bench.sweep import data_conflicts, plan, record_sweep, run_status
     from offrl_zoo.errors import StoreDataConflict
-    from offrl_zoo.heap import keep_freed_memory
+    from offrl_zoo.heap import set_up_training_process
     from offrl_zoo.train.loggers import check_available, logger_kinds
     from offrl_zoo.train.run import check_device
 
@@ -318,8 +317,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if not args.dry_run:
             raise StoreDataConflict(f"compare: {why}")
         print(f"  data conflict: {why}; {StoreDataConflict.hint}")
-    torch.set_num_threads(args.threads)
-    keep_freed_memory()  # no page faults from re-allocating a step's tensors (offrl_zoo.heap)
+    set_up_training_process(args.threads)
     if todo and not args.no_estimate:
         wall = _print_estimate(args, todo, store, device, jobs, eval_every)
         if wall > CONFIRM_ABOVE_S and not (args.yes or args.dry_run) and not _confirm():

@@ -243,15 +243,13 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_train_behaviour(args: argparse.Namespace) -> int:
-    import torch
     from omegaconf import OmegaConf
 
     from offrl_zoo.data.generation.online import BehaviourRun, train_behaviour
     from offrl_zoo.data.generation.sac import SACConfig
-    from offrl_zoo.heap import keep_freed_memory
+    from offrl_zoo.heap import set_up_training_process
 
-    torch.set_num_threads(args.threads)
-    keep_freed_memory()  # no page faults from re-allocating a step's tensors (offrl_zoo.heap)
+    set_up_training_process(args.threads)
     from offrl_zoo.errors import ConfigError
 
     try:

@@ -222,16 +222,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train_runs(args: argparse.Namespace) -> int:
     import dataclasses
 
-    import torch
-
     from offrl_zoo.errors import FlagError, interrupted_as
-    from offrl_zoo.heap import keep_freed_memory
+    from offrl_zoo.heap import set_up_training_process
     from offrl_zoo.train.loggers import LoggerSettings, check_available, logger_kinds
     from offrl_zoo.train.run import RunRequest, train
     from offrl_zoo.train.run_seeds import train_seed_batch
 
-    torch.set_num_threads(args.threads)
-    keep_freed_memory()  # no page faults from re-allocating a step's tensors (offrl_zoo.heap)
+    set_up_training_process(args.threads)
     request = RunRequest(
         algorithm=args.algorithm,
         task=args.task,
